@@ -1,0 +1,28 @@
+#include "CURCU.h"
+
+__thread unsigned long curcu_qsbr_read_depth;
+
+#define CURCU_UPDATE_FUNCTIONS(flavor)                                                  \
+    const struct curcu_update_functions curcu_##flavor##_update = {                    \
+        .synchronize_rcu = urcu_##flavor##_synchronize_rcu,                            \
+        .call_rcu = urcu_##flavor##_call_rcu,                                          \
+        .barrier = urcu_##flavor##_barrier,                                            \
+        .create_call_rcu_data = urcu_##flavor##_create_call_rcu_data,                  \
+        .call_rcu_data_free = urcu_##flavor##_call_rcu_data_free,                      \
+        .get_default_call_rcu_data = urcu_##flavor##_get_default_call_rcu_data,        \
+        .get_thread_call_rcu_data = urcu_##flavor##_get_thread_call_rcu_data,          \
+        .set_thread_call_rcu_data = urcu_##flavor##_set_thread_call_rcu_data,          \
+        .get_cpu_call_rcu_data = urcu_##flavor##_get_cpu_call_rcu_data,                \
+        .set_cpu_call_rcu_data = urcu_##flavor##_set_cpu_call_rcu_data,                \
+        .create_all_cpu_call_rcu_data = urcu_##flavor##_create_all_cpu_call_rcu_data,  \
+        .free_all_cpu_call_rcu_data = urcu_##flavor##_free_all_cpu_call_rcu_data,      \
+        .get_call_rcu_thread = urcu_##flavor##_get_call_rcu_thread,                    \
+        .call_rcu_before_fork = urcu_##flavor##_call_rcu_before_fork,                  \
+        .call_rcu_after_fork_parent = urcu_##flavor##_call_rcu_after_fork_parent,      \
+        .call_rcu_after_fork_child = urcu_##flavor##_call_rcu_after_fork_child,        \
+    };
+
+CURCU_UPDATE_FUNCTIONS(memb)
+CURCU_UPDATE_FUNCTIONS(qsbr)
+CURCU_UPDATE_FUNCTIONS(mb)
+CURCU_UPDATE_FUNCTIONS(bp)

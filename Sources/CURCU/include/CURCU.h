@@ -1,0 +1,99 @@
+/*
+ * The C side of swift-urcu: liburcu's four flavors in one translation unit,
+ * with their static-inline fast paths visible to Swift.
+ *
+ * Defining _LGPL_SOURCE turns liburcu's read-side primitives into static
+ * inline functions (the urcu/static headers) instead of calls into the shared
+ * library, so they inline into Swift callers. That places LGPL-2.1 code in
+ * every binary built with this module: see "License" in README.md.
+ *
+ * This header holds declarations and thread-local storage only. Every
+ * decision (auto-registration, misuse checks, closures, ownership) is made
+ * in Swift.
+ */
+#ifndef CURCU_H
+#define CURCU_H
+
+#define _LGPL_SOURCE
+#include <stdbool.h>
+#include <pthread.h>
+#include <urcu/urcu-memb.h>
+#include <urcu/urcu-qsbr.h>
+#include <urcu/urcu-mb.h>
+#include <urcu/urcu-bp.h>
+
+/*
+ * urcu/call-rcu.h has an include guard, so only the first flavor included
+ * (memb) got its call_rcu family declared through liburcu's name map. The
+ * other flavors export the same functions under their own prefix.
+ */
+#define CURCU_DECLARE_CALL_RCU(flavor)                                                  \
+    void urcu_##flavor##_call_rcu(struct rcu_head *head,                               \
+                                  void (*func)(struct rcu_head *head));                \
+    struct call_rcu_data *urcu_##flavor##_create_call_rcu_data(unsigned long flags,     \
+                                                               int cpu_affinity);      \
+    void urcu_##flavor##_call_rcu_data_free(struct call_rcu_data *crdp);               \
+    struct call_rcu_data *urcu_##flavor##_get_default_call_rcu_data(void);             \
+    struct call_rcu_data *urcu_##flavor##_get_cpu_call_rcu_data(int cpu);              \
+    struct call_rcu_data *urcu_##flavor##_get_thread_call_rcu_data(void);              \
+    struct call_rcu_data *urcu_##flavor##_get_call_rcu_data(void);                     \
+    pthread_t urcu_##flavor##_get_call_rcu_thread(struct call_rcu_data *crdp);         \
+    void urcu_##flavor##_set_thread_call_rcu_data(struct call_rcu_data *crdp);         \
+    int urcu_##flavor##_set_cpu_call_rcu_data(int cpu, struct call_rcu_data *crdp);    \
+    int urcu_##flavor##_create_all_cpu_call_rcu_data(unsigned long flags);             \
+    void urcu_##flavor##_free_all_cpu_call_rcu_data(void);                             \
+    void urcu_##flavor##_call_rcu_before_fork(void);                                   \
+    void urcu_##flavor##_call_rcu_after_fork_parent(void);                             \
+    void urcu_##flavor##_call_rcu_after_fork_child(void);                              \
+    void urcu_##flavor##_barrier(void);
+
+CURCU_DECLARE_CALL_RCU(memb)
+CURCU_DECLARE_CALL_RCU(qsbr)
+CURCU_DECLARE_CALL_RCU(mb)
+CURCU_DECLARE_CALL_RCU(bp)
+
+/*
+ * The update side of one flavor as a table of function pointers: liburcu's
+ * struct rcu_flavor_struct plus the call_rcu worker family it omits. Swift
+ * shares one implementation of the update side across the four tables.
+ */
+struct curcu_update_functions {
+    void (* _Nonnull synchronize_rcu)(void);
+    void (* _Nonnull call_rcu)(struct rcu_head *head, void (* _Nonnull func)(struct rcu_head *head));
+    void (* _Nonnull barrier)(void);
+    struct call_rcu_data *(* _Nonnull create_call_rcu_data)(unsigned long flags, int cpu_affinity);
+    void (* _Nonnull call_rcu_data_free)(struct call_rcu_data *crdp);
+    struct call_rcu_data *(* _Nonnull get_default_call_rcu_data)(void);
+    struct call_rcu_data *(* _Nonnull get_thread_call_rcu_data)(void);
+    void (* _Nonnull set_thread_call_rcu_data)(struct call_rcu_data *crdp);
+    struct call_rcu_data *(* _Nonnull get_cpu_call_rcu_data)(int cpu);
+    int (* _Nonnull set_cpu_call_rcu_data)(int cpu, struct call_rcu_data *crdp);
+    int (* _Nonnull create_all_cpu_call_rcu_data)(unsigned long flags);
+    void (* _Nonnull free_all_cpu_call_rcu_data)(void);
+    pthread_t (* _Nonnull get_call_rcu_thread)(struct call_rcu_data *crdp);
+    void (* _Nonnull call_rcu_before_fork)(void);
+    void (* _Nonnull call_rcu_after_fork_parent)(void);
+    void (* _Nonnull call_rcu_after_fork_child)(void);
+};
+
+extern const struct curcu_update_functions curcu_memb_update;
+extern const struct curcu_update_functions curcu_qsbr_update;
+extern const struct curcu_update_functions curcu_mb_update;
+extern const struct curcu_update_functions curcu_bp_update;
+
+/* Whether the calling thread is in the flavor's reader registry. */
+static inline bool curcu_memb_is_registered(void) { return URCU_TLS(urcu_memb_reader).registered; }
+static inline bool curcu_mb_is_registered(void) { return URCU_TLS(urcu_mb_reader).registered; }
+static inline bool curcu_qsbr_is_registered(void) { return URCU_TLS(urcu_qsbr_reader).registered; }
+
+/*
+ * QSBR's read_lock is empty and its read_ongoing means "online", so liburcu
+ * cannot say whether a QSBR thread is inside a read section. Swift has no
+ * thread-local storage of its own: this is that storage, the nesting depth
+ * of the calling thread's QSBR read sections.
+ */
+extern __thread unsigned long curcu_qsbr_read_depth;
+static inline unsigned long curcu_qsbr_read_depth_get(void) { return curcu_qsbr_read_depth; }
+static inline void curcu_qsbr_read_depth_set(unsigned long depth) { curcu_qsbr_read_depth = depth; }
+
+#endif /* CURCU_H */

@@ -1,0 +1,133 @@
+import CURCU
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The default flavor: liburcu's `urcu-memb`.
+///
+/// Readers pay a thread-local increment and a compiler barrier; the
+/// `membarrier` system call moves the memory barriers to the update side.
+/// Threads register on their first read section and unregister when they
+/// exit. Pick it unless you have a reason for another.
+public enum MembarrierRCU: LiburcuFlavor {
+    public static let name = "memb"
+    public static let accounting = GracePeriodAccounting()
+    public static var liburcu: curcu_update_functions { curcu_memb_update }
+
+    @inlinable
+    @inline(__always)
+    public static func _readLock() {
+        if _slowPath(!curcu_memb_is_registered()) { membRegistration.registerCallingThread() }
+        _urcu_memb_read_lock()
+    }
+
+    @inlinable
+    @inline(__always)
+    public static func _readUnlock() { _urcu_memb_read_unlock() }
+
+    @inlinable
+    public static var isInReadSection: Bool { _urcu_memb_read_ongoing() != 0 }
+
+    public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
+        if !curcu_memb_is_registered() { membRegistration.registerCallingThread() }
+        return body()
+    }
+}
+
+/// liburcu's `urcu-mb`: memory barriers on both sides.
+///
+/// Readers pay a full memory barrier per section; grace periods are fast
+/// and need no system call. Pick it when `membarrier` is unavailable or
+/// grace-period latency matters more than read cost. Threads register
+/// automatically, as with ``MembarrierRCU``.
+public enum MemoryBarrierRCU: LiburcuFlavor {
+    public static let name = "mb"
+    public static let accounting = GracePeriodAccounting()
+    public static var liburcu: curcu_update_functions { curcu_mb_update }
+
+    @inlinable
+    @inline(__always)
+    public static func _readLock() {
+        if _slowPath(!curcu_mb_is_registered()) { mbRegistration.registerCallingThread() }
+        _urcu_mb_read_lock()
+    }
+
+    @inlinable
+    @inline(__always)
+    public static func _readUnlock() { _urcu_mb_read_unlock() }
+
+    @inlinable
+    public static var isInReadSection: Bool { _urcu_mb_read_ongoing() != 0 }
+
+    public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
+        if !curcu_mb_is_registered() { mbRegistration.registerCallingThread() }
+        return body()
+    }
+}
+
+/// liburcu's `urcu-bp` ("bulletproof"): no registration at all.
+///
+/// For libraries that cannot control the threads calling them: any thread
+/// may read, and liburcu reclaims the state of threads that exit. Readers
+/// cost about as much as ``MembarrierRCU``; grace periods are slower.
+public enum BulletproofRCU: LiburcuFlavor {
+    public static let name = "bp"
+    public static let accounting = GracePeriodAccounting()
+    public static var liburcu: curcu_update_functions { curcu_bp_update }
+
+    @inlinable
+    @inline(__always)
+    public static func _readLock() { _urcu_bp_read_lock() }
+
+    @inlinable
+    @inline(__always)
+    public static func _readUnlock() { _urcu_bp_read_unlock() }
+
+    @inlinable
+    public static var isInReadSection: Bool { _urcu_bp_read_ongoing() != 0 }
+
+    public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result { body() }
+}
+
+/// Registers threads of an auto-registering flavor on first use and
+/// unregisters them when they exit, through a thread-specific key whose
+/// destructor runs at thread exit. A thread that exits while registered
+/// would otherwise stall every later grace period.
+@usableFromInline
+final class AutoRegistration: Sendable {
+    private let key: pthread_key_t
+    private let register: @convention(c) () -> Void
+
+    init(
+        register: @escaping @convention(c) () -> Void,
+        unregisterAtExit: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Void
+    ) {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key, unregisterAtExit)
+        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
+        self.key = key
+        self.register = register
+    }
+
+    @usableFromInline
+    func registerCallingThread() {
+        register()
+        // Any non-nil value arms the destructor.
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+    }
+}
+
+// The destructors check the registered bit because liburcu's unregister
+// corrupts its reader list when called for a thread that is not in it.
+@usableFromInline
+let membRegistration = AutoRegistration(register: urcu_memb_register_thread) { _ in
+    if curcu_memb_is_registered() { urcu_memb_unregister_thread() }
+}
+
+@usableFromInline
+let mbRegistration = AutoRegistration(register: urcu_mb_register_thread) { _ in
+    if curcu_mb_is_registered() { urcu_mb_unregister_thread() }
+}

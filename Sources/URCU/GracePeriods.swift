@@ -1,0 +1,111 @@
+import Dispatch
+import Synchronization
+
+/// Grace-period and callback bookkeeping of one flavor.
+///
+/// liburcu 0.13 has no polled grace periods, so they are built here on
+/// `call_rcu`: every ``RCUFlavor/startPoll()`` takes the next ticket and
+/// queues a callback that, after a grace period, records the ticket as
+/// completed. A ticket `t` is complete once `completedThrough >= t`.
+///
+/// Why a maximum is sound even though callbacks may run out of order: the
+/// callback for ticket `u > t` was queued after ticket `t` was taken, so the
+/// grace period that precedes it also covers every reader that existed when
+/// `t` was taken.
+public final class GracePeriodAccounting: Sendable {
+    private let lastTicket = Atomic<UInt64>(0)
+    private let completedThrough = Atomic<UInt64>(0)
+    private let pending = Atomic<Int>(0)
+
+    public init() {}
+
+    /// The newest ticket handed out so far.
+    var startedTickets: UInt64 { lastTicket.load(ordering: .acquiring) }
+
+    /// Takes the next ticket.
+    func nextTicket() -> UInt64 {
+        lastTicket.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue
+    }
+
+    /// Records that a grace period has elapsed since `ticket` was taken.
+    func complete(through ticket: UInt64) {
+        var current = completedThrough.load(ordering: .relaxed)
+        while current < ticket {
+            let (exchanged, original) = completedThrough.weakCompareExchange(
+                expected: current, desired: ticket,
+                successOrdering: .releasing, failureOrdering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
+    }
+
+    func isComplete(_ ticket: UInt64) -> Bool {
+        completedThrough.load(ordering: .acquiring) >= ticket
+    }
+
+    /// Counts a callback in; call before handing it to the flavor.
+    public func callbackQueued() {
+        pending.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// Counts a callback out; call once it has run.
+    public func callbackRan() {
+        pending.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    var pendingCallbacks: Int { pending.load(ordering: .relaxed) }
+}
+
+/// A grace period that has been started and can be polled for completion
+/// (the kernel's `start_poll_synchronize_rcu` cookie).
+///
+/// The flavor is part of the type: a cookie of one flavor says nothing about
+/// readers of another.
+public struct GracePeriodCookie<Flavor: RCUFlavor>: Sendable, Hashable {
+    let ticket: UInt64
+}
+
+extension RCUFlavor {
+    /// Starts a grace period and returns a cookie that ``poll(_:)`` reports
+    /// complete once every read section running now has ended
+    /// (`start_poll_synchronize_rcu`). Never blocks.
+    public static func startPoll() -> GracePeriodCookie<Self> {
+        let ticket = accounting.nextTicket()
+        call { accounting.complete(through: ticket) }
+        return GracePeriodCookie(ticket: ticket)
+    }
+
+    /// Whether a full grace period has elapsed since `cookie` was started
+    /// (`poll_state_synchronize_rcu`). Never blocks.
+    public static func poll(_ cookie: GracePeriodCookie<Self>) -> Bool {
+        accounting.isComplete(cookie.ticket)
+    }
+
+    /// Waits for a grace period unless one has already elapsed since
+    /// `cookie` was started (`cond_synchronize_rcu`).
+    public static func synchronize(ifNotCompleted cookie: GracePeriodCookie<Self>) {
+        if !poll(cookie) { synchronize() }
+    }
+
+    /// Runs `work` on `queue` after a grace period: the "double bounce"
+    /// (the kernel's `rcu_work`).
+    ///
+    /// Use it to free an object that readers may still reach when freeing
+    /// needs a context that may block (locks, I/O, `barrier()`): a callback
+    /// of ``call(_:)`` runs on the flavor's callback thread, which must not
+    /// block, so the callback only hands `work` to `queue`.
+    public static func afterGracePeriod(
+        on queue: DispatchQueue, execute work: @escaping @Sendable () -> Void
+    ) {
+        call { queue.async(execute: work) }
+    }
+
+    /// Runs `work` in a task on `executor` after a grace period: the
+    /// "double bounce" for Swift concurrency. `work` must not block its
+    /// executor's threads; use the `DispatchQueue` variant for blocking work.
+    public static func afterGracePeriod(
+        on executor: any TaskExecutor, execute work: @escaping @Sendable () async -> Void
+    ) {
+        call { Task(executorPreference: executor) { await work() } }
+    }
+}

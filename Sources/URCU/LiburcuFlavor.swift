@@ -1,0 +1,120 @@
+import CURCU
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A flavor implemented by liburcu. The update side (grace periods,
+/// callbacks, barrier, callback workers) is shared by all four through
+/// ``liburcu``; each flavor supplies its read side and its registration rule.
+public protocol LiburcuFlavor: RCUFlavor {
+    /// The flavor's update-side functions (see `CURCU.h`).
+    static var liburcu: curcu_update_functions { get }
+
+    /// Runs `body` on a thread liburcu accepts as a `call_rcu` caller
+    /// (`call_rcu` must be called by registered threads).
+    static func withRegisteredThread<Result>(_ body: () -> Result) -> Result
+}
+
+extension LiburcuFlavor {
+    public static func _synchronize() {
+        liburcu.synchronize_rcu()
+    }
+
+    public static func call(_ callback: @escaping @Sendable () -> Void) {
+        let node = CallbackNode.make(running: callback, accounting: accounting)
+        withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runClosure) }
+    }
+
+    public static func retire(_ object: Unmanaged<AnyObject>) {
+        let node = CallbackNode.make(releasing: object, accounting: accounting)
+        withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runRelease) }
+    }
+
+    public static func barrier() {
+        if isInReadSection {
+            rcuMisuse("\(name): barrier() called inside a read section; it would wait for callbacks that wait for this section")
+        }
+        if isCallbackThread {
+            rcuMisuse("\(name): barrier() called from a call_rcu callback; the callback thread would wait for itself forever")
+        }
+        liburcu.barrier()
+    }
+
+    /// Whether the calling thread is one of this flavor's callback threads.
+    ///
+    /// A callback thread sets its own `call_rcu_data` as its thread data, so
+    /// it is the one thread whose thread data names itself.
+    public static var isCallbackThread: Bool {
+        guard let data = liburcu.get_thread_call_rcu_data() else { return false }
+        return pthread_equal(liburcu.get_call_rcu_thread(data), pthread_self()) != 0
+    }
+}
+
+/// One queued callback: liburcu's `rcu_head` followed by its payload, in a
+/// single allocation.
+///
+/// The payload is either a Swift closure or an object to release. The
+/// `rcu_head` comes first so the pointer liburcu hands back to the
+/// trampoline is the pointer to the whole node.
+struct CallbackNode {
+    typealias Closure = @Sendable () -> Void
+    typealias Trampoline = @convention(c) (UnsafeMutablePointer<rcu_head>?) -> Void
+
+    private static let payloadOffset = MemoryLayout<rcu_head>.stride
+    private static let accountingOffset = payloadOffset + MemoryLayout<Closure>.stride
+    private static let size = accountingOffset + MemoryLayout<Unmanaged<GracePeriodAccounting>>.stride
+
+    let raw: UnsafeMutableRawPointer
+
+    var head: UnsafeMutablePointer<rcu_head> { raw.assumingMemoryBound(to: rcu_head.self) }
+
+    private static func allocate(accounting: GracePeriodAccounting) -> CallbackNode {
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: size, alignment: MemoryLayout<Closure>.alignment)
+        raw.bindMemory(to: rcu_head.self, capacity: 1)
+        // The accounting object lives as long as its flavor (a static), so
+        // an unretained reference is enough.
+        (raw + accountingOffset).initializeMemory(
+            as: Unmanaged<GracePeriodAccounting>.self, to: .passUnretained(accounting))
+        accounting.callbackQueued()
+        return CallbackNode(raw: raw)
+    }
+
+    static func make(running closure: @escaping Closure, accounting: GracePeriodAccounting) -> CallbackNode {
+        let node = allocate(accounting: accounting)
+        (node.raw + payloadOffset).initializeMemory(as: Closure.self, to: closure)
+        return node
+    }
+
+    static func make(releasing object: Unmanaged<AnyObject>, accounting: GracePeriodAccounting) -> CallbackNode {
+        let node = allocate(accounting: accounting)
+        (node.raw + payloadOffset).initializeMemory(as: Unmanaged<AnyObject>.self, to: object)
+        return node
+    }
+
+    /// Frees the node and counts the callback out. Called after the payload
+    /// has run, so `pendingCallbacks == 0` means every payload has finished.
+    private func finish() {
+        let accounting = (raw + Self.accountingOffset).load(as: Unmanaged<GracePeriodAccounting>.self)
+        raw.deallocate()
+        accounting.takeUnretainedValue().callbackRan()
+    }
+
+    static let runClosure: CallbackNode.Trampoline = { head in
+        let node = CallbackNode(raw: UnsafeMutableRawPointer(head!))
+        let closure = (node.raw + payloadOffset).assumingMemoryBound(to: Closure.self).move()
+        closure()
+        node.finish()
+    }
+
+    static let runRelease: CallbackNode.Trampoline = { head in
+        let node = CallbackNode(raw: UnsafeMutableRawPointer(head!))
+        let object = (node.raw + payloadOffset).load(as: Unmanaged<AnyObject>.self)
+        object.release()
+        node.finish()
+    }
+}

@@ -1,0 +1,134 @@
+import CURCU
+
+/// liburcu's `urcu-qsbr`: quiescent-state-based reclamation, the fastest
+/// read side (a read section costs nothing).
+///
+/// The price is an explicit contract with every reader thread:
+/// - register it with ``registerThread()`` before its first read section,
+///   and unregister it with ``unregisterThread()`` before it exits;
+/// - call ``quiescentState()`` regularly outside read sections (every loop
+///   iteration of a worker, say): a grace period waits until every online
+///   thread has reported one;
+/// - go offline around anything that blocks, with ``whileOffline(_:)``:
+///   an online thread that sleeps stalls every grace period.
+///
+/// Threads are never registered automatically: a thread that was would
+/// never report quiescent states and would stall grace periods forever.
+public enum QuiescentStateRCU: LiburcuFlavor {
+    public static let name = "qsbr"
+    public static let accounting = GracePeriodAccounting()
+    public static var liburcu: curcu_update_functions { curcu_qsbr_update }
+
+    @inlinable
+    @inline(__always)
+    public static func _readLock() {
+        let depth = curcu_qsbr_read_depth_get()
+        // An unregistered thread and an offline one both have a zero reader
+        // counter: one load covers both mistakes on the fast path.
+        if depth == 0, _slowPath(_urcu_qsbr_read_ongoing() == 0) { readOnUnprotectedThread() }
+        curcu_qsbr_read_depth_set(depth &+ 1)
+        _urcu_qsbr_read_lock()
+    }
+
+    @inlinable
+    @inline(__always)
+    public static func _readUnlock() {
+        _urcu_qsbr_read_unlock()
+        curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1)
+    }
+
+    /// Whether the calling thread is inside a ``read(_:)`` body.
+    ///
+    /// Unlike liburcu's `rcu_read_ongoing` for QSBR, which reports whether
+    /// the thread is online, this tracks read sections.
+    @inlinable
+    public static var isInReadSection: Bool { curcu_qsbr_read_depth_get() != 0 }
+
+    /// Whether the calling thread is registered with the QSBR flavor.
+    public static var isRegistered: Bool { curcu_qsbr_is_registered() }
+
+    /// Whether the calling thread is registered and online, so that grace
+    /// periods wait for it.
+    public static var isOnline: Bool { _urcu_qsbr_read_ongoing() != 0 }
+
+    @usableFromInline
+    static func readOnUnprotectedThread() -> Never {
+        if !isRegistered {
+            rcuMisuse("qsbr: read section on a thread that is not registered; call QuiescentStateRCU.registerThread() first")
+        }
+        rcuMisuse("qsbr: read section on an offline thread; grace periods do not wait for it (call threadOnline() or leave whileOffline first)")
+    }
+
+    /// Registers the calling thread as a QSBR reader; it starts online.
+    public static func registerThread() {
+        if isRegistered { rcuMisuse("qsbr: registerThread() called twice on the same thread") }
+        urcu_qsbr_register_thread()
+    }
+
+    /// Unregisters the calling thread. Required before a registered thread
+    /// exits.
+    public static func unregisterThread() {
+        requireRegistered(outsideReadSection: "unregisterThread()")
+        urcu_qsbr_unregister_thread()
+    }
+
+    /// Reports a quiescent state: the thread holds no reference obtained in
+    /// an earlier read section.
+    @inlinable
+    public static func quiescentState() {
+        if _slowPath(isInReadSection || !curcu_qsbr_is_registered()) {
+            requireRegistered(outsideReadSection: "quiescentState()")
+        }
+        _urcu_qsbr_quiescent_state()
+    }
+
+    /// Takes the thread offline: grace periods stop waiting for it until
+    /// ``threadOnline()``.
+    public static func threadOffline() {
+        requireRegistered(outsideReadSection: "threadOffline()")
+        _urcu_qsbr_thread_offline()
+    }
+
+    /// Brings the thread back online after ``threadOffline()``.
+    public static func threadOnline() {
+        requireRegistered(outsideReadSection: "threadOnline()")
+        _urcu_qsbr_thread_online()
+    }
+
+    /// Runs `body`, which may block, with the thread offline, and brings it
+    /// back online afterwards.
+    public static func whileOffline<Result: ~Copyable, Failure: Error>(
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        threadOffline()
+        defer { _urcu_qsbr_thread_online() }
+        return try body()
+    }
+
+    /// `call_rcu` needs a registered, online caller; an unregistered thread
+    /// is registered for the duration of the call, an offline one brought
+    /// online, so that callers need not be QSBR readers.
+    public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
+        if !isRegistered {
+            urcu_qsbr_register_thread()
+            defer { urcu_qsbr_unregister_thread() }
+            return body()
+        }
+        if !isOnline {
+            _urcu_qsbr_thread_online()
+            defer { _urcu_qsbr_thread_offline() }
+            return body()
+        }
+        return body()
+    }
+
+    @usableFromInline
+    static func requireRegistered(outsideReadSection operation: String) {
+        if !isRegistered {
+            rcuMisuse("qsbr: \(operation) on a thread that is not registered; call QuiescentStateRCU.registerThread() first")
+        }
+        if isInReadSection {
+            rcuMisuse("qsbr: \(operation) inside a read section; it would end the protection of the references the section holds")
+        }
+    }
+}

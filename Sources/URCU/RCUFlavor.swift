@@ -1,0 +1,126 @@
+/// An RCU domain: its read-side critical sections, grace periods and
+/// callbacks.
+///
+/// A grace period of one flavor waits only for readers of that same flavor.
+/// Encoding the flavor in the type system makes the classic mistake (readers
+/// under one flavor, grace periods of another, as in the 2018 fs/aio bug)
+/// a compile-time error: ``RCUPointer`` and ``RCUBox`` are generic over
+/// their flavor, and can be read only with a ``ReadSection`` of that flavor.
+///
+/// The library's flavors wrap liburcu: ``MembarrierRCU`` (the default),
+/// ``QuiescentStateRCU``, ``MemoryBarrierRCU`` and ``BulletproofRCU``.
+/// Conformers are caseless enums: a flavor is a namespace of static
+/// operations on process-wide state.
+public protocol RCUFlavor: Sendable {
+    /// A short name used in diagnostics ("memb", "qsbr", "mb", "bp").
+    static var name: String { get }
+
+    /// Enters a read-side critical section. Use ``read(_:)``: these hooks
+    /// exist so generic code can be specialised and inlined.
+    static func _readLock()
+
+    /// Leaves the read-side critical section entered by ``_readLock()``.
+    static func _readUnlock()
+
+    /// Whether the calling thread is inside a read-side critical section of
+    /// this flavor (`rcu_read_ongoing`).
+    static var isInReadSection: Bool { get }
+
+    /// Waits for a grace period without checking for misuse. Use
+    /// ``synchronize()``.
+    static func _synchronize()
+
+    /// Runs `callback` after a grace period has elapsed (`call_rcu`).
+    ///
+    /// The callback runs on a callback thread of the flavor; it must not
+    /// block for long, since it delays every callback queued behind it.
+    /// Use ``afterGracePeriod(on:execute:)`` for work that may block.
+    static func call(_ callback: @escaping @Sendable () -> Void)
+
+    /// Releases `object` after a grace period: the retire step of every
+    /// update. Equivalent to `call { object.release() }`, which is the
+    /// default; liburcu flavors do it with a single allocation.
+    static func retire(_ object: Unmanaged<AnyObject>)
+
+    /// Waits until every callback queued before this call has run
+    /// (`rcu_barrier`).
+    ///
+    /// Must not be called inside a read section of this flavor, nor from one
+    /// of the flavor's callbacks: both would wait for themselves.
+    static func barrier()
+
+    /// The flavor's grace-period and callback accounting, shared by the
+    /// polling API and by ``pendingCallbacks``.
+    static var accounting: GracePeriodAccounting { get }
+}
+
+extension RCUFlavor {
+    public static func retire(_ object: Unmanaged<AnyObject>) {
+        // Releasing from another thread is the point of retiring: the last
+        // reference moves to the callback, and no one else touches it.
+        nonisolated(unsafe) let retired = object
+        call { retired.release() }
+    }
+}
+
+/// Proof that the current scope is inside a read-side critical section of
+/// `Flavor`.
+///
+/// Only ``RCUFlavor/read(_:)`` creates one, and it lends it to its body as a
+/// `borrowing` parameter: the token cannot be copied, stored or returned, so
+/// it cannot outlive the section. APIs that dereference RCU-protected data
+/// take it as their first argument.
+public struct ReadSection<Flavor: RCUFlavor>: ~Copyable {
+    @usableFromInline
+    init() {}
+}
+
+extension RCUFlavor {
+    /// Runs `body` inside a read-side critical section of this flavor.
+    ///
+    /// Objects reached through ``RCUPointer/dereference(in:_:)`` stay valid
+    /// until `body` returns, even if an updater replaces them meanwhile.
+    /// Sections nest. The body is synchronous on purpose: a section must
+    /// begin and end on the same thread, so it cannot span an `await`.
+    ///
+    /// - memb and mb register the calling thread on first use.
+    /// - qsbr requires a registered, online thread
+    ///   (``QuiescentStateRCU/registerThread()``).
+    /// - Never call ``synchronize()`` or ``barrier()`` in `body`.
+    @inlinable
+    @inline(__always)
+    public static func read<Result: ~Copyable, Failure: Error>(
+        _ body: (borrowing ReadSection<Self>) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        _readLock()
+        defer { _readUnlock() }
+        return try body(ReadSection())
+    }
+
+    /// Waits for a grace period: returns once every read section of this
+    /// flavor that was running when the call began has ended
+    /// (`synchronize_rcu`).
+    ///
+    /// Calling it inside a read section of the same flavor would wait for
+    /// itself forever; it stops the process with a diagnostic instead.
+    public static func synchronize() {
+        if isInReadSection {
+            rcuMisuse("\(name): synchronize() called inside a read section of the same flavor; it would wait for itself forever")
+        }
+        let covered = accounting.startedTickets
+        _synchronize()
+        accounting.complete(through: covered)
+    }
+
+    /// Waits for a grace period without blocking the calling thread: the
+    /// task resumes from a callback of this flavor.
+    public static func synchronize() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            call { continuation.resume() }
+        }
+    }
+
+    /// The number of callbacks queued with ``call(_:)`` or ``retire(_:)``
+    /// that have not run yet.
+    public static var pendingCallbacks: Int { accounting.pendingCallbacks }
+}

@@ -1,0 +1,114 @@
+import Testing
+import URCU
+
+/// Each misuse stops the process with a diagnostic that names it. Exit tests
+/// run the body in a child process and check how it ended and what it said.
+@Suite("Misuse diagnostics")
+struct MisuseTests {
+    /// Expects the child process of an exit test to have printed a
+    /// diagnostic containing `message`. (An exit test's body cannot capture
+    /// anything, so each test spells out its own `#expect(processExitsWith:)`.)
+    func expectDiagnostic(
+        _ result: ExitTest.Result?, _ message: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("swift-urcu misuse: \(message)"), "stderr was: \(stderr)", sourceLocation: sourceLocation)
+    }
+
+    @Test func synchronizeInsideReadSection() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                MembarrierRCU.read { _ in MembarrierRCU.synchronize() }
+            },
+            "memb: synchronize() called inside a read section")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                MemoryBarrierRCU.read { _ in MemoryBarrierRCU.synchronize() }
+            },
+            "mb: synchronize() called inside a read section")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                BulletproofRCU.read { _ in BulletproofRCU.synchronize() }
+            },
+            "bp: synchronize() called inside a read section")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.read { _ in QuiescentStateRCU.synchronize() }
+            },
+            "qsbr: synchronize() called inside a read section")
+    }
+
+    @Test func barrierInsideReadSection() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                MembarrierRCU.read { _ in MembarrierRCU.barrier() }
+            },
+            "memb: barrier() called inside a read section")
+    }
+
+    @Test func barrierFromCallback() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                MembarrierRCU.call { MembarrierRCU.barrier() }
+                MembarrierRCU.barrier()
+            },
+            "memb: barrier() called from a call_rcu callback")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.call { QuiescentStateRCU.barrier() }
+                QuiescentStateRCU.barrier()
+            },
+            "qsbr: barrier() called from a call_rcu callback")
+    }
+
+    @Test func qsbrReadOnUnregisteredThread() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.read { _ in }
+            },
+            "qsbr: read section on a thread that is not registered")
+    }
+
+    @Test func qsbrReadOnOfflineThread() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.whileOffline { QuiescentStateRCU.read { _ in } }
+            },
+            "qsbr: read section on an offline thread")
+    }
+
+    @Test func qsbrRegisterTwice() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.registerThread()
+            },
+            "qsbr: registerThread() called twice")
+    }
+
+    @Test func qsbrQuiescentStateInsideReadSection() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.read { _ in QuiescentStateRCU.quiescentState() }
+            },
+            "qsbr: quiescentState() inside a read section")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.quiescentState()
+            },
+            "qsbr: quiescentState() on a thread that is not registered")
+    }
+
+    @Test func workerShutdownTwice() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let worker = CallbackWorker<MembarrierRCU>()
+                worker.shutdown()
+                worker.shutdown()
+            },
+            "memb: CallbackWorker.shutdown() called twice")
+    }
+}
