@@ -21,6 +21,11 @@ let package = Package(
         ),
         .target(name: "URCU", dependencies: ["CURCU"]),
         .testTarget(name: "URCUTests", dependencies: ["URCU"]),
+
+        // Benchmarks: the C reference loops and the runner (`make bench`).
+        .target(name: "CBaseline", dependencies: ["CLibURCU"], path: "Benchmarks/CBaseline"),
+        .executableTarget(
+            name: "urcu-bench", dependencies: ["URCU", "CBaseline"], path: "Benchmarks/URCUBench"),
     ],
     swiftLanguageModes: [.v6]
 )

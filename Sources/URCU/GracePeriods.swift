@@ -15,7 +15,10 @@ import Synchronization
 public final class GracePeriodAccounting: Sendable {
     private let lastTicket = Atomic<UInt64>(0)
     private let completedThrough = Atomic<UInt64>(0)
-    private let pending = Atomic<Int>(0)
+    // Updaters write `queued`, the callback thread writes `ran`: on separate
+    // cache lines, neither side pulls the other's line on every callback.
+    private let queued = CacheLinePadded(Atomic<Int>(0))
+    private let ran = CacheLinePadded(Atomic<Int>(0))
 
     public init() {}
 
@@ -45,15 +48,20 @@ public final class GracePeriodAccounting: Sendable {
 
     /// Counts a callback in; call before handing it to the flavor.
     public func callbackQueued() {
-        pending.wrappingAdd(1, ordering: .relaxed)
+        queued.value.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// Counts a callback out; call once it has run.
     public func callbackRan() {
-        pending.wrappingSubtract(1, ordering: .relaxed)
+        ran.value.wrappingAdd(1, ordering: .relaxed)
     }
 
-    var pendingCallbacks: Int { pending.load(ordering: .relaxed) }
+    var pendingCallbacks: Int {
+        // Read `ran` first: a callback counted there was counted in `queued`
+        // before, so the difference never goes negative.
+        let ran = ran.value.load(ordering: .acquiring)
+        return queued.value.load(ordering: .acquiring) - ran
+    }
 }
 
 /// A grace period that has been started and can be polled for completion

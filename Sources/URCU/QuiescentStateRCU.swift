@@ -22,11 +22,15 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     @inlinable
     @inline(__always)
     public static func _readLock() {
-        let depth = curcu_qsbr_read_depth_get()
-        // An unregistered thread and an offline one both have a zero reader
-        // counter: one load covers both mistakes on the fast path.
-        if depth == 0, _slowPath(_urcu_qsbr_read_ongoing() == 0) { readOnUnprotectedThread() }
-        curcu_qsbr_read_depth_set(depth &+ 1)
+        // A QSBR read section costs nothing in C; any check here would
+        // double its cost, so the checks are made in debug builds only, as
+        // liburcu makes its own. An unregistered thread and an offline one
+        // both have a zero reader counter: one load covers both mistakes.
+        if _isDebugAssertConfiguration() {
+            let depth = curcu_qsbr_read_depth_get()
+            if depth == 0, _urcu_qsbr_read_ongoing() == 0 { readOnUnprotectedThread() }
+            curcu_qsbr_read_depth_set(depth &+ 1)
+        }
         _urcu_qsbr_read_lock()
     }
 
@@ -34,15 +38,22 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     @inline(__always)
     public static func _readUnlock() {
         _urcu_qsbr_read_unlock()
-        curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1)
+        if _isDebugAssertConfiguration() { curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1) }
     }
 
     /// Whether the calling thread is inside a ``read(_:)`` body.
     ///
-    /// Unlike liburcu's `rcu_read_ongoing` for QSBR, which reports whether
-    /// the thread is online, this tracks read sections.
+    /// liburcu's `rcu_read_ongoing` for QSBR reports whether the thread is
+    /// online, which is not the same thing. Tracking sections costs a
+    /// thread-local update per section, more than the section itself, so it
+    /// is done in debug builds only: in release builds this is always false,
+    /// and the checks built on it (``synchronize()``, ``barrier()``,
+    /// ``quiescentState()`` inside a section, reading on an unregistered or
+    /// offline thread) are off, as liburcu's own checks are.
     @inlinable
-    public static var isInReadSection: Bool { curcu_qsbr_read_depth_get() != 0 }
+    public static var isInReadSection: Bool {
+        _isDebugAssertConfiguration() && curcu_qsbr_read_depth_get() != 0
+    }
 
     /// Whether the calling thread is registered with the QSBR flavor.
     public static var isRegistered: Bool { curcu_qsbr_is_registered() }

@@ -15,6 +15,15 @@
 #define CURCU_H
 
 #define _LGPL_SOURCE
+
+/*
+ * Only the function-pointer fields of curcu_update_functions carry
+ * nullability (so Swift imports them as non-optional); the rest of this
+ * header follows liburcu's unannotated API.
+ */
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wnullability-completeness"
+
 #include <stdbool.h>
 #include <pthread.h>
 #include <urcu/urcu-memb.h>
@@ -95,5 +104,7 @@ static inline bool curcu_qsbr_is_registered(void) { return URCU_TLS(urcu_qsbr_re
 extern __thread unsigned long curcu_qsbr_read_depth;
 static inline unsigned long curcu_qsbr_read_depth_get(void) { return curcu_qsbr_read_depth; }
 static inline void curcu_qsbr_read_depth_set(unsigned long depth) { curcu_qsbr_read_depth = depth; }
+
+#pragma clang diagnostic pop
 
 #endif /* CURCU_H */

@@ -1,0 +1,26 @@
+/*
+ * The C reference loops the benchmark compares Swift against: the same work
+ * written directly over liburcu, compiled in the same process.
+ */
+#ifndef CBASELINE_H
+#define CBASELINE_H
+
+#include <stdint.h>
+
+struct cbaseline_node {
+    uint64_t value;
+};
+
+/* A read section + rcu_dereference + one field load, `iterations` times. */
+uint64_t cbaseline_memb_read(struct cbaseline_node **slot, uint64_t iterations);
+uint64_t cbaseline_qsbr_read(struct cbaseline_node **slot, uint64_t iterations);
+uint64_t cbaseline_mb_read(struct cbaseline_node **slot, uint64_t iterations);
+uint64_t cbaseline_bp_read(struct cbaseline_node **slot, uint64_t iterations);
+
+/* `count` times: malloc a node and call_rcu() a callback that frees it. */
+void cbaseline_memb_call_rcu_free(uint64_t count);
+
+/* A shared atomic reference count: `iterations` get+put pairs. */
+void cbaseline_atomic_get_put(uint64_t *count, uint64_t iterations);
+
+#endif

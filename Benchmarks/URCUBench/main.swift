@@ -1,0 +1,219 @@
+// The benchmark: Swift over liburcu against C over liburcu, and against
+// locks, in one process. Run with `make bench` (a release build).
+//
+// Each read case runs on 2 threads at once (the machine's cores) and reports
+// nanoseconds per operation per thread, the median of several rounds.
+
+import CBaseline
+import Foundation
+import Synchronization
+import URCU
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: Harness
+
+func now() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// Runs `body` on `threads` threads at once, each doing `iterations`
+/// operations; returns the median over `rounds` of ns per operation per
+/// thread.
+func measure(
+    threads: Int, iterations: Int, rounds: Int = 5,
+    setUp: @escaping @Sendable () -> Void = {}, tearDown: @escaping @Sendable () -> Void = {},
+    _ body: @escaping @Sendable (Int) -> Void
+) -> Double {
+    var samples: [Double] = []
+    for _ in 0..<rounds {
+        let start = Atomic<Int>(0), ready = Atomic<Int>(0)
+        let elapsed = Mutex<[Double]>([])
+        let workers = (0..<threads).map { _ in
+            Thread {
+                setUp()
+                ready.wrappingAdd(1, ordering: .releasing)
+                while start.load(ordering: .acquiring) == 0 {}
+                let begin = now()
+                body(iterations)
+                let seconds = now() - begin
+                elapsed.withLock { $0.append(seconds) }
+                tearDown()
+            }
+        }
+        while ready.load(ordering: .acquiring) < threads {}
+        start.store(1, ordering: .releasing)
+        workers.forEach { $0.join() }
+        let worst = elapsed.withLock { $0.max()! }
+        samples.append(worst / Double(iterations) * 1e9)
+    }
+    return samples.sorted()[samples.count / 2]
+}
+
+final class Thread: @unchecked Sendable {
+    private var thread = pthread_t()
+    init(_ body: @escaping @Sendable () -> Void) {
+        final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+    }
+    func join() { pthread_join(thread, nil) }
+}
+
+/// Keeps results alive so the optimiser cannot drop the loops.
+let sink = Atomic<UInt64>(0)
+@inline(never) func consume(_ value: UInt64) { sink.wrappingAdd(value, ordering: .relaxed) }
+
+struct Row {
+    let name: String
+    let nanoseconds: Double
+    let baseline: Double?
+}
+
+nonisolated(unsafe) var rows: [Row] = []  // written by the main thread only
+/// `urcu-bench GROUP...` runs only the named groups (read, locks, call).
+let groups = Set(CommandLine.arguments.dropFirst())
+
+func selected(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
+
+@MainActor func report(_ name: String, _ nanoseconds: Double, against baseline: Double? = nil) {
+    rows.append(Row(name: name, nanoseconds: nanoseconds, baseline: baseline))
+    let ratio = baseline.map { String(format: "  (%.2fx C)", nanoseconds / $0) } ?? ""
+    print(name.padding(toLength: 52, withPad: " ", startingAt: 0) + String(format: "%9.2f ns", nanoseconds) + ratio)
+}
+
+// MARK: Read side
+
+final class Node: Sendable {
+    let value: UInt64
+    init(_ value: UInt64) { self.value = value }
+}
+
+final class Shared<F: RCUFlavor>: Sendable {
+    let pointer = RCUPointer<Node, F>(Node(1))
+}
+
+@inline(never)
+func swiftReadLoop<F: RCUFlavor>(_ shared: Shared<F>, _ iterations: Int) -> UInt64 {
+    var sum: UInt64 = 0
+    for _ in 0..<iterations {
+        sum &+= F.read { section in shared.pointer.dereference(in: section) { $0.unsafelyUnwrapped.value } }
+    }
+    return sum
+}
+
+let readIterations = 50_000_000
+let cNode = UnsafeMutablePointer<cbaseline_node>.allocate(capacity: 1)
+cNode.initialize(to: cbaseline_node(value: 1))
+let cSlot = UnsafeMutablePointer<UnsafeMutablePointer<cbaseline_node>?>.allocate(capacity: 1)
+cSlot.initialize(to: cNode)
+nonisolated(unsafe) let slot = cSlot
+
+@MainActor func readCase<F: RCUFlavor>(
+    _ flavor: F.Type, c: @escaping @Sendable (UnsafeMutablePointer<UnsafeMutablePointer<cbaseline_node>?>, UInt64) -> UInt64,
+    setUp: @escaping @Sendable () -> Void = {}, tearDown: @escaping @Sendable () -> Void = {}
+) {
+    let cTime = measure(threads: 2, iterations: readIterations, setUp: setUp, tearDown: tearDown) { n in
+        consume(c(slot, UInt64(n)))
+    }
+    report("C \(F.name): read section + rcu_dereference", cTime)
+    let shared = Shared<F>()
+    let swiftTime = measure(threads: 2, iterations: readIterations, setUp: setUp, tearDown: tearDown) { n in
+        consume(swiftReadLoop(shared, n))
+    }
+    report("Swift \(F.name): read { dereference(in:) }", swiftTime, against: cTime)
+}
+
+print("swift-urcu benchmark: \(machineDescription())")
+print("")
+
+if selected("read") {
+    readCase(MembarrierRCU.self, c: { cbaseline_memb_read($0, $1) })
+    readCase(QuiescentStateRCU.self, c: { cbaseline_qsbr_read($0, $1) },
+             setUp: { QuiescentStateRCU.registerThread() }, tearDown: { QuiescentStateRCU.unregisterThread() })
+    readCase(MemoryBarrierRCU.self, c: { cbaseline_mb_read($0, $1) })
+    readCase(BulletproofRCU.self, c: { cbaseline_bp_read($0, $1) })
+}
+
+// Locks protecting the same read, for scale.
+if selected("locks") {
+    let lockIterations = 5_000_000
+    let mutex = Mutex(Node(1))
+    report("Swift Mutex: withLock { read }", measure(threads: 2, iterations: lockIterations) { n in
+        var sum: UInt64 = 0
+        for _ in 0..<n { sum &+= mutex.withLock { $0.value } }
+        consume(sum)
+    })
+
+    final class RWLocked: @unchecked Sendable {
+        var lock = pthread_rwlock_t()
+        let node = Node(1)
+        init() { pthread_rwlock_init(&lock, nil) }
+    }
+    let rwlocked = RWLocked()
+    report("pthread_rwlock: rdlock, read, unlock", measure(threads: 2, iterations: lockIterations) { n in
+        var sum: UInt64 = 0
+        for _ in 0..<n {
+            pthread_rwlock_rdlock(&rwlocked.lock)
+            sum &+= rwlocked.node.value
+            pthread_rwlock_unlock(&rwlocked.lock)
+        }
+        consume(sum)
+    })
+}
+
+// MARK: call_rcu
+
+if selected("call") {
+    let callCount = 1_000_000
+    let cCall = measure(threads: 1, iterations: callCount, tearDown: { MembarrierRCU.barrier() }) { n in
+        cbaseline_memb_call_rcu_free(UInt64(n))
+    }
+    report("C memb: malloc + call_rcu(free), 1 thread", cCall)
+    report("Swift memb: call { closure capturing an Int }, 1 thread", measure(threads: 1, iterations: callCount, tearDown: { MembarrierRCU.barrier() }) { n in
+        for i in 0..<n { MembarrierRCU.call { consume(UInt64(i)) } }
+    }, against: cCall)
+    report("Swift memb: assign (retire old after GP), 1 thread", measure(threads: 1, iterations: callCount, tearDown: { MembarrierRCU.barrier() }) { n in
+        let pointer = RCUPointer<Node, MembarrierRCU>(Node(0))
+        for i in 0..<n { pointer.assign(Node(UInt64(i))) }
+    }, against: cCall)
+}
+
+func machineDescription() -> String {
+    var model = "unknown CPU"
+    if let file = fopen("/proc/cpuinfo", "r") {
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>? = nil
+        var capacity = 0
+        while getline(&line, &capacity, file) > 0 {
+            let text = String(cString: line!)
+            if text.hasPrefix("model name") {
+                model = String(text.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespacesAndNewlines)
+                break
+            }
+        }
+        free(line)
+    }
+    var date = time(nil)
+    var parts = tm()
+    gmtime_r(&date, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    strftime(&buffer, buffer.count, "%Y-%m-%d", &parts)
+    let day = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return "\(model), \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores, \(day)"
+}
+
+print("")
+print("| case | ns/op | vs C |")
+print("|---|---:|---:|")
+for row in rows {
+    let ratio = row.baseline.map { String(format: "%.2fx", row.nanoseconds / $0) } ?? ""
+    print("| \(row.name) | \(String(format: "%.2f", row.nanoseconds)) | \(ratio) |")
+}

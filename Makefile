@@ -1,0 +1,38 @@
+# swift-urcu: the two commands of the README, and the pieces they run.
+#   make torture   the main job: the torture run on real threads
+#   make test      the whole suite: Swift tests, compile-fail checks, spec
+#                  and proofs
+# Both install what is missing first (scripts/ensure-deps.sh).
+
+SWIFT ?= swift
+TORTURE_SECONDS ?= 20
+
+.PHONY: all deps build test swift-test compile-fail spec torture bench clean
+
+all: build
+
+deps:
+	@scripts/ensure-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+test: deps swift-test compile-fail spec
+
+swift-test: deps
+	$(SWIFT) test
+
+compile-fail: deps
+	Tests/compile-fail/run.sh
+
+spec: deps
+	Spec/check.sh
+
+torture: deps
+	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)
+
+bench: deps
+	$(SWIFT) run -c release urcu-bench
+
+clean:
+	rm -rf .build
