@@ -20,7 +20,11 @@ let package = Package(
             linkerSettings: [.linkedLibrary("urcu-qsbr"), .linkedLibrary("urcu-mb"), .linkedLibrary("urcu-bp")]
         ),
         .target(name: "URCU", dependencies: ["CURCU"]),
-        .testTarget(name: "URCUTests", dependencies: ["URCU"]),
+        // The torture run (`make torture`): its scenarios are a library so
+        // the tests can run them briefly.
+        .target(name: "URCUTorture", dependencies: ["URCU"]),
+        .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
+        .testTarget(name: "URCUTests", dependencies: ["URCU", "URCUTorture"]),
 
         // Benchmarks: the C reference loops and the runner (`make bench`).
         .target(name: "CBaseline", dependencies: ["CLibURCU"], path: "Benchmarks/CBaseline"),

@@ -127,3 +127,12 @@ final class Canary: @unchecked Sendable {
         Canary.registry.withLock { _ = $0.insert(id) }
     }
 }
+
+/// Runs blocking `body` on its own thread and awaits it, so a test that
+/// blocks for long does not hold one of the few cooperative-pool threads
+/// that tasks queued by the code under test need in order to run.
+func offPool<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+    await withCheckedContinuation { continuation in
+        _ = TestThread { continuation.resume(returning: body()) }
+    }
+}

@@ -1,0 +1,101 @@
+// The torture run: the library on real threads for a bounded time, with
+// progress while it runs and a summary at the end. Exits non-zero on any
+// error. `make torture` runs it; `urcu-torture --help` lists the options.
+
+import URCU
+import URCUTorture
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var seconds = 20.0
+    var readers = 2
+    var flavors = ["memb", "qsbr", "mb", "bp"]
+}
+
+func usage() -> Never {
+    print("""
+        usage: urcu-torture [--seconds S] [--readers N] [--flavor memb|qsbr|mb|bp|all]
+          --seconds S   total duration, shared between the flavors (default 20)
+          --readers N   reader threads per flavor (default 2)
+          --flavor F    one flavor, or all (default)
+        """)
+    exit(2)
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    var arguments = CommandLine.arguments.dropFirst()
+    while let argument = arguments.popFirst() {
+        switch argument {
+        case "--seconds":
+            guard let value = arguments.popFirst().flatMap(Double.init), value > 0 else { usage() }
+            options.seconds = value
+        case "--readers":
+            guard let value = arguments.popFirst().flatMap(Int.init), value > 0 else { usage() }
+            options.readers = value
+        case "--flavor":
+            guard let value = arguments.popFirst() else { usage() }
+            if value != "all" {
+                guard options.flavors.contains(value) else { usage() }
+                options.flavors = [value]
+            }
+        default:
+            usage()
+        }
+    }
+    return options
+}
+
+func rate(_ count: Int, _ seconds: Double) -> String {
+    let perSecond = Double(count) / max(seconds, 1e-9)
+    if perSecond >= 1e6 { return "\(Int(perSecond / 1e5) / 10).\(Int(perSecond / 1e5) % 10)M/s" }
+    if perSecond >= 1e3 { return "\(Int(perSecond / 1e2) / 10).\(Int(perSecond / 1e2) % 10)k/s" }
+    return "\(Int(perSecond))/s"
+}
+
+func line(_ report: TortureReport) -> String {
+    "[\(report.flavor) \(Int(report.seconds))s] reads \(rate(report.reads, report.seconds)), "
+        + "updates \(rate(report.updates, report.seconds)), grace periods \(report.totalGracePeriods), "
+        + "errors \(report.errors)"
+}
+
+func runGracePeriodTorture<F: RCUFlavor>(_ flavor: F.Type, seconds: Double, readers: Int) -> TortureReport {
+    GracePeriodTorture.run(flavor, seconds: seconds, readers: readers) { print(line($0)) }
+}
+
+let options = parseOptions()
+let perFlavor = options.seconds / Double(options.flavors.count)
+print("urcu-torture: grace-period torture, \(options.readers) readers + 1 updater per flavor, \(perFlavor)s each")
+var reports: [TortureReport] = []
+for name in options.flavors {
+    switch name {
+    case "memb": reports.append(runGracePeriodTorture(MembarrierRCU.self, seconds: perFlavor, readers: options.readers))
+    case "qsbr": reports.append(runGracePeriodTorture(QuiescentStateRCU.self, seconds: perFlavor, readers: options.readers))
+    case "mb": reports.append(runGracePeriodTorture(MemoryBarrierRCU.self, seconds: perFlavor, readers: options.readers))
+    default: reports.append(runGracePeriodTorture(BulletproofRCU.self, seconds: perFlavor, readers: options.readers))
+    }
+}
+
+print("")
+print("| flavor | reads/s | updates/s | grace periods (by mechanism) | pipe 0 / 1 / >1 | errors |")
+print("|---|---:|---:|---|---|---:|")
+var failures: [String] = []
+for report in reports {
+    let mechanisms = report.gracePeriods.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    let older = report.pipeHistogram.dropFirst(2).reduce(0, +)
+    print("| \(report.flavor) | \(rate(report.reads, report.seconds)) | \(rate(report.updates, report.seconds)) | "
+        + "\(report.totalGracePeriods) (\(mechanisms)) | \(report.pipeHistogram[0]) / \(report.pipeHistogram[1]) / \(older) | \(report.errors) |")
+    if report.errors > 0 { failures.append("\(report.flavor): \(report.errors) reads saw a grace period end under them") }
+    if report.reads == 0 { failures.append("\(report.flavor): readers made no progress") }
+    if report.totalGracePeriods == 0 { failures.append("\(report.flavor): no grace period completed (stall)") }
+}
+if failures.isEmpty {
+    print("\nurcu-torture: PASS")
+} else {
+    print("\nurcu-torture: FAIL")
+    failures.forEach { print("  - \($0)") }
+    exit(1)
+}
