@@ -5,6 +5,11 @@ let package = Package(
     name: "swift-urcu",
     products: [
         .library(name: "URCU", targets: ["URCU"]),
+        .library(name: "PercpuRef", targets: ["PercpuRef"]),
+        .library(name: "URCUTesting", targets: ["URCUTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // liburcu itself, located by pkg-config.
@@ -20,11 +25,20 @@ let package = Package(
             linkerSettings: [.linkedLibrary("urcu-qsbr"), .linkedLibrary("urcu-mb"), .linkedLibrary("urcu-bp")]
         ),
         .target(name: "URCU", dependencies: ["CURCU"]),
+        .target(name: "PercpuRef", dependencies: ["URCU", "CURCU"]),
+        // A flavor whose grace periods the test controls.
+        .target(name: "URCUTesting", dependencies: ["URCU"]),
         // The torture run (`make torture`): its scenarios are a library so
         // the tests can run them briefly.
         .target(name: "URCUTorture", dependencies: ["URCU"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         .testTarget(name: "URCUTests", dependencies: ["URCU", "URCUTorture"]),
+        .testTarget(
+            name: "PercpuRefTests",
+            dependencies: [
+                "PercpuRef", "URCU", "URCUTesting",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
 
         // Benchmarks: the C reference loops and the runner (`make bench`).
         .target(name: "CBaseline", dependencies: ["CLibURCU"], path: "Benchmarks/CBaseline"),

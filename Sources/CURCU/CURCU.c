@@ -1,6 +1,7 @@
 #include "CURCU.h"
 
 __thread unsigned long curcu_qsbr_read_depth;
+__thread unsigned long curcu_thread_slot;
 
 #define CURCU_UPDATE_FUNCTIONS(flavor)                                                  \
     const struct curcu_update_functions curcu_##flavor##_update = {                    \

@@ -6,6 +6,6 @@
 /// itself), which is never an acceptable outcome for a synchronisation
 /// library.
 @usableFromInline
-func rcuMisuse(_ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) -> Never {
+package func rcuMisuse(_ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) -> Never {
     fatalError("swift-urcu misuse: \(message())", file: file, line: line)
 }

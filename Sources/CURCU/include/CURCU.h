@@ -105,6 +105,14 @@ extern __thread unsigned long curcu_qsbr_read_depth;
 static inline unsigned long curcu_qsbr_read_depth_get(void) { return curcu_qsbr_read_depth; }
 static inline void curcu_qsbr_read_depth_set(unsigned long depth) { curcu_qsbr_read_depth = depth; }
 
+/*
+ * The calling thread's slot in per-thread counters (PercpuRef), plus one;
+ * zero until the thread first needs one. Assigned and recycled by Swift.
+ */
+extern __thread unsigned long curcu_thread_slot;
+static inline unsigned long curcu_thread_slot_get(void) { return curcu_thread_slot; }
+static inline void curcu_thread_slot_set(unsigned long slot) { curcu_thread_slot = slot; }
+
 #pragma clang diagnostic pop
 
 #endif /* CURCU_H */

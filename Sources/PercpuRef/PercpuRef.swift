@@ -1,0 +1,390 @@
+import Synchronization
+import URCU
+
+/// A reference count that every thread can hit without contention, until
+/// it is killed (the Linux kernel's `percpu_ref`).
+///
+/// In percpu mode, ``get()`` and ``put()`` change a counter that belongs to
+/// the calling thread: no shared cache line, no atomic read-modify-write.
+/// ``kill()`` switches the ref to atomic mode (a single shared count) and
+/// drops the initial reference; `release` runs when that count reaches zero.
+///
+/// The switch from percpu to atomic mode waits for a grace period of
+/// `Flavor`, so that no thread is still adding to a per-thread counter when
+/// they are summed. **That grace period is internal: nothing else may rely
+/// on it.** There is no grace period between the last ``put()`` and
+/// `release`, and none at all when the ref is already in atomic mode. An
+/// object that RCU readers can still reach must not be freed from
+/// `release`: free it after an explicit grace period of the readers'
+/// flavor, from a context that may block (the "double bounce", which fixed
+/// the 2018 fs/aio bug):
+///
+/// ```swift
+/// let users = PercpuRef<MembarrierRCU> {
+///     MembarrierRCU.afterGracePeriod(on: cleanupQueue) { context.free() }
+/// }
+/// ```
+///
+/// Misuse (killing twice, putting below zero, resurrecting a live ref,
+/// reinitialising a ref in use, switching to percpu mode without
+/// ``Options/allowReinit``, any use after ``exit()``) stops the process with
+/// a diagnostic that names it, where the kernel would warn.
+public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
+    public typealias Options = PercpuRefOptions
+
+    /// Threads whose ``ThreadSlot`` is below this count own a padded
+    /// counter in every ref; any others use the shared count, which is
+    /// correct in either mode, only slower.
+    public static var perThreadCounters: Int { 32 }
+
+    // The mode word. Readers load it inside a read section of `Flavor`; it
+    // changes only under `control`'s lock.
+    @usableFromInline static var atomicMode: UInt { 1 }
+    @usableFromInline static var deadFlag: UInt { 2 }
+    @usableFromInline static var exitedFlag: UInt { 4 }
+
+    /// Added to the shared count while in percpu mode, so that puts that
+    /// reach it during a switch (after the mode flips, before the per-thread
+    /// counters are summed) cannot take it to zero. The sum removes it.
+    @usableFromInline static var bias: Int { 1 << 62 }
+
+    @usableFromInline let mode: Atomic<UInt>
+    @usableFromInline let count: Atomic<Int>
+    @usableFromInline let counters: UnsafeMutablePointer<CacheLinePadded<Atomic<Int>>>
+    @usableFromInline let release: @Sendable () -> Void
+
+    private struct Control {
+        var forceAtomic: Bool
+        var allowReinit: Bool
+        /// A switch to atomic mode is waiting for its grace period. Requests
+        /// that arrive meanwhile are settled when it completes.
+        var switchInFlight = false
+        var confirmations: [@Sendable () -> Void] = []
+    }
+    private let control: Mutex<Control>
+
+    /// Creates a ref holding one reference.
+    ///
+    /// - Parameter release: runs once the count reaches zero after
+    ///   ``kill()``, on the thread of the last ``put()`` (or of the mode
+    ///   switch), outside any read section. No grace period separates it
+    ///   from that put.
+    public init(options: Options = [], release: @escaping @Sendable () -> Void) {
+        let startsAtomic = !options.isDisjoint(with: [.startAtomic, .startDead])
+        var startCount = startsAtomic ? 0 : Self.bias
+        var startMode: UInt = startsAtomic ? Self.atomicMode : 0
+        if options.contains(.startDead) {
+            startMode |= Self.deadFlag
+        } else {
+            startCount += 1
+        }
+        mode = Atomic(startMode)
+        count = Atomic(startCount)
+        counters = .allocate(capacity: Self.perThreadCounters)
+        for index in 0..<Self.perThreadCounters {
+            (counters + index).initialize(to: CacheLinePadded(Atomic(0)))
+        }
+        self.release = release
+        control = Mutex(Control(
+            forceAtomic: options.contains(.startAtomic),
+            allowReinit: startsAtomic || options.contains(.allowReinit)))
+    }
+
+    deinit {
+        counters.deinitialize(count: Self.perThreadCounters)
+        counters.deallocate()
+    }
+
+    // MARK: References
+
+    /// Takes `count` references (`percpu_ref_get_many`). The caller must
+    /// already hold one, or know the ref is not dead.
+    @inlinable
+    @inline(__always)
+    public func get(count n: Int = 1) {
+        Flavor.read { _ in
+            if _fastPath(mode.load(ordering: .acquiring) == 0) {
+                addToThreadCounter(n)
+            } else {
+                checkNotExited("get")
+                count.wrappingAdd(n, ordering: .relaxed)
+            }
+        }
+    }
+
+    /// Takes `count` references unless the count is zero
+    /// (`percpu_ref_tryget_many`). Succeeds on a dying ref that is still
+    /// referenced.
+    @inlinable
+    public func tryGet(count n: Int = 1) -> Bool {
+        Flavor.read { _ in
+            if _fastPath(mode.load(ordering: .acquiring) == 0) {
+                addToThreadCounter(n)
+                return true
+            }
+            checkNotExited("tryGet")
+            return addUnlessZero(n)
+        }
+    }
+
+    /// Takes `count` references unless the ref has been killed
+    /// (`percpu_ref_tryget_live_many`): the lookup primitive for objects
+    /// found under RCU, whose count may already be on its way to zero.
+    @inlinable
+    public func tryGetLive(count n: Int = 1) -> Bool {
+        Flavor.read { _ in
+            let current = mode.load(ordering: .acquiring)
+            if _fastPath(current == 0) {
+                addToThreadCounter(n)
+                return true
+            }
+            checkNotExited("tryGetLive")
+            return current & Self.deadFlag == 0 && addUnlessZero(n)
+        }
+    }
+
+    /// Drops `count` references (`percpu_ref_put_many`); runs `release` if
+    /// they were the last.
+    @inlinable
+    @inline(__always)
+    public func put(count n: Int = 1) {
+        let reachedZero = Flavor.read { _ -> Bool in
+            if _fastPath(mode.load(ordering: .acquiring) == 0) {
+                addToThreadCounter(-n)
+                return false
+            }
+            return subtractFromSharedCount(n)
+        }
+        if _slowPath(reachedZero) { release() }
+    }
+
+    @inlinable
+    @inline(__always)
+    func addToThreadCounter(_ delta: Int) {
+        let slot = ThreadSlot.current
+        if _fastPath(slot < Self.perThreadCounters) {
+            // Only this thread writes this counter, so a load and a store
+            // suffice; the switch to atomic mode reads it only after a grace
+            // period, once every section that could write it has ended.
+            let counter = counters + slot
+            counter.pointee.value.store(
+                counter.pointee.value.load(ordering: .relaxed) &+ delta, ordering: .relaxed)
+        } else {
+            // The shared count holds the bias in percpu mode: adding to it
+            // directly is correct, and cannot reach zero.
+            count.wrappingAdd(delta, ordering: .relaxed)
+        }
+    }
+
+    @usableFromInline
+    func addUnlessZero(_ n: Int) -> Bool {
+        var current = count.load(ordering: .relaxed)
+        while current != 0 {
+            let (exchanged, original) = count.weakCompareExchange(
+                expected: current, desired: current &+ n, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    @usableFromInline
+    func subtractFromSharedCount(_ n: Int) -> Bool {
+        checkNotExited("put")
+        let remaining = count.wrappingSubtract(n, ordering: .acquiringAndReleasing).newValue
+        if _slowPath(remaining < 0) {
+            rcuMisuse("PercpuRef: put() below zero (count \(remaining)): more puts than gets")
+        }
+        return remaining == 0
+    }
+
+    @usableFromInline
+    func checkNotExited(_ operation: String) {
+        if _slowPath(mode.load(ordering: .relaxed) & Self.exitedFlag != 0) {
+            rcuMisuse("PercpuRef: \(operation)() after exit()")
+        }
+    }
+
+    // MARK: State
+
+    /// Whether the count is zero (`percpu_ref_is_zero`). Always false in
+    /// percpu mode, where the count is not known without a switch.
+    public var isZero: Bool {
+        mode.load(ordering: .acquiring) & Self.atomicMode != 0 && count.load(ordering: .acquiring) == 0
+    }
+
+    /// Whether the ref has been killed (`percpu_ref_is_dying`).
+    public var isDying: Bool { mode.load(ordering: .acquiring) & Self.deadFlag != 0 }
+
+    /// Whether the ref is in percpu mode.
+    public var isPercpu: Bool { mode.load(ordering: .acquiring) == 0 }
+
+    // MARK: Kill and mode switches
+
+    /// Kills the ref: ``tryGetLive()`` fails from now on, the ref switches
+    /// to atomic mode, and the initial reference is dropped
+    /// (`percpu_ref_kill_and_confirm`).
+    ///
+    /// - Parameter confirm: runs once the switch is complete, after a grace
+    ///   period of `Flavor`; from then on every ``tryGetLive()`` fails on
+    ///   every thread. It runs on a callback thread and must not block.
+    public func kill(confirm: (@Sendable () -> Void)? = nil) {
+        let ready = control.withLock { control -> [@Sendable () -> Void] in
+            let current = mode.load(ordering: .relaxed)
+            if current & Self.exitedFlag != 0 { rcuMisuse("PercpuRef: kill() after exit()") }
+            if current & Self.deadFlag != 0 { rcuMisuse("PercpuRef: kill() called on a ref that is already dead (killed twice?)") }
+            mode.store(current | Self.deadFlag, ordering: .releasing)
+            return settleMode(&control, confirm: confirm)
+        }
+        ready.forEach { $0() }
+        put()
+    }
+
+    /// Switches to atomic mode and keeps the ref there until
+    /// ``switchToPercpu()`` (`percpu_ref_switch_to_atomic`).
+    ///
+    /// - Parameter confirm: runs once the ref is in atomic mode.
+    public func switchToAtomic(confirm: (@Sendable () -> Void)? = nil) {
+        let ready = control.withLock { control -> [@Sendable () -> Void] in
+            checkNotExited("switchToAtomic")
+            control.forceAtomic = true
+            return settleMode(&control, confirm: confirm)
+        }
+        ready.forEach { $0() }
+    }
+
+    /// Switches to atomic mode and waits until the switch is complete
+    /// (`percpu_ref_switch_to_atomic_sync`). Must not be called inside a
+    /// read section of `Flavor` or from one of its callbacks.
+    public func switchToAtomicSync() {
+        switchToAtomic()
+        if control.withLock({ $0.switchInFlight }) { Flavor.barrier() }
+    }
+
+    /// Lets the ref return to percpu mode once it is alive and no switch is
+    /// pending (`percpu_ref_switch_to_percpu`). Requires
+    /// ``Options/allowReinit``.
+    public func switchToPercpu() {
+        control.withLock { control in
+            checkNotExited("switchToPercpu")
+            control.forceAtomic = false
+            _ = settleMode(&control, confirm: nil)
+        }
+    }
+
+    /// Brings a killed ref back to life with one reference
+    /// (`percpu_ref_resurrect`); the count need not be zero.
+    public func resurrect() {
+        control.withLock { control in
+            let current = mode.load(ordering: .relaxed)
+            if current & Self.exitedFlag != 0 { rcuMisuse("PercpuRef: resurrect() after exit()") }
+            if current & Self.deadFlag == 0 { rcuMisuse("PercpuRef: resurrect() on a ref that is not dead") }
+            // Still in atomic mode: the new reference goes to the shared count.
+            count.wrappingAdd(1, ordering: .relaxed)
+            mode.store(current & ~Self.deadFlag, ordering: .releasing)
+            _ = settleMode(&control, confirm: nil)
+        }
+    }
+
+    /// Reinitialises a released ref to one reference, in the mode it was
+    /// created for (`percpu_ref_reinit`).
+    public func reinit() {
+        if !isZero {
+            rcuMisuse("PercpuRef: reinit() on a ref whose count is not zero (it is still in use)")
+        }
+        resurrect()
+    }
+
+    /// Retires the ref (`percpu_ref_exit`): any later use is a misuse.
+    /// ``isZero`` and ``isDying`` keep answering.
+    public func exit() {
+        control.withLock { control in
+            if control.switchInFlight { rcuMisuse("PercpuRef: exit() while a switch to atomic mode is in flight") }
+            mode.store(mode.load(ordering: .relaxed) | Self.atomicMode | Self.exitedFlag, ordering: .releasing)
+        }
+    }
+
+    /// Moves the ref to the mode its flags ask for (`__percpu_ref_switch_mode`).
+    /// Runs under the control lock; returns the confirmations to run once
+    /// the lock is released.
+    private func settleMode(_ control: inout Control, confirm: (@Sendable () -> Void)?) -> [@Sendable () -> Void] {
+        if control.forceAtomic || mode.load(ordering: .relaxed) & Self.deadFlag != 0 {
+            return startSwitchToAtomic(&control, confirm: confirm)
+        }
+        switchToPercpuNow(&control)
+        return confirm.map { [$0] } ?? []
+    }
+
+    private func startSwitchToAtomic(_ control: inout Control, confirm: (@Sendable () -> Void)?) -> [@Sendable () -> Void] {
+        let current = mode.load(ordering: .relaxed)
+        if current & Self.atomicMode != 0 {
+            // Already atomic, or on the way: confirm now, or with the switch
+            // in flight.
+            guard control.switchInFlight else { return confirm.map { [$0] } ?? [] }
+            if let confirm { control.confirmations.append(confirm) }
+            return []
+        }
+        mode.store(current | Self.atomicMode, ordering: .releasing)
+        control.switchInFlight = true
+        control.confirmations = confirm.map { [$0] } ?? []
+        // Hold the ref across the grace period, so the sum cannot find a
+        // count of zero; the callback drops this reference last.
+        count.wrappingAdd(1, ordering: .relaxed)
+        Flavor.call { self.finishSwitchToAtomic() }
+        return []
+    }
+
+    /// After the grace period: no section that saw percpu mode is still
+    /// running, so the per-thread counters are final.
+    private func finishSwitchToAtomic() {
+        var sum = 0
+        for index in 0..<Self.perThreadCounters {
+            sum &+= counters[index].value.load(ordering: .relaxed)
+        }
+        let total = count.wrappingAdd(sum &- Self.bias, ordering: .acquiringAndReleasing).newValue
+        // The switch itself holds one reference.
+        if total < 1 {
+            rcuMisuse("PercpuRef: count is \(total - 1) after switching to atomic mode: more puts than gets in percpu mode")
+        }
+        let confirmations = control.withLock { control -> [@Sendable () -> Void] in
+            control.switchInFlight = false
+            defer { control.confirmations = [] }
+            // Requests made during the switch (switchToPercpu, resurrect)
+            // take effect now.
+            if !control.forceAtomic && mode.load(ordering: .relaxed) & Self.deadFlag == 0 {
+                switchToPercpuNow(&control)
+            }
+            return control.confirmations
+        }
+        confirmations.forEach { $0() }
+        put()
+    }
+
+    private func switchToPercpuNow(_ control: inout Control) {
+        let current = mode.load(ordering: .relaxed)
+        guard current & Self.atomicMode != 0, !control.switchInFlight else { return }
+        if !control.allowReinit {
+            rcuMisuse("PercpuRef: switch to percpu mode on a ref created without .allowReinit")
+        }
+        count.wrappingAdd(Self.bias, ordering: .relaxed)
+        for index in 0..<Self.perThreadCounters {
+            counters[index].value.store(0, ordering: .relaxed)
+        }
+        // Release: a reader that sees percpu mode also sees zeroed counters.
+        mode.store(current & ~Self.atomicMode, ordering: .releasing)
+    }
+}
+
+/// How a ref starts (`PERCPU_REF_INIT_*`, `PERCPU_REF_ALLOW_REINIT`).
+public struct PercpuRefOptions: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// Start in atomic mode, and stay there until ``PercpuRef/switchToPercpu()``.
+    public static let startAtomic = PercpuRefOptions(rawValue: 1)
+    /// Start dead with a count of zero; ``PercpuRef/reinit()`` brings it to life.
+    public static let startDead = PercpuRefOptions(rawValue: 2)
+    /// Allow the switch back to percpu mode (``PercpuRef/switchToPercpu()``,
+    /// ``PercpuRef/reinit()``, ``PercpuRef/resurrect()``). Implied by the two above.
+    public static let allowReinit = PercpuRefOptions(rawValue: 4)
+}

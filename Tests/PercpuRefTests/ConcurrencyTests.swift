@@ -1,0 +1,89 @@
+import PercpuRef
+import Synchronization
+import Testing
+import URCU
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// PercpuRef on real threads over real liburcu grace periods.
+@Suite("PercpuRef on threads")
+struct ConcurrencyTests {
+    @Test("concurrent get/put across a kill releases exactly once", arguments: 0..<5)
+    func oneReleaseAcrossKill(round: Int) {
+        let releases = Counter()
+        let ref = PercpuRef<MembarrierRCU> { releases.increment() }
+        let confirmed = Flag()
+        let liveAfterConfirm = Counter()
+        let operations = Counter()
+        let threads = (0..<3).map { _ in
+            Worker {
+                var local = 0
+                // Keep taking and dropping references until the ref dies and
+                // the kill is confirmed.
+                while true {
+                    let confirmedBefore = confirmed.isSet
+                    if ref.tryGetLive() {
+                        if confirmedBefore { liveAfterConfirm.increment() }
+                        ref.get(count: 2)
+                        ref.put()
+                        ref.put(count: 2)
+                        local += 1
+                    } else if confirmedBefore {
+                        break
+                    }
+                }
+                operations.increment(by: local)
+            }
+        }
+        usleep(UInt32(20_000 + round * 10_000))
+        ref.kill { confirmed.set() }
+        threads.forEach { $0.join() }
+        MembarrierRCU.barrier()
+        #expect(releases.value == 1)
+        #expect(ref.isZero)
+        #expect(liveAfterConfirm.value == 0, "tryGetLive succeeded after the kill was confirmed")
+        #expect(operations.value > 100)
+    }
+
+    @Test("many threads (more than per-thread counters) keep the count exact")
+    func moreThreadsThanCounters() {
+        let releases = Counter()
+        let ref = PercpuRef<MembarrierRCU> { releases.increment() }
+        let threads = (0..<(PercpuRef<MembarrierRCU>.perThreadCounters + 8)).map { index in
+            Worker {
+                // Unbalanced on purpose: each thread takes a reference that
+                // another thread drops below.
+                for _ in 0..<200 { ref.get(); ref.put() }
+                ref.get(count: index + 1)
+            }
+        }
+        threads.forEach { $0.join() }
+        let total = threads.indices.reduce(0) { $0 + $1 + 1 }
+        ref.switchToAtomicSync()
+        ref.put(count: total)
+        #expect(releases.value == 0)
+        ref.kill()
+        MembarrierRCU.barrier()
+        #expect(releases.value == 1)
+    }
+}
+
+final class Worker: @unchecked Sendable {
+    private var thread = pthread_t()
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        final class Box {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+    }
+
+    func join() { pthread_join(thread, nil) }
+}
