@@ -43,7 +43,7 @@ let package = Package(
         // Benchmarks: the C reference loops and the runner (`make bench`).
         .target(name: "CBaseline", dependencies: ["CLibURCU"], path: "Benchmarks/CBaseline"),
         .executableTarget(
-            name: "urcu-bench", dependencies: ["URCU", "CBaseline"], path: "Benchmarks/URCUBench"),
+            name: "urcu-bench", dependencies: ["URCU", "PercpuRef", "CBaseline"], path: "Benchmarks/URCUBench"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -50,3 +50,13 @@ void cbaseline_atomic_get_put(uint64_t *count, uint64_t iterations)
         __atomic_fetch_sub(count, 1, __ATOMIC_ACQ_REL);
     }
 }
+
+static __thread volatile uint64_t thread_local_count;
+
+void cbaseline_thread_local_get_put(uint64_t iterations)
+{
+    for (uint64_t i = 0; i < iterations; i++) {
+        thread_local_count = thread_local_count + 1;
+        thread_local_count = thread_local_count - 1;
+    }
+}

@@ -6,6 +6,7 @@
 
 import CBaseline
 import Foundation
+import PercpuRef
 import Synchronization
 import URCU
 
@@ -75,17 +76,20 @@ struct Row {
     let name: String
     let nanoseconds: Double
     let baseline: Double?
+    let baselineName: String
 }
 
 nonisolated(unsafe) var rows: [Row] = []  // written by the main thread only
-/// `urcu-bench GROUP...` runs only the named groups (read, locks, call).
+/// `urcu-bench GROUP...` runs only the named groups (read, locks, call, ref).
 let groups = Set(CommandLine.arguments.dropFirst())
 
 func selected(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
 
-@MainActor func report(_ name: String, _ nanoseconds: Double, against baseline: Double? = nil) {
-    rows.append(Row(name: name, nanoseconds: nanoseconds, baseline: baseline))
-    let ratio = baseline.map { String(format: "  (%.2fx C)", nanoseconds / $0) } ?? ""
+@MainActor func report(
+    _ name: String, _ nanoseconds: Double, against baseline: Double? = nil, baselineName: String = "C"
+) {
+    rows.append(Row(name: name, nanoseconds: nanoseconds, baseline: baseline, baselineName: baselineName))
+    let ratio = baseline.map { String(format: "  (%.2fx \(baselineName))", nanoseconds / $0) } ?? ""
     print(name.padding(toLength: 52, withPad: " ", startingAt: 0) + String(format: "%9.2f ns", nanoseconds) + ratio)
 }
 
@@ -186,6 +190,36 @@ if selected("call") {
     }, against: cCall)
 }
 
+// MARK: PercpuRef
+
+if selected("ref") {
+    let iterations = 20_000_000
+    for threads in [1, 2] {
+        let shared = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+        shared.initialize(to: 1)
+        nonisolated(unsafe) let counter = shared
+        let atomic = measure(threads: threads, iterations: iterations / 4) { n in
+            cbaseline_atomic_get_put(counter, UInt64(n))
+        }
+        report("C shared atomic get+put, \(threads) thread(s)", atomic)
+        let ideal = measure(threads: threads, iterations: iterations) { n in
+            cbaseline_thread_local_get_put(UInt64(n))
+        }
+        report("C thread-local counter (ideal), \(threads) thread(s)", ideal)
+        let membRef = PercpuRef<MembarrierRCU> {}
+        report("PercpuRef<memb> get+put, \(threads) thread(s)", measure(threads: threads, iterations: iterations) { n in
+            for _ in 0..<n { membRef.get(); membRef.put() }
+        }, against: ideal, baselineName: "ideal")
+        let qsbrRef = PercpuRef<QuiescentStateRCU> {}
+        report("PercpuRef<qsbr> get+put, \(threads) thread(s)", measure(
+            threads: threads, iterations: iterations,
+            setUp: { QuiescentStateRCU.registerThread() }, tearDown: { QuiescentStateRCU.unregisterThread() }
+        ) { n in
+            for _ in 0..<n { qsbrRef.get(); qsbrRef.put() }
+        }, against: ideal, baselineName: "ideal")
+    }
+}
+
 func machineDescription() -> String {
     var model = "unknown CPU"
     if let file = fopen("/proc/cpuinfo", "r") {
@@ -211,9 +245,9 @@ func machineDescription() -> String {
 }
 
 print("")
-print("| case | ns/op | vs C |")
+print("| case | ns/op | ratio |")
 print("|---|---:|---:|")
 for row in rows {
-    let ratio = row.baseline.map { String(format: "%.2fx", row.nanoseconds / $0) } ?? ""
+    let ratio = row.baseline.map { String(format: "%.2fx ", row.nanoseconds / $0) + row.baselineName } ?? ""
     print("| \(row.name) | \(String(format: "%.2f", row.nanoseconds)) | \(ratio) |")
 }

@@ -23,4 +23,8 @@ void cbaseline_memb_call_rcu_free(uint64_t count);
 /* A shared atomic reference count: `iterations` get+put pairs. */
 void cbaseline_atomic_get_put(uint64_t *count, uint64_t iterations);
 
+/* The ideal: a counter only the calling thread touches, `iterations`
+ * increment+decrement pairs. */
+void cbaseline_thread_local_get_put(uint64_t iterations);
+
 #endif
