@@ -88,7 +88,7 @@ TypeOK ==
     /\ RCU!TypeOK
 
 (* percpu_ref_init(ref, release, 0, gfp): percpu mode, one reference in    *)
-(* the atomic count, plus the bias.  Swift: PercpuRef's initializer.       *)
+(* the atomic count, plus the bias.  Swift: PercpuRef.init(release:).      *)
 Init ==
     /\ ref = [atomicFlag |-> FALSE, dead |-> FALSE, forceAtomic |-> FALSE,
               switching |-> FALSE, count |-> 1, biased |-> TRUE,
@@ -233,7 +233,7 @@ SwitchToAtomic ==
     /\ UNCHANGED <<held, initialRef, pending>>
 
 (* percpu_ref_switch_to_percpu(): back to percpu mode unless dead.         *)
-(* Kernel only; in Swift reinit/resurrect switch back to percpu mode.      *)
+(* Swift: PercpuRef.switchToPercpu().                                      *)
 SwitchToPercpu ==
     /\ ~ref.switching
     /\ ref.forceAtomic \/ (ref.atomicFlag /\ ~ref.dead)

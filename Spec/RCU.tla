@@ -12,7 +12,7 @@
 (* call_rcu_sched (before 4.20 "rcu" and "sched" were distinct flavors).   *)
 (* Swift: the flavor types MembarrierRCU (the default), QuiescentStateRCU, *)
 (* MemoryBarrierRCU and BulletproofRCU, one per liburcu flavor; each has   *)
-(* its own grace periods.                                                  *)
+(* its own grace periods.  Swift: Flavor._readLock, _readUnlock, call.     *)
 (*                                                                         *)
 (* The module has no Next of its own: clients conjoin these actions with   *)
 (* their own state changes (see MCRCU.tla, PercpuRef.tla, Lifecycle.tla).  *)

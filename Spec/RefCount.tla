@@ -37,7 +37,7 @@ BoundedRefRecords(maxCount, maxReleases) ==
 
 (* percpu_ref_init(ref, release, flags): one reference, held by the        *)
 (* creator.  PERCPU_REF_INIT_ATOMIC starts (and keeps) it in atomic mode.  *)
-(* Swift: PercpuRef's initializer.                                         *)
+(* Swift: PercpuRef.init(options: .startAtomic, release:).                 *)
 NewRef(initMode) ==
     [count |-> 1, mode |-> initMode, dead |-> FALSE,
      forceAtomic |-> initMode = "atomic", releases |-> 0]
@@ -88,8 +88,7 @@ Confirmed(r) ==
 ForcedAtomic(r) == StartSwitch([r EXCEPT !.forceAtomic = TRUE])
 
 (* percpu_ref_switch_to_percpu(): back to percpu unless dead.  Waits for   *)
-(* a switch in flight first.  Kernel only; in Swift reinit/resurrect       *)
-(* switch back to percpu mode.                                             *)
+(* a switch in flight first.  Swift: PercpuRef.switchToPercpu().           *)
 BackToPercpu(r) ==
     [r EXCEPT !.forceAtomic = FALSE,
               !.mode = IF r.dead THEN @ ELSE "percpu"]
