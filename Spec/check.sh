@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Model-checks the TLA+ specification and the proofs, and fails if any
+# expectation breaks: every fixed configuration must pass, every buggy one
+# must be refuted by the property named for it, nothing else.
+#
+# Prints a Markdown table: config, expected, result, distinct states, depth
+# (of the state graph when the check passes, of the counterexample when it
+# fails), seconds.  TLC runs with one worker; its state directories and logs
+# go to Spec/states/ (git-ignored), emptied at the start of each run.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+jar="$(Spec/tlc-jar.sh)"
+states="$root/Spec/states"
+rm -rf "$states"
+mkdir -p "$states"
+
+# directory | module | config | expected | deadlock check (on/off)
+#
+# expected: pass | invariant:<name> | refinement:<abstract module> | deadlock
+# Buggy configurations run with deadlock checking off, so that only their
+# invariant can refute them, except the one row that expects the deadlock.
+checks=(
+    "Spec|MCRCU|MCRCU|pass|on"
+    "Spec|MCPercpuRef|MCPercpuRef|pass|on"
+    "Spec|MCPercpuRef|MCPercpuRef_SumBeforeGracePeriod|invariant:NoReleaseWhileHeld|off"
+    "Spec|MCPercpuRef|MCPercpuRef_BiasDroppedBeforeSum|invariant:NoReleaseWhileHeld|off"
+    "Spec|MCLifecycle|MCLifecycle|pass|on"
+    "Spec|MCLifecycle|MCLifecycleWide|pass|on"
+    "Spec|MCLifecycle|MCLifecycleOneFlavor|pass|on"
+    "Spec|MCLifecycle|MCLifecycle_InternalGracePeriod|invariant:NoUseAfterFree|off"
+    "Spec|MCLifecycle|MCLifecycle_InternalGracePeriodAtomic|invariant:NoUseAfterFree|off"
+    "Spec|MCLifecycle|MCLifecycle_RingCount|invariant:FreeOnlyWhenUnreferenced|off"
+    "Spec|MCLifecycle|MCLifecycle_RingCount|deadlock|on"
+    "Spec|MCLifecycle|MCLifecycle_BudgetLeak|invariant:BudgetMatchesLiveContexts|off"
+    "Spec|MCLifecycle|MCLifecycle_GetNotTryget|invariant:NoReferenceAfterRelease|off"
+    "Proofs|PercpuRefRefinement|PercpuRefRefinement|pass|on"
+    "Proofs|PercpuRefRefinement|PercpuRefRefinement_SumBeforeGracePeriod|refinement:AtomicCount|off"
+    "Proofs|LifecycleRefinement|LifecycleRefinement|pass|on"
+    "Proofs|LifecycleRefinement|LifecycleRefinement_InternalGracePeriod|refinement:SafeReclamation|off"
+    "Proofs|LifecycleIndInv|LifecycleIndInvBase|pass|on"
+    "Proofs|LifecycleIndInv|LifecycleIndInv|pass|on"
+)
+
+# What TLC concluded, in the vocabulary of the expected column.
+verdict() {
+    local log="$1" line
+    if grep -q '^Model checking completed. No error has been found.' "$log"; then
+        echo pass
+    elif line="$(grep -m1 -E '^Error: Invariant [A-Za-z0-9_!]+ is violated' "$log")"; then
+        echo "invariant:$(sed -E 's/^Error: Invariant ([A-Za-z0-9_!]+) is violated.*/\1/' <<<"$line")"
+    elif line="$(grep -m1 -E '^Error: Action property .* of module [A-Za-z0-9_]+ is violated' "$log")"; then
+        echo "refinement:$(sed -E 's/.* of module ([A-Za-z0-9_]+) is violated.*/\1/' <<<"$line")"
+    elif grep -q '^Error: Temporal properties were violated' "$log"; then
+        echo temporal
+    elif grep -q '^Error: Deadlock reached' "$log"; then
+        echo deadlock
+    else
+        echo error
+    fi
+}
+
+distinct_states() {
+    grep -E '^[0-9]+ states generated, [0-9]+ distinct states found' "$1" \
+        | tail -n 1 | sed -E 's/^[0-9]+ states generated, ([0-9]+) distinct.*/\1/'
+}
+
+depth() {
+    local log="$1"
+    if grep -q '^The depth of the complete state graph search is' "$log" \
+        && grep -q '^Model checking completed' "$log"; then
+        sed -nE 's/^The depth of the complete state graph search is ([0-9]+)\..*/\1/p' "$log" | tail -n 1
+    else
+        grep -E '^State [0-9]+:' "$log" | sed -E 's/^State ([0-9]+):.*/\1/' \
+            | sort -n | tail -n 1
+    fi
+}
+
+failures=0
+rows=()
+start_all="$(date +%s.%N)"
+for check in "${checks[@]}"; do
+    IFS='|' read -r dir module config expected deadlock <<<"$check"
+    tag="$config"
+    [[ "$expected" == deadlock ]] && tag="$config.deadlock"
+    log="$states/$tag.log"
+    flags=()
+    [[ "$deadlock" == off ]] && flags+=(-deadlock)
+    echo "check.sh: $dir/$config.cfg (expect $expected)" >&2
+    t0="$(date +%s.%N)"
+    (
+        cd "$root/$dir"
+        java -XX:+UseParallelGC -DTLA-Library="$root/Spec" -cp "$jar" \
+            tlc2.TLC -workers 1 -nowarning ${flags[@]+"${flags[@]}"} \
+            -metadir "$states/$tag" -config "$config.cfg" "$module.tla"
+    ) >"$log" 2>&1 || true
+    t1="$(date +%s.%N)"
+    result="$(verdict "$log")"
+    seconds="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+    n="$(distinct_states "$log")"
+    d="$(depth "$log")"
+    mark=""
+    if [[ "$result" != "$expected" ]]; then
+        mark=" **UNEXPECTED**"
+        failures=$((failures + 1))
+        echo "check.sh: $dir/$config.cfg: expected $expected, got $result; see $log" >&2
+    fi
+    rows+=("| $dir/$config.cfg | $expected | $result$mark | ${n:--} | ${d:--} | $seconds |")
+done
+end_all="$(date +%s.%N)"
+
+echo
+echo "| config | expected | result | distinct states | depth | seconds |"
+echo "|---|---|---|---:|---:|---:|"
+printf '%s\n' "${rows[@]}"
+echo
+awk -v a="$start_all" -v b="$end_all" -v n="${#checks[@]}" -v f="$failures" \
+    'BEGIN { printf "%d checks, %d unexpected, %.0f s in total\n", n, f, b - a }'
+
+if (( failures > 0 )); then
+    exit 1
+fi
