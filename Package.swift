@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "URCU", targets: ["URCU"]),
         .library(name: "PercpuRef", targets: ["PercpuRef"]),
+        .library(name: "ContextTable", targets: ["ContextTable"]),
         .library(name: "URCUTesting", targets: ["URCUTesting"]),
     ],
     dependencies: [
@@ -26,6 +27,8 @@ let package = Package(
         ),
         .target(name: "URCU", dependencies: ["CURCU"]),
         .target(name: "PercpuRef", dependencies: ["URCU", "CURCU"]),
+        // The seeds' fs/aio context lifecycle over PercpuRef and RCU.
+        .target(name: "ContextTable", dependencies: ["PercpuRef", "URCU"]),
         // A flavor whose grace periods the test controls.
         .target(name: "URCUTesting", dependencies: ["URCU"]),
         // The torture run (`make torture`): its scenarios are a library so
@@ -33,6 +36,12 @@ let package = Package(
         .target(name: "URCUTorture", dependencies: ["URCU"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         .testTarget(name: "URCUTests", dependencies: ["URCU", "URCUTorture"]),
+        .testTarget(
+            name: "ContextTableTests",
+            dependencies: [
+                "ContextTable", "URCU", "URCUTesting",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
         .testTarget(
             name: "PercpuRefTests",
             dependencies: [

@@ -1,0 +1,170 @@
+import Dispatch
+import PercpuRef
+import Synchronization
+import URCU
+
+/// One context (`struct kioctx`). Internal: users reach it through a
+/// ``ContextLease`` or a ``ContextRequest``.
+// @unchecked: `id` is written once, under the table lock, before the
+// context is published (RCUPointer.assign orders it before the pointer);
+// everything else is immutable or synchronised.
+final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
+    var id = ContextID(slot: -1, generation: 0)
+    let maxRequests: Int
+    let users: PercpuRef<Flavor>
+    let reqs: PercpuRef<Flavor>
+    let ring: CompletionRing
+    /// Set once by the destroy that wins (`ctx->dead`).
+    let dead = Atomic<Bool>(false)
+    /// Requests in flight, for the cancel path (`ctx->active_reqs`).
+    let active = Mutex<[ObjectIdentifier: ContextRequest<Flavor>]>([:])
+    private let freed = Atomic<Bool>(false)
+    private unowned let table: ContextTable<Flavor>
+    /// Keeps the context alive from creation until its explicit free:
+    /// the release callbacks reach it through this cell, as the kernel's
+    /// reach the kioctx through `container_of`.
+    private let lifeline: Lifeline<Flavor>
+
+    init(maxRequests: Int, table: ContextTable<Flavor>) {
+        let lifeline = Lifeline<Flavor>()
+        self.maxRequests = maxRequests
+        self.table = table
+        self.lifeline = lifeline
+        ring = CompletionRing(requests: maxRequests)
+        users = PercpuRef { lifeline.context?.usersReleased() }
+        reqs = PercpuRef { lifeline.context?.reqsReleased() }
+        lifeline.hold(self)
+        table.counters.live.increment()
+        table.counters.objects.increment()
+    }
+
+    deinit {
+        table.counters.objects.decrement()
+    }
+
+    /// Stops the process if the context has been freed: a reader reached
+    /// it too late, which the grace period must make impossible.
+    func checkAlive(during operation: String) {
+        if freed.load(ordering: .acquiring) {
+            table.counters.useAfterFree.increment()
+            rcuMisuse("ContextTable: \(operation) reached \(id) after it was freed (use after free)")
+        }
+    }
+
+    func submit() throws(ContextError) -> ContextRequest<Flavor> {
+        checkAlive(during: "submit")
+        guard ring.reserveSlot() else { throw .ringFull }
+        reqs.get()
+        let request = ContextRequest(context: self)
+        active.withLock { $0[ObjectIdentifier(request)] = request }
+        table.counters.submitted.increment()
+        return request
+    }
+
+    /// Posts the request's event and drops its `reqs` reference
+    /// (`aio_complete`). Called once per request, by whichever of complete
+    /// and cancel wins.
+    func finish(_ request: ContextRequest<Flavor>, result: Int) {
+        checkAlive(during: "complete")
+        active.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(request)) }
+        ring.post(CompletionEvent(request: request.serial, result: result))
+        table.counters.completed.increment()
+        reqs.put()
+    }
+
+    /// `free_ioctx_users`: no lookup holds the context any more and none
+    /// can start; cancel what is in flight, then let `reqs` die.
+    private func usersReleased() {
+        let inFlight = active.withLock { Array($0.values) }
+        for request in inFlight where request.cancel() {
+            table.counters.cancelled.increment()
+        }
+        reqs.kill()
+    }
+
+    /// `free_ioctx_reqs`: the last request is done. Readers of the table's
+    /// flavor may still hold the context, found before the slot was
+    /// cleared: wait for a grace period of that flavor explicitly, then
+    /// free where blocking is allowed.
+    private func reqsReleased() {
+        table.counters.pendingFrees.increment()
+        Flavor.afterGracePeriod(on: table.cleanupQueue) { self.free() }
+    }
+
+    /// `free_ioctx`: the context's memory is returned.
+    private func free() {
+        guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
+            rcuMisuse("ContextTable: \(id) freed twice")
+        }
+        table.counters.pendingFrees.decrement()
+        ring.deallocate()
+        users.exit()
+        reqs.exit()
+        table.counters.freed.increment()
+        table.counters.live.decrement()
+        lifeline.release()
+    }
+
+    /// Undoes a create whose table insert failed: the context was never
+    /// published, so nothing can reach it and it is freed at once, its refs
+    /// retired without a kill (the kernel's error path frees them the same
+    /// way).
+    func abandon() {
+        users.exit()
+        reqs.exit()
+        ring.deallocate()
+        freed.store(true, ordering: .releasing)
+        table.counters.live.decrement()
+        lifeline.release()
+    }
+}
+
+/// The strong reference that keeps a context alive until its explicit free.
+final class Lifeline<Flavor: RCUFlavor>: Sendable {
+    private let storage = Mutex<Context<Flavor>?>(nil)
+
+    func hold(_ context: Context<Flavor>) { storage.withLock { $0 = context } }
+    func release() { storage.withLock { $0 = nil } }
+    var context: Context<Flavor>? { storage.withLock { $0 } }
+}
+
+/// A request in flight on a context (`struct aio_kiocb`). It holds a `reqs`
+/// reference from ``ContextLease/submit()`` until it is completed or
+/// cancelled, whichever comes first; finishing also lets go of the context,
+/// as the kernel frees the kiocb.
+public final class ContextRequest<Flavor: RCUFlavor>: Sendable {
+    /// The context until the request finishes; taking it out is what
+    /// decides which of complete and cancel wins.
+    private let context: Mutex<Context<Flavor>?>
+    /// The context the request belongs to.
+    public let contextID: ContextID
+    let serial: Int
+
+    init(context: Context<Flavor>) {
+        self.context = Mutex(context)
+        contextID = context.id
+        serial = RequestSerials.next()
+    }
+
+    /// Completes the request with `result` (`aio_complete`). Returns false
+    /// if it was already completed or cancelled.
+    @discardableResult
+    public func complete(result: Int = 0) -> Bool {
+        guard let context = context.withLock({ $0.take() }) else { return false }
+        context.finish(self, result: result)
+        return true
+    }
+
+    /// Cancels the request (`kiocb_cancel`): it completes with
+    /// ``CompletionEvent/cancelled``. Returns false if it had already
+    /// finished.
+    @discardableResult
+    public func cancel() -> Bool {
+        complete(result: CompletionEvent.cancelled)
+    }
+}
+
+enum RequestSerials {
+    private static let counter = Atomic<Int>(0)
+    static func next() -> Int { counter.wrappingAdd(1, ordering: .relaxed).newValue }
+}

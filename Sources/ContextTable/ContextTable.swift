@@ -1,0 +1,237 @@
+import Dispatch
+import PercpuRef
+import Synchronization
+import URCU
+
+/// A context's name: its slot in the table and the generation that slot
+/// had when the context was created (the kernel's `user_id`), so a stale
+/// ID never reaches a later context in the same slot.
+public struct ContextID: Hashable, Sendable, CustomStringConvertible {
+    public let slot: Int
+    public let generation: UInt64
+
+    public var description: String { "ctx\(slot).\(generation)" }
+}
+
+/// Why an operation of ``ContextTable`` failed.
+public enum ContextError: Error, Equatable, Sendable {
+    /// `maxRequests` is not positive.
+    case invalidMaxRequests
+    /// The request budget (the kernel's `aio_max_nr`) has no room
+    /// (`-EAGAIN` from `io_setup`).
+    case budgetExhausted
+    /// Every table slot is taken.
+    case tableFull
+    /// No live context has that ID (`-EINVAL`).
+    case noSuchContext
+    /// The context's completion ring has no free slot (`-EAGAIN` from
+    /// `io_submit`).
+    case ringFull
+}
+
+/// The seeds' fs/aio context lifecycle (`struct kioctx`), in Swift.
+///
+/// A table of RCU-protected slots holds contexts. Each context has two
+/// ``PercpuRef``s: `users` counts lookups in progress (and the table's own
+/// reference), `reqs` counts requests in flight. The lifecycle:
+///
+/// ```text
+/// destroy ─▶ unpublish slot, return budget, kill(users)
+///   users reaches zero ─▶ cancel requests, kill(reqs)
+///     reqs reaches zero ─▶ call_rcu(Flavor) ─▶ cleanup queue ─▶ free
+///                          └── explicit grace period: lookups that found
+///                              the context under RCU have all left
+/// ```
+///
+/// The free is the "double bounce" of the 2018 fix: an explicit grace
+/// period of the table's flavor (`percpu_ref`'s own grace period is internal
+/// and does not protect the table's readers), then a context that may block.
+/// Teardown waits on `reqs`, never on the completion ring, whose indices
+/// live in memory the user can write (the 2013 fix). A failed create gives
+/// back exactly what it took (the 2013 `aio_nr_sub` fix).
+public final class ContextTable<Flavor: RCUFlavor>: Sendable {
+    let slots: [TableSlot<Flavor>]
+    /// Serialises updaters of the slots (the kernel's `mm->ioctx_lock`).
+    private let tableLock = Mutex<[UInt64]>([])
+    /// Requests charged against the budget (`aio_nr`), and its limit
+    /// (`aio_max_nr`).
+    private let budget: Mutex<Int>
+    public let requestBudget: Int
+    let cleanupQueue: DispatchQueue
+    let counters = LifecycleCounters()
+
+    /// - Parameters:
+    ///   - capacity: the number of table slots.
+    ///   - requestBudget: the total `maxRequests` of all live contexts may
+    ///     not exceed this (`aio_max_nr`).
+    ///   - cleanupQueue: where contexts are freed, after their grace period.
+    public init(capacity: Int, requestBudget: Int, cleanupQueue: DispatchQueue? = nil) {
+        precondition(capacity > 0 && requestBudget > 0, "ContextTable needs a positive capacity and budget")
+        slots = (0..<capacity).map { _ in TableSlot() }
+        tableLock.withLock { $0 = Array(repeating: 0, count: capacity) }
+        budget = Mutex(0)
+        self.requestBudget = requestBudget
+        self.cleanupQueue = cleanupQueue ?? DispatchQueue(label: "urcu.context-table.cleanup")
+    }
+
+    /// Creates a context able to hold `maxRequests` requests in flight
+    /// (`ioctx_alloc`). Every failure gives back what was taken before it.
+    public func create(maxRequests: Int) throws(ContextError) -> ContextID {
+        guard maxRequests > 0 else { throw .invalidMaxRequests }
+        let charged = budget.withLock { inUse -> Bool in
+            guard inUse + maxRequests <= requestBudget else { return false }
+            inUse += maxRequests
+            return true
+        }
+        guard charged else {
+            counters.failedCreates.increment()
+            throw .budgetExhausted
+        }
+        let context = Context<Flavor>(maxRequests: maxRequests, table: self)
+        // ioctx_add_table: the first empty slot, found and filled under the
+        // table lock; rcu_access_pointer is enough to test a slot for nil.
+        let id = tableLock.withLock { generations -> ContextID? in
+            guard let slot = slots.indices.first(where: { slots[$0].context.access() == nil }) else { return nil }
+            generations[slot] += 1
+            let id = ContextID(slot: slot, generation: generations[slot])
+            context.id = id
+            slots[slot].context.assign(context)
+            return id
+        }
+        guard let id else {
+            // The 2013 fix: a failed insert must give the budget back.
+            returnBudget(maxRequests)
+            context.abandon()
+            counters.failedCreates.increment()
+            throw .tableFull
+        }
+        counters.created.increment()
+        return id
+    }
+
+    /// Finds a live context and takes a `users` reference on it
+    /// (`lookup_ioctx`).
+    ///
+    /// The context is found under a read section of `Flavor`, where its
+    /// count may already be on its way to zero: only `tryGetLive` may take
+    /// the reference (a plain `get` could revive a context being destroyed).
+    public func lookup(_ id: ContextID) -> ContextLease<Flavor>? {
+        guard slots.indices.contains(id.slot) else { return nil }
+        let found = Flavor.read { section in
+            slots[id.slot].context.dereference(in: section) { context -> Context<Flavor>? in
+                guard let context else { return nil }
+                // Reachable through the table means not freed: the free
+                // waits for a grace period after the slot was cleared.
+                context.checkAlive(during: "lookup")
+                guard context.id == id, context.users.tryGetLive() else { return nil }
+                return context
+            }
+        }
+        return found.map { ContextLease(context: $0) }
+    }
+
+    /// Destroys a context (`io_destroy` → `kill_ioctx`): unpublishes it,
+    /// gives its budget back and kills `users`. It is freed once every
+    /// lookup and request is done, after a grace period.
+    public func destroy(_ id: ContextID) throws(ContextError) {
+        guard let lease = lookup(id) else { throw .noSuchContext }
+        let context = lease.context
+        let claimed = tableLock.withLock { _ -> Bool in
+            // Only one destroy wins (the kernel's atomic_xchg on ctx->dead).
+            guard !context.dead.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+            // The slot stops being reachable; readers already inside keep
+            // using the context until they leave (RCU_INIT_POINTER: storing
+            // nil needs no ordering).
+            slots[id.slot].context.initialize(to: nil)
+            return true
+        }
+        guard claimed else { throw .noSuchContext }
+        returnBudget(context.maxRequests)
+        context.users.kill()
+        counters.destroyed.increment()
+        // The lease's deinit drops the lookup reference.
+        _ = consume lease
+    }
+
+    /// `aio_nr_sub`: gives budget back, never below zero.
+    func returnBudget(_ requests: Int) {
+        budget.withLock { inUse in
+            if inUse < requests {
+                rcuMisuse("ContextTable: request budget would go below zero (\(inUse) - \(requests))")
+            }
+            inUse -= requests
+        }
+    }
+
+    /// Requests charged against the budget by live contexts.
+    public var budgetInUse: Int { budget.withLock { $0 } }
+
+    /// The IDs of contexts currently in the table.
+    public var liveContexts: [ContextID] {
+        tableLock.withLock { _ in
+            // The table lock serialises every slot update.
+            slots.compactMap { $0.context.dereferenceProtected(by: true)?.id }
+        }
+    }
+
+    /// Lifecycle counts so far.
+    public var statistics: LifecycleStatistics { counters.snapshot(budgetInUse: budgetInUse) }
+
+    /// Destroys every context left, then waits until all of them are freed
+    /// and no callback or free is pending. Returns what it saw; a
+    /// ``LifecycleStatistics/isClean`` result proves nothing leaked.
+    public func shutdown(timeoutSeconds: Double = 30) -> LifecycleStatistics {
+        for id in liveContexts { try? destroy(id) }
+        return waitForAll(timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Waits until every destroyed context has been freed and every
+    /// context object deallocated, letting callbacks and the cleanup queue
+    /// run; gives up after `timeoutSeconds` and reports what is left.
+    public func waitForAll(timeoutSeconds: Double = 30) -> LifecycleStatistics {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutSeconds * 1e9)
+        while true {
+            Flavor.barrier()
+            cleanupQueue.sync {}
+            let statistics = self.statistics
+            let settled = statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0
+            if settled || DispatchTime.now().uptimeNanoseconds > deadline { return statistics }
+        }
+    }
+}
+
+/// One RCU-protected table slot (`kioctx_table->table[i]`, an
+/// `__rcu` pointer since the 2018 fix).
+final class TableSlot<Flavor: RCUFlavor>: Sendable {
+    let context = RCUPointer<Context<Flavor>, Flavor>()
+}
+
+/// A `users` reference on a context found by ``ContextTable/lookup(_:)``:
+/// the context cannot be destroyed-and-freed while a lease exists. Dropping
+/// the lease drops the reference.
+public struct ContextLease<Flavor: RCUFlavor>: ~Copyable, Sendable {
+    let context: Context<Flavor>
+
+    init(context: Context<Flavor>) { self.context = context }
+
+    deinit { context.users.put() }
+
+    public var id: ContextID { context.id }
+
+    /// Starts a request, holding a `reqs` reference until it completes
+    /// (`aio_get_req`).
+    public func submit() throws(ContextError) -> ContextRequest<Flavor> {
+        try context.submit()
+    }
+
+    /// Takes up to `maximum` completion events off the ring
+    /// (`aio_read_events`). Ring indices are read from user-writable memory
+    /// and sanitised; garbage there yields wrong events, never a crash.
+    public func reapEvents(maximum: Int) -> [CompletionEvent] {
+        context.ring.reap(maximum: maximum)
+    }
+
+    /// The ring's head and tail, in memory the user may write (the mmapped
+    /// `struct aio_ring` header). Valid while the lease exists.
+    public var userRingIndices: UnsafeMutablePointer<RingIndices> { context.ring.userIndices }
+}

@@ -1,0 +1,61 @@
+import Synchronization
+
+/// What a ``ContextTable`` has done, counted.
+public struct LifecycleStatistics: Sendable, Equatable {
+    public var created = 0
+    public var failedCreates = 0
+    public var destroyed = 0
+    public var freed = 0
+    /// Contexts allocated and not yet freed.
+    public var live = 0
+    public var submitted = 0
+    public var completed = 0
+    public var cancelled = 0
+    /// Readers that reached a freed context. Must be zero.
+    public var useAfterFree = 0
+    /// Frees queued behind a grace period (the double bounce) that have not
+    /// run yet.
+    public var pendingFrees = 0
+    /// Context objects still in memory: a callback (a slot's retirement, a
+    /// free) or a caller still holds them.
+    public var objects = 0
+    /// Requests charged against the budget by live contexts.
+    public var budgetInUse = 0
+
+    /// Nothing leaked: every context created was freed and its object
+    /// deallocated, no free or callback is pending, the budget is back to
+    /// zero, and no reader reached a freed context.
+    public var isClean: Bool {
+        live == 0 && objects == 0 && pendingFrees == 0 && budgetInUse == 0 && useAfterFree == 0
+            && created == freed
+    }
+}
+
+final class LifecycleCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    func increment() { value.wrappingAdd(1, ordering: .relaxed) }
+    func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
+    var current: Int { value.load(ordering: .relaxed) }
+}
+
+final class LifecycleCounters: Sendable {
+    let created = LifecycleCounter()
+    let failedCreates = LifecycleCounter()
+    let destroyed = LifecycleCounter()
+    let freed = LifecycleCounter()
+    let live = LifecycleCounter()
+    let submitted = LifecycleCounter()
+    let completed = LifecycleCounter()
+    let cancelled = LifecycleCounter()
+    let useAfterFree = LifecycleCounter()
+    let pendingFrees = LifecycleCounter()
+    let objects = LifecycleCounter()
+
+    func snapshot(budgetInUse: Int) -> LifecycleStatistics {
+        LifecycleStatistics(
+            created: created.current, failedCreates: failedCreates.current, destroyed: destroyed.current,
+            freed: freed.current, live: live.current, submitted: submitted.current,
+            completed: completed.current, cancelled: cancelled.current, useAfterFree: useAfterFree.current,
+            pendingFrees: pendingFrees.current, objects: objects.current, budgetInUse: budgetInUse)
+    }
+}
