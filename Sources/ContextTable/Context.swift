@@ -42,6 +42,9 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         table.counters.objects.decrement()
     }
 
+    /// Whether the context has been freed.
+    var isFreed: Bool { freed.load(ordering: .acquiring) }
+
     /// Stops the process if the context has been freed: a reader reached
     /// it too late, which the grace period must make impossible.
     func checkAlive(during operation: String) {
