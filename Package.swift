@@ -33,9 +33,9 @@ let package = Package(
         .target(name: "URCUTesting", dependencies: ["URCU"]),
         // The torture run (`make torture`): its scenarios are a library so
         // the tests can run them briefly.
-        .target(name: "URCUTorture", dependencies: ["URCU"]),
+        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
-        .testTarget(name: "URCUTests", dependencies: ["URCU", "URCUTorture"]),
+        .testTarget(name: "URCUTests", dependencies: ["URCU", "URCUTorture", "ContextTable"]),
         .testTarget(
             name: "ContextTableTests",
             dependencies: [

@@ -22,6 +22,26 @@ public struct LifecycleStatistics: Sendable, Equatable {
     /// Requests charged against the budget by live contexts.
     public var budgetInUse = 0
 
+    public init() {}
+
+    init(
+        created: Int, failedCreates: Int, destroyed: Int, freed: Int, live: Int, submitted: Int,
+        completed: Int, cancelled: Int, useAfterFree: Int, pendingFrees: Int, objects: Int, budgetInUse: Int
+    ) {
+        self.created = created
+        self.failedCreates = failedCreates
+        self.destroyed = destroyed
+        self.freed = freed
+        self.live = live
+        self.submitted = submitted
+        self.completed = completed
+        self.cancelled = cancelled
+        self.useAfterFree = useAfterFree
+        self.pendingFrees = pendingFrees
+        self.objects = objects
+        self.budgetInUse = budgetInUse
+    }
+
     /// Nothing leaked: every context created was freed and its object
     /// deallocated, no free or callback is pending, the budget is back to
     /// zero, and no reader reached a freed context.

@@ -56,6 +56,8 @@ public final class GracePeriodAccounting: Sendable {
         ran.value.wrappingAdd(1, ordering: .relaxed)
     }
 
+    var callbacksRun: Int { ran.value.load(ordering: .relaxed) }
+
     var pendingCallbacks: Int {
         // Read `ran` first: a callback counted there was counted in `queued`
         // before, so the difference never goes negative.

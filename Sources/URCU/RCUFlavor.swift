@@ -123,4 +123,8 @@ extension RCUFlavor {
     /// The number of callbacks queued with ``call(_:)`` or ``retire(_:)``
     /// that have not run yet.
     public static var pendingCallbacks: Int { accounting.pendingCallbacks }
+
+    /// The number of callbacks of this flavor that have run, each after a
+    /// grace period.
+    public static var callbacksRun: Int { accounting.callbacksRun }
 }

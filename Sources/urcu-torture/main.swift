@@ -1,7 +1,12 @@
 // The torture run: the library on real threads for a bounded time, with
 // progress while it runs and a summary at the end. Exits non-zero on any
 // error. `make torture` runs it; `urcu-torture --help` lists the options.
+//
+// Two suites share the time: the seeds' context lifecycle (ContextTable
+// over PercpuRef and RCU), and the grace-period torture (rcutorture's pipe
+// count) on each flavor.
 
+import ContextTable
 import URCU
 import URCUTorture
 
@@ -13,14 +18,18 @@ struct Options {
     var seconds = 20.0
     var readers = 2
     var flavors = ["memb", "qsbr", "mb", "bp"]
+    var suites = ["lifecycle", "grace-periods"]
 }
 
 func usage() -> Never {
     print("""
         usage: urcu-torture [--seconds S] [--readers N] [--flavor memb|qsbr|mb|bp|all]
-          --seconds S   total duration, shared between the flavors (default 20)
-          --readers N   reader threads per flavor (default 2)
-          --flavor F    one flavor, or all (default)
+                            [--suite lifecycle|grace-periods|all]
+          --seconds S   total duration (default 20): half to the lifecycle on memb,
+                        half shared by the flavors in the grace-period torture
+          --readers N   reader threads (default 2)
+          --flavor F    grace-period torture on one flavor, or all (default)
+          --suite S     run one suite, or all (default)
         """)
     exit(2)
 }
@@ -42,6 +51,12 @@ func parseOptions() -> Options {
                 guard options.flavors.contains(value) else { usage() }
                 options.flavors = [value]
             }
+        case "--suite":
+            guard let value = arguments.popFirst() else { usage() }
+            if value != "all" {
+                guard options.suites.contains(value) else { usage() }
+                options.suites = [value]
+            }
         default:
             usage()
         }
@@ -56,42 +71,76 @@ func rate(_ count: Int, _ seconds: Double) -> String {
     return "\(Int(perSecond))/s"
 }
 
-func line(_ report: TortureReport) -> String {
-    "[\(report.flavor) \(Int(report.seconds))s] reads \(rate(report.reads, report.seconds)), "
-        + "updates \(rate(report.updates, report.seconds)), grace periods \(report.totalGracePeriods), "
-        + "errors \(report.errors)"
+let options = parseOptions()
+let share = options.seconds / Double(options.suites.count)
+var failures: [String] = []
+
+// MARK: The seeds' lifecycle
+
+if options.suites.contains("lifecycle") {
+    print("urcu-torture: context lifecycle on memb, \(options.readers) readers + 1 updater, \(share)s")
+    let report = LifecycleTorture.run(MembarrierRCU.self, seconds: share, readers: options.readers) { report in
+        let s = report.statistics
+        print("[lifecycle \(Int(report.seconds))s] lookups \(rate(report.lookups, report.seconds)), "
+            + "submits \(rate(report.submits, report.seconds)), created \(s.created), freed \(s.freed), "
+            + "live \(s.live), use-after-free \(s.useAfterFree)")
+    }
+    let s = report.statistics
+    print("""
+
+        | lifecycle (memb) | count | per second |
+        |---|---:|---:|
+        | lookups (tryGetLive under RCU) | \(report.lookups) | \(rate(report.lookups, report.seconds)) |
+        | lookups that found nothing | \(report.failedLookups) | |
+        | requests submitted | \(report.submits) | \(rate(report.submits, report.seconds)) |
+        | requests completed / cancelled | \(s.completed) / \(s.cancelled) | |
+        | ring index writes by "user space" | \(report.ringIndexWrites) | |
+        | contexts created / failed creates | \(s.created) / \(s.failedCreates) | \(rate(s.created, report.seconds)) |
+        | contexts destroyed / freed | \(s.destroyed) / \(s.freed) | |
+        | RCU callbacks run (each after a grace period) | \(report.callbacksRun) | |
+        | use-after-free detections | \(s.useAfterFree) | |
+        | leaks (live, objects, pending frees, budget) | \(s.live), \(s.objects), \(s.pendingFrees), \(s.budgetInUse) | |
+
+        """)
+    failures += report.errors.map { "lifecycle: \($0)" }
 }
+
+// MARK: Grace periods on every flavor
 
 func runGracePeriodTorture<F: RCUFlavor>(_ flavor: F.Type, seconds: Double, readers: Int) -> TortureReport {
-    GracePeriodTorture.run(flavor, seconds: seconds, readers: readers) { print(line($0)) }
-}
-
-let options = parseOptions()
-let perFlavor = options.seconds / Double(options.flavors.count)
-print("urcu-torture: grace-period torture, \(options.readers) readers + 1 updater per flavor, \(perFlavor)s each")
-var reports: [TortureReport] = []
-for name in options.flavors {
-    switch name {
-    case "memb": reports.append(runGracePeriodTorture(MembarrierRCU.self, seconds: perFlavor, readers: options.readers))
-    case "qsbr": reports.append(runGracePeriodTorture(QuiescentStateRCU.self, seconds: perFlavor, readers: options.readers))
-    case "mb": reports.append(runGracePeriodTorture(MemoryBarrierRCU.self, seconds: perFlavor, readers: options.readers))
-    default: reports.append(runGracePeriodTorture(BulletproofRCU.self, seconds: perFlavor, readers: options.readers))
+    GracePeriodTorture.run(flavor, seconds: seconds, readers: readers) { report in
+        print("[\(report.flavor) \(Int(report.seconds))s] reads \(rate(report.reads, report.seconds)), "
+            + "updates \(rate(report.updates, report.seconds)), grace periods \(report.totalGracePeriods), "
+            + "errors \(report.errors)")
     }
 }
 
-print("")
-print("| flavor | reads/s | updates/s | grace periods (by mechanism) | pipe 0 / 1 / >1 | errors |")
-print("|---|---:|---:|---|---|---:|")
-var failures: [String] = []
-for report in reports {
-    let mechanisms = report.gracePeriods.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-    let older = report.pipeHistogram.dropFirst(2).reduce(0, +)
-    print("| \(report.flavor) | \(rate(report.reads, report.seconds)) | \(rate(report.updates, report.seconds)) | "
-        + "\(report.totalGracePeriods) (\(mechanisms)) | \(report.pipeHistogram[0]) / \(report.pipeHistogram[1]) / \(older) | \(report.errors) |")
-    if report.errors > 0 { failures.append("\(report.flavor): \(report.errors) reads saw a grace period end under them") }
-    if report.reads == 0 { failures.append("\(report.flavor): readers made no progress") }
-    if report.totalGracePeriods == 0 { failures.append("\(report.flavor): no grace period completed (stall)") }
+if options.suites.contains("grace-periods") {
+    let perFlavor = share / Double(options.flavors.count)
+    print("urcu-torture: grace-period torture, \(options.readers) readers + 1 updater per flavor, \(perFlavor)s each")
+    var reports: [TortureReport] = []
+    for name in options.flavors {
+        switch name {
+        case "memb": reports.append(runGracePeriodTorture(MembarrierRCU.self, seconds: perFlavor, readers: options.readers))
+        case "qsbr": reports.append(runGracePeriodTorture(QuiescentStateRCU.self, seconds: perFlavor, readers: options.readers))
+        case "mb": reports.append(runGracePeriodTorture(MemoryBarrierRCU.self, seconds: perFlavor, readers: options.readers))
+        default: reports.append(runGracePeriodTorture(BulletproofRCU.self, seconds: perFlavor, readers: options.readers))
+        }
+    }
+    print("")
+    print("| flavor | reads/s | updates/s | grace periods (by mechanism) | pipe 0 / 1 / >1 | errors |")
+    print("|---|---:|---:|---|---|---:|")
+    for report in reports {
+        let mechanisms = report.gracePeriods.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        let older = report.pipeHistogram.dropFirst(2).reduce(0, +)
+        print("| \(report.flavor) | \(rate(report.reads, report.seconds)) | \(rate(report.updates, report.seconds)) | "
+            + "\(report.totalGracePeriods) (\(mechanisms)) | \(report.pipeHistogram[0]) / \(report.pipeHistogram[1]) / \(older) | \(report.errors) |")
+        if report.errors > 0 { failures.append("\(report.flavor): \(report.errors) reads saw a grace period end under them") }
+        if report.reads == 0 { failures.append("\(report.flavor): readers made no progress") }
+        if report.totalGracePeriods == 0 { failures.append("\(report.flavor): no grace period completed (stall)") }
+    }
 }
+
 if failures.isEmpty {
     print("\nurcu-torture: PASS")
 } else {

@@ -22,6 +22,14 @@ struct TortureTests {
         await check(flavor)
     }
 
+    @Test("the context lifecycle torture frees everything, never under a reader")
+    func lifecycle() async {
+        let report = await offPool { LifecycleTorture.run(MembarrierRCU.self, seconds: 1) }
+        #expect(report.errors.isEmpty, "\(report.errors)")
+        #expect(report.statistics.created > 50)
+        #expect(report.statistics.freed == report.statistics.created)
+    }
+
     @Test("an updater that skips the grace period is caught")
     func negativeControl() async {
         let report = await offPool { GracePeriodTorture.run(MembarrierRCU.self, seconds: 0.5, waiting: .skipped) }

@@ -1,0 +1,163 @@
+import ContextTable
+import Synchronization
+import URCU
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The seeds' lifecycle on real threads: reader threads look contexts up,
+/// submit, complete and reap, and scribble over the ring indices; an updater
+/// creates and destroys contexts under them. Every context must be freed
+/// exactly once, never under a reader, and everything must be given back.
+public enum LifecycleTorture {
+    public struct Report: Sendable {
+        public var flavor: String
+        public var seconds: Double
+        public var lookups = 0
+        public var failedLookups = 0
+        public var submits = 0
+        public var completes = 0
+        public var ringIndexWrites = 0
+        public var statistics = LifecycleStatistics()
+        /// Callbacks run by the flavor during the run, each after a grace
+        /// period.
+        public var callbacksRun = 0
+        /// A clean final state (see ``LifecycleStatistics/isClean``).
+        public var clean = false
+
+        public var errors: [String] {
+            var errors: [String] = []
+            if statistics.useAfterFree > 0 { errors.append("\(statistics.useAfterFree) uses after free") }
+            if !clean { errors.append("not clean at the end: \(statistics)") }
+            if lookups == 0 || statistics.created == 0 || statistics.freed == 0 {
+                errors.append("no progress (lookups \(lookups), created \(statistics.created), freed \(statistics.freed))")
+            }
+            return errors
+        }
+    }
+
+    final class Shared<Flavor: RCUFlavor>: Sendable {
+        let table: ContextTable<Flavor>
+        let known = Mutex<[ContextID]>([])
+        let stop = Atomic<Bool>(false)
+        let lookups = Atomic<Int>(0)
+        let failedLookups = Atomic<Int>(0)
+        let submits = Atomic<Int>(0)
+        let completes = Atomic<Int>(0)
+        let ringIndexWrites = Atomic<Int>(0)
+
+        init(table: ContextTable<Flavor>) { self.table = table }
+    }
+
+    public static func run<Flavor: RCUFlavor>(
+        _ flavor: Flavor.Type, seconds: Double, readers: Int = 2,
+        progress: (@Sendable (Report) -> Void)? = nil
+    ) -> Report {
+        let shared = Shared(table: ContextTable<Flavor>(capacity: 16, requestBudget: 16 * 24))
+        let callbacksBefore = Flavor.callbacksRun
+        let start = monotonicSeconds()
+        var threads = (0..<readers).map { index in TortureThread { reader(shared, seed: UInt64(index) + 1) } }
+        threads.append(TortureThread { updater(shared) })
+        var nextProgress = start + 1
+        while monotonicSeconds() - start < seconds {
+            usleep(20_000)
+            if let progress, monotonicSeconds() >= nextProgress {
+                nextProgress += 1
+                progress(report(shared, elapsed: monotonicSeconds() - start, callbacks: Flavor.callbacksRun - callbacksBefore))
+            }
+        }
+        shared.stop.store(true, ordering: .releasing)
+        threads.forEach { $0.join() }
+        var final = report(shared, elapsed: monotonicSeconds() - start, callbacks: 0)
+        final.statistics = shared.table.shutdown()
+        final.callbacksRun = Flavor.callbacksRun - callbacksBefore
+        final.clean = final.statistics.isClean
+        return final
+    }
+
+    static func report<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, elapsed: Double, callbacks: Int) -> Report {
+        Report(
+            flavor: Flavor.name, seconds: elapsed,
+            lookups: shared.lookups.load(ordering: .relaxed),
+            failedLookups: shared.failedLookups.load(ordering: .relaxed),
+            submits: shared.submits.load(ordering: .relaxed),
+            completes: shared.completes.load(ordering: .relaxed),
+            ringIndexWrites: shared.ringIndexWrites.load(ordering: .relaxed),
+            statistics: shared.table.statistics, callbacksRun: callbacks)
+    }
+
+    static func reader<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        var pending: [ContextRequest<Flavor>] = []
+        var lookups = 0, failed = 0, submits = 0, completes = 0, scribbles = 0
+        while !shared.stop.load(ordering: .relaxed) {
+            for _ in 0..<32 {
+                let candidates = shared.known.withLock { $0 }
+                guard !candidates.isEmpty else { break }
+                let id = candidates[Int(random.next() % UInt64(candidates.count))]
+                lookups += 1
+                guard let lease = shared.table.lookup(id) else {
+                    failed += 1
+                    continue
+                }
+                for _ in 0..<Int(random.next() % 3) + 1 {
+                    guard let request = try? lease.submit() else { break }
+                    submits += 1
+                    // Keep some requests in flight across destroys.
+                    if random.next() % 4 == 0 { pending.append(request) } else if request.complete() { completes += 1 }
+                }
+                if random.next() % 8 == 0 {
+                    // User space may write anything into the ring header.
+                    lease.userRingIndices.pointee.head = UInt32(truncatingIfNeeded: random.next())
+                    lease.userRingIndices.pointee.tail = UInt32(truncatingIfNeeded: random.next())
+                    scribbles += 1
+                }
+                _ = lease.reapEvents(maximum: 8)
+            }
+            while pending.count > 16, let request = pending.popLast() {
+                if request.complete() { completes += 1 }
+            }
+            shared.lookups.wrappingAdd(lookups, ordering: .relaxed)
+            shared.failedLookups.wrappingAdd(failed, ordering: .relaxed)
+            shared.submits.wrappingAdd(submits, ordering: .relaxed)
+            shared.completes.wrappingAdd(completes, ordering: .relaxed)
+            shared.ringIndexWrites.wrappingAdd(scribbles, ordering: .relaxed)
+            lookups = 0; failed = 0; submits = 0; completes = 0; scribbles = 0
+        }
+        for request in pending where request.complete() { completes += 1 }
+        shared.completes.wrappingAdd(completes, ordering: .relaxed)
+    }
+
+    static func updater<Flavor: RCUFlavor>(_ shared: Shared<Flavor>) {
+        var random = SplitMix(seed: 0x5EED)
+        while !shared.stop.load(ordering: .relaxed) {
+            let live = shared.known.withLock { $0 }
+            if live.count < 12 || random.next() % 2 == 0,
+               let id = try? shared.table.create(maxRequests: Int(random.next() % 24) + 1) {
+                shared.known.withLock { $0.append(id) }
+            } else if let victim = live.randomElement(using: &random) {
+                // Readers may still look the destroyed ID up: they must fail.
+                if random.next() % 2 == 0 { shared.known.withLock { $0.removeAll { $0 == victim } } }
+                try? shared.table.destroy(victim)
+            }
+            shared.known.withLock { known in
+                if known.count > 64 { known.removeFirst(known.count - 64) }
+            }
+            usleep(200)
+        }
+    }
+}
+
+/// A small deterministic generator, so a failing run can be replayed.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
