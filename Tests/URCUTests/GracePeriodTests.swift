@@ -211,6 +211,61 @@ struct GracePeriodTests {
     }
 }
 
+@Suite("Callback workers", .serialized)
+struct CallbackWorkerTests {
+    @Test("per-CPU callback workers run callbacks, and removing them loses none", arguments: allFlavors)
+    func perCPUWorkers(flavor: any LiburcuFlavor.Type) {
+        func check<F: LiburcuFlavor>(_: F.Type) {
+            #expect(F.createPerCPUCallbackWorkers())
+            #expect(F.hasCallbackWorker(forCPU: 0))
+            let ran = Atomic<Int>(0)
+            let gate = Latch()
+            // Some run before the workers go away, some are still queued
+            // when they do: those move to the default worker.
+            runThreads(2) { _ in
+                for _ in 0..<500 { F.call { gate.wait(); ran.wrappingAdd(1, ordering: .relaxed) } }
+            }
+            gate.open()
+            F.removePerCPUCallbackWorkers()
+            #expect(!F.hasCallbackWorker(forCPU: 0))
+            F.barrier()
+            #expect(ran.load(ordering: .relaxed) == 1_000)
+        }
+        check(flavor)
+    }
+}
+
+/// A task executor on its own dispatch queue, for the async double bounce.
+final class QueueExecutor: TaskExecutor {
+    let queue = DispatchQueue(label: "urcu.test.executor")
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+@Suite("Async double bounce")
+struct AsyncDoubleBounceTests {
+    @Test("afterGracePeriod(on: executor) runs the task after pre-existing readers leave", arguments: allFlavors)
+    func executorBounce(flavor: any LiburcuFlavor.Type) async {
+        func check<F: RCUFlavor>(_: F.Type) async {
+            let executor = QueueExecutor()
+            let entered = Latch(), release = Latch(), ran = Latch()
+            let reader = TestThread {
+                F.asReaderThread { F.read { _ in entered.open(); release.wait() } }
+            }
+            entered.wait()
+            F.afterGracePeriod(on: executor) { ran.open() }
+            try? await Task.sleep(nanoseconds: 50_000_000)
+            #expect(!ran.isOpen, "ran while a pre-existing reader was inside")
+            release.open()
+            reader.join()
+            #expect(ran.wait(), "never ran")
+        }
+        await check(flavor)
+    }
+}
+
 @Suite("QSBR registration")
 struct QSBRTests {
     @Test("a registered thread that goes offline to block does not stall grace periods")
