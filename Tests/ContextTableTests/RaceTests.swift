@@ -13,7 +13,7 @@ final class Flag: Sendable {
     private let storage = Atomic<Bool>(false)
     func set() { storage.store(true, ordering: .releasing) }
     var isSet: Bool { storage.load(ordering: .acquiring) }
-    func wait(seconds: Double = 10) {
+    func wait(seconds: Double = 120) {
         var waited = 0.0
         while !isSet && waited < seconds { usleep(200); waited += 0.0002 }
     }

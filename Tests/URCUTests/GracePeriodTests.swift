@@ -180,7 +180,7 @@ struct GracePeriodTests {
             runThreads(8) { _ in F.read { _ in } }
             let done = Latch()
             let updater = TestThread { F.synchronize(); done.open() }
-            #expect(done.wait(seconds: 10), "grace period stalled by exited threads")
+            #expect(done.wait(seconds: 60), "grace period stalled by exited threads")
             updater.join()
         }
         check(flavor)
@@ -247,22 +247,24 @@ final class QueueExecutor: TaskExecutor {
 @Suite("Async double bounce")
 struct AsyncDoubleBounceTests {
     @Test("afterGracePeriod(on: executor) runs the task after pre-existing readers leave", arguments: allFlavors)
-    func executorBounce(flavor: any LiburcuFlavor.Type) async {
-        func check<F: RCUFlavor>(_: F.Type) async {
+    func executorBounce(flavor: any LiburcuFlavor.Type) {
+        func check<F: RCUFlavor>(_: F.Type) {
             let executor = QueueExecutor()
             let entered = Latch(), release = Latch(), ran = Latch()
             let reader = TestThread {
                 F.asReaderThread { F.read { _ in entered.open(); release.wait() } }
             }
-            entered.wait()
+            let readerEntered = entered.wait()
+            #expect(readerEntered)
+            let start = monotonicSeconds()
             F.afterGracePeriod(on: executor) { ran.open() }
-            try? await Task.sleep(nanoseconds: 50_000_000)
-            #expect(!ran.isOpen, "ran while a pre-existing reader was inside")
+            usleep(50_000)
+            #expect(!ran.isOpen, "ran while a pre-existing reader was inside (after \(monotonicSeconds() - start) s)")
             release.open()
             reader.join()
             #expect(ran.wait(), "never ran")
         }
-        await check(flavor)
+        check(flavor)
     }
 }
 
@@ -286,7 +288,7 @@ struct QSBRTests {
         offline.wait()
         let done = Latch()
         let updater = TestThread { QuiescentStateRCU.synchronize(); done.open() }
-        #expect(done.wait(seconds: 10), "offline QSBR thread stalled the grace period")
+        #expect(done.wait(seconds: 60), "offline QSBR thread stalled the grace period")
         release.open()
         reader.join()
         updater.join()

@@ -63,9 +63,11 @@ final class Latch: Sendable {
     func open() { state.store(true, ordering: .releasing) }
     var isOpen: Bool { state.load(ordering: .acquiring) }
 
-    /// Spins (with short sleeps) until open or until `seconds` pass.
+    /// Spins (with short sleeps) until open or until `seconds` pass. The
+    /// bound only keeps a broken test from hanging: on a loaded 2-core
+    /// machine, steps of a correct test can take seconds.
     @discardableResult
-    func wait(seconds: Double = 10) -> Bool {
+    func wait(seconds: Double = 120) -> Bool {
         let deadline = monotonicSeconds() + seconds
         while !isOpen {
             if monotonicSeconds() > deadline { return false }
@@ -82,7 +84,7 @@ func monotonicSeconds() -> Double {
 }
 
 /// Polls `condition` until it holds or `seconds` pass.
-func eventually(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+func eventually(seconds: Double = 120, _ condition: () -> Bool) -> Bool {
     let deadline = monotonicSeconds() + seconds
     while !condition() {
         if monotonicSeconds() > deadline { return false }
