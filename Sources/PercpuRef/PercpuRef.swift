@@ -65,10 +65,13 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     /// Creates a ref holding one reference.
     ///
-    /// - Parameter release: runs once the count reaches zero after
-    ///   ``kill()``, on the thread of the last ``put()`` (or of the mode
-    ///   switch), outside any read section. No grace period separates it
-    ///   from that put.
+    /// - Parameter release: runs once the count reaches zero in atomic mode
+    ///   (normally after ``kill()``), on the thread of the last ``put()`` or
+    ///   of the mode switch, outside any read section. **No grace period
+    ///   separates it from that put**: readers that found the object under
+    ///   RCU may still be using it. Free such an object only after an
+    ///   explicit grace period of the readers' flavor, from a context that
+    ///   may block (`Flavor.afterGracePeriod(on:execute:)`).
     public init(options: Options = [], release: @escaping @Sendable () -> Void) {
         let startsAtomic = !options.isDisjoint(with: [.startAtomic, .startDead])
         var startCount = startsAtomic ? 0 : Self.bias
@@ -224,6 +227,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Kills the ref: ``tryGetLive()`` fails from now on, the ref switches
     /// to atomic mode, and the initial reference is dropped
     /// (`percpu_ref_kill_and_confirm`).
+    ///
+    /// The grace period this waits for is internal to the mode switch: it
+    /// is not between the last ``put()`` and `release`, it is of the ref's
+    /// flavor (which may not be the flavor of the object's readers), and
+    /// there is none at all if the ref is already in atomic mode. Never
+    /// rely on it to protect readers; see the type's documentation.
     ///
     /// - Parameter confirm: runs once the switch is complete, after a grace
     ///   period of `Flavor`; from then on every ``tryGetLive()`` fails on
