@@ -33,26 +33,29 @@ let package = Package(
         .target(name: "URCUTesting", dependencies: ["URCU"]),
         // The torture run (`make torture`): its scenarios are a library so
         // the tests can run them briefly.
-        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable"]),
+        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
-        .testTarget(name: "URCUTests", dependencies: ["URCU", "URCUTorture", "ContextTable"]),
+        // Helpers shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["URCUTesting"], path: "Tests/TestSupport"),
+        .testTarget(
+            name: "URCUTests", dependencies: ["URCU", "URCUTorture", "ContextTable", "URCUTesting", "TestSupport"]),
         .testTarget(
             name: "ContextTableTests",
             dependencies: [
-                "ContextTable", "URCU", "URCUTesting",
+                "ContextTable", "URCU", "URCUTesting", "TestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
         .testTarget(
             name: "PercpuRefTests",
             dependencies: [
-                "PercpuRef", "URCU", "URCUTesting",
+                "PercpuRef", "URCU", "URCUTesting", "TestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
 
         // Benchmarks: the C reference loops and the runner (`make bench`).
         .target(name: "CBaseline", dependencies: ["CLibURCU"], path: "Benchmarks/CBaseline"),
         .executableTarget(
-            name: "urcu-bench", dependencies: ["URCU", "PercpuRef", "CBaseline"], path: "Benchmarks/URCUBench"),
+            name: "urcu-bench", dependencies: ["URCU", "PercpuRef", "URCUTesting", "CBaseline"], path: "Benchmarks/URCUBench"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,7 @@ import Foundation
 import PercpuRef
 import Synchronization
 import URCU
+import URCUTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -16,11 +17,6 @@ import Glibc
 
 // MARK: Harness
 
-func now() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-}
 
 /// Runs `body` on `threads` threads at once, each doing `iterations`
 /// operations; returns the median over `rounds` of ns per operation per
@@ -35,13 +31,13 @@ func measure(
         let start = Atomic<Int>(0), ready = Atomic<Int>(0)
         let elapsed = Mutex<[Double]>([])
         let workers = (0..<threads).map { _ in
-            Thread {
+            JoinableThread {
                 setUp()
                 ready.wrappingAdd(1, ordering: .releasing)
                 while start.load(ordering: .acquiring) == 0 {}
-                let begin = now()
+                let begin = monotonicSeconds()
                 body(iterations)
-                let seconds = now() - begin
+                let seconds = monotonicSeconds() - begin
                 elapsed.withLock { $0.append(seconds) }
                 tearDown()
             }
@@ -53,19 +49,6 @@ func measure(
         samples.append(worst / Double(iterations) * 1e9)
     }
     return samples.sorted()[samples.count / 2]
-}
-
-final class Thread: @unchecked Sendable {
-    private var thread = pthread_t()
-    init(_ body: @escaping @Sendable () -> Void) {
-        final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-    }
-    func join() { pthread_join(thread, nil) }
 }
 
 /// Keeps results alive so the optimiser cannot drop the loops.

@@ -24,24 +24,6 @@ public struct LifecycleStatistics: Sendable, Equatable {
 
     public init() {}
 
-    init(
-        created: Int, failedCreates: Int, destroyed: Int, freed: Int, live: Int, submitted: Int,
-        completed: Int, cancelled: Int, useAfterFree: Int, pendingFrees: Int, objects: Int, budgetInUse: Int
-    ) {
-        self.created = created
-        self.failedCreates = failedCreates
-        self.destroyed = destroyed
-        self.freed = freed
-        self.live = live
-        self.submitted = submitted
-        self.completed = completed
-        self.cancelled = cancelled
-        self.useAfterFree = useAfterFree
-        self.pendingFrees = pendingFrees
-        self.objects = objects
-        self.budgetInUse = budgetInUse
-    }
-
     /// Nothing leaked: every context created was freed and its object
     /// deallocated, no free or callback is pending, the budget is back to
     /// zero, and no reader reached a freed context.
@@ -72,10 +54,19 @@ final class LifecycleCounters: Sendable {
     let objects = LifecycleCounter()
 
     func snapshot(budgetInUse: Int) -> LifecycleStatistics {
-        LifecycleStatistics(
-            created: created.current, failedCreates: failedCreates.current, destroyed: destroyed.current,
-            freed: freed.current, live: live.current, submitted: submitted.current,
-            completed: completed.current, cancelled: cancelled.current, useAfterFree: useAfterFree.current,
-            pendingFrees: pendingFrees.current, objects: objects.current, budgetInUse: budgetInUse)
+        var statistics = LifecycleStatistics()
+        statistics.created = created.current
+        statistics.failedCreates = failedCreates.current
+        statistics.destroyed = destroyed.current
+        statistics.freed = freed.current
+        statistics.live = live.current
+        statistics.submitted = submitted.current
+        statistics.completed = completed.current
+        statistics.cancelled = cancelled.current
+        statistics.useAfterFree = useAfterFree.current
+        statistics.pendingFrees = pendingFrees.current
+        statistics.objects = objects.current
+        statistics.budgetInUse = budgetInUse
+        return statistics
     }
 }

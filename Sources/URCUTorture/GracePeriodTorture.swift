@@ -1,6 +1,7 @@
 import Dispatch
 import Synchronization
 import URCU
+import URCUTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -62,8 +63,8 @@ public enum GracePeriodTorture {
     ) -> TortureReport {
         let shared = Shared<Flavor>()
         let start = monotonicSeconds()
-        var threads = (0..<readers).map { _ in TortureThread { reader(shared) } }
-        threads.append(TortureThread { updater(shared, waiting: waiting) })
+        var threads = (0..<readers).map { _ in JoinableThread { reader(shared) } }
+        threads.append(JoinableThread { updater(shared, waiting: waiting) })
         var nextProgress = start + 1
         let limit = 10 * seconds + 10
         func finished() -> Bool {

@@ -1,6 +1,7 @@
 import ContextTable
 import Synchronization
 import URCU
+import URCUTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -57,8 +58,8 @@ public enum LifecycleTorture {
         let shared = Shared(table: ContextTable<Flavor>(capacity: 16, requestBudget: 16 * 24))
         let callbacksBefore = Flavor.callbacksRun
         let start = monotonicSeconds()
-        var threads = (0..<readers).map { index in TortureThread { reader(shared, seed: UInt64(index) + 1) } }
-        threads.append(TortureThread { updater(shared) })
+        var threads = (0..<readers).map { index in JoinableThread { reader(shared, seed: UInt64(index) + 1) } }
+        threads.append(JoinableThread { updater(shared) })
         var nextProgress = start + 1
         while monotonicSeconds() - start < seconds {
             usleep(20_000)

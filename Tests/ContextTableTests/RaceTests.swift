@@ -3,21 +3,11 @@ import PropertyBased
 import Synchronization
 import Testing
 import URCU
+import URCUTesting
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Flags shared between a test and its threads.
-final class Flag: Sendable {
-    private let storage = Atomic<Bool>(false)
-    func set() { storage.store(true, ordering: .releasing) }
-    var isSet: Bool { storage.load(ordering: .acquiring) }
-    func wait(seconds: Double = 120) {
-        var waited = 0.0
-        while !isSet && waited < seconds { usleep(200); waited += 0.0002 }
-    }
-}
 
 @Suite("Context lifecycle races")
 struct RaceTests {
@@ -38,30 +28,30 @@ struct RaceTests {
                 context.users.switchToAtomicSync()
                 context.reqs.switchToAtomicSync()
             }
-            let found = Flag(), tornDown = Flag(), sawFreed = Flag(), readRing = Flag()
-            let reader = Worker {
+            let found = Latch(), tornDown = Latch(), sawFreed = Latch(), readRing = Latch()
+            let reader = JoinableThread {
                 F.read { section in
                     // Found under RCU, without taking a reference, like the
                     // table walk in the kernel's aio_ring_mremap.
                     table.slots[id.slot].context.dereference(in: section) { context in
                         guard let context else { return }
-                        found.set()
+                        found.open()
                         tornDown.wait()
                         // destroy ran and the last request completed: only
                         // the grace period keeps the context alive now.
                         usleep(50_000)
-                        if context.isFreed { sawFreed.set() }
-                        if context.ring.userIndices.pointee.head != .max { readRing.set() }
+                        if context.isFreed { sawFreed.open() }
+                        if context.ring.userIndices.pointee.head != .max { readRing.open() }
                     }
                 }
             }
             found.wait()
             try table.destroy(id)
             request.complete()
-            tornDown.set()
+            tornDown.open()
             reader.join()
-            #expect(!sawFreed.isSet, "context freed while a reader that found it was in its section")
-            #expect(readRing.isSet, "ring poisoned under the reader")
+            #expect(!sawFreed.isOpen, "context freed while a reader that found it was in its section")
+            #expect(readRing.isOpen, "ring poisoned under the reader")
             let statistics = table.waitForAll()
             #expect(statistics.isClean, "\(statistics)")
         }

@@ -2,6 +2,7 @@ import PercpuRef
 import Synchronization
 import Testing
 import URCU
+import URCUTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -14,16 +15,16 @@ struct ConcurrencyTests {
     func oneReleaseAcrossKill(round: Int) {
         let releases = Counter()
         let ref = PercpuRef<MembarrierRCU> { releases.increment() }
-        let confirmed = Flag()
+        let confirmed = Latch()
         let liveAfterConfirm = Counter()
         let operations = Counter()
         let threads = (0..<3).map { _ in
-            Worker {
+            JoinableThread {
                 var local = 0
                 // Keep taking and dropping references until the ref dies and
                 // the kill is confirmed.
                 while true {
-                    let confirmedBefore = confirmed.isSet
+                    let confirmedBefore = confirmed.isOpen
                     if ref.tryGetLive() {
                         if confirmedBefore { liveAfterConfirm.increment() }
                         ref.get(count: 2)
@@ -38,7 +39,7 @@ struct ConcurrencyTests {
             }
         }
         usleep(UInt32(20_000 + round * 10_000))
-        ref.kill { confirmed.set() }
+        ref.kill { confirmed.open() }
         threads.forEach { $0.join() }
         MembarrierRCU.barrier()
         #expect(releases.value == 1)
@@ -52,7 +53,7 @@ struct ConcurrencyTests {
         let releases = Counter()
         let ref = PercpuRef<MembarrierRCU> { releases.increment() }
         let threads = (0..<(PercpuRef<MembarrierRCU>.perThreadCounters + 8)).map { index in
-            Worker {
+            JoinableThread {
                 // Unbalanced on purpose: each thread takes a reference that
                 // another thread drops below.
                 for _ in 0..<200 { ref.get(); ref.put() }
@@ -68,22 +69,4 @@ struct ConcurrencyTests {
         MembarrierRCU.barrier()
         #expect(releases.value == 1)
     }
-}
-
-final class Worker: @unchecked Sendable {
-    private var thread = pthread_t()
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        final class Box {
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-    }
-
-    func join() { pthread_join(thread, nil) }
 }

@@ -1,18 +1,12 @@
 import PercpuRef
 import Testing
 import URCU
+import TestSupport
 
 /// Each PercpuRef misuse stops the process with a diagnostic naming it,
 /// where the kernel would WARN.
 @Suite("PercpuRef misuse")
 struct PercpuRefMisuseTests {
-    func expectDiagnostic(
-        _ result: ExitTest.Result?, _ message: String, sourceLocation: SourceLocation = #_sourceLocation
-    ) {
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(stderr.contains("swift-urcu misuse: PercpuRef: \(message)"), "stderr was: \(stderr)", sourceLocation: sourceLocation)
-    }
-
     @Test func killTwice() async {
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
@@ -21,7 +15,7 @@ struct PercpuRefMisuseTests {
                 ref.kill()
                 ref.kill()
             },
-            "kill() called on a ref that is already dead")
+            "PercpuRef: kill() called on a ref that is already dead")
     }
 
     @Test func putBelowZero() async {
@@ -31,7 +25,7 @@ struct PercpuRefMisuseTests {
                 ref.put()
                 ref.put()
             },
-            "put() below zero")
+            "PercpuRef: put() below zero")
     }
 
     @Test func putBelowZeroInPercpuMode() async {
@@ -42,7 +36,7 @@ struct PercpuRefMisuseTests {
                 ref.put()
                 ref.switchToAtomicSync()
             },
-            "count is -1 after switching to atomic mode: more puts than gets in percpu mode")
+            "PercpuRef: count is -1 after switching to atomic mode: more puts than gets in percpu mode")
     }
 
     @Test func resurrectLiveRef() async {
@@ -50,7 +44,7 @@ struct PercpuRefMisuseTests {
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                 PercpuRef<MembarrierRCU>(options: .allowReinit) {}.resurrect()
             },
-            "resurrect() on a ref that is not dead")
+            "PercpuRef: resurrect() on a ref that is not dead")
     }
 
     @Test func reinitInUse() async {
@@ -61,7 +55,7 @@ struct PercpuRefMisuseTests {
                 ref.kill()
                 ref.reinit()
             },
-            "reinit() on a ref whose count is not zero")
+            "PercpuRef: reinit() on a ref whose count is not zero")
     }
 
     @Test func switchToPercpuWithoutAllowReinit() async {
@@ -72,7 +66,7 @@ struct PercpuRefMisuseTests {
                 MembarrierRCU.barrier()
                 ref.reinit()
             },
-            "switch to percpu mode on a ref created without .allowReinit")
+            "PercpuRef: switch to percpu mode on a ref created without .allowReinit")
     }
 
     @Test func useAfterExit() async {
@@ -82,6 +76,6 @@ struct PercpuRefMisuseTests {
                 ref.exit()
                 ref.get()
             },
-            "get() after exit()")
+            "PercpuRef: get() after exit()")
     }
 }

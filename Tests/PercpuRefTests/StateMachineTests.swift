@@ -181,14 +181,14 @@ struct StateMachineTests {
 
     @Test("kill(confirm:) confirms only after the grace period")
     func confirmAfterGracePeriod() {
-        let confirmed = Flag()
+        let confirmed = Latch()
         let ref = PercpuRef<ManualRCU> {}
         ref.get()
-        ref.kill { confirmed.set() }
-        #expect(!confirmed.isSet)
+        ref.kill { confirmed.open() }
+        #expect(!confirmed.isOpen)
         #expect(!ref.tryGetLive(), "tryGetLive must fail as soon as the ref is dead")
         ManualRCU.completeGracePeriod()
-        #expect(confirmed.isSet)
+        #expect(confirmed.isOpen)
         ref.put()
         #expect(ref.isZero)
     }

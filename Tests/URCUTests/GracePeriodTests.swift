@@ -2,6 +2,8 @@ import Dispatch
 import Synchronization
 import Testing
 import URCU
+import URCUTesting
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -23,7 +25,7 @@ struct GracePeriodTests {
                 #expect(!F.isInReadSection)
             }
         }
-        let thread = TestThread { check(flavor) }
+        let thread = JoinableThread { check(flavor) }
         thread.join()
     }
 
@@ -31,7 +33,7 @@ struct GracePeriodTests {
     func synchronizeWaitsForReader(flavor: any LiburcuFlavor.Type) {
         func check<F: RCUFlavor>(_: F.Type) {
             let entered = Latch(), release = Latch(), left = Latch(), synchronized = Latch()
-            let reader = TestThread {
+            let reader = JoinableThread {
                 F.asReaderThread {
                     F.read { _ in
                         entered.open()
@@ -42,7 +44,7 @@ struct GracePeriodTests {
             }
             entered.wait()
             let leftFirst = Latch()
-            let updater = TestThread {
+            let updater = JoinableThread {
                 F.synchronize()
                 // The reader must have left before the grace period ended.
                 if left.isOpen { leftFirst.open() }
@@ -63,7 +65,7 @@ struct GracePeriodTests {
     func callAfterGracePeriod(flavor: any LiburcuFlavor.Type) {
         func check<F: RCUFlavor>(_: F.Type) {
             let entered = Latch(), release = Latch(), ran = Latch()
-            let reader = TestThread {
+            let reader = JoinableThread {
                 F.asReaderThread { F.read { _ in entered.open(); release.wait() } }
             }
             entered.wait()
@@ -96,7 +98,7 @@ struct GracePeriodTests {
     func polling(flavor: any LiburcuFlavor.Type) {
         func check<F: RCUFlavor>(_: F.Type) {
             let entered = Latch(), release = Latch()
-            let reader = TestThread {
+            let reader = JoinableThread {
                 F.asReaderThread { F.read { _ in entered.open(); release.wait() } }
             }
             entered.wait()
@@ -120,11 +122,11 @@ struct GracePeriodTests {
     func asyncSynchronize(flavor: any LiburcuFlavor.Type) async {
         func check<F: RCUFlavor>(_: F.Type) async {
             let entered = Latch(), release = Latch(), left = Latch()
-            let reader = TestThread {
+            let reader = JoinableThread {
                 F.asReaderThread { F.read { _ in entered.open(); release.wait(); left.open() } }
             }
             entered.wait()
-            let opener = TestThread { usleep(30_000); release.open() }
+            let opener = JoinableThread { usleep(30_000); release.open() }
             await F.synchronize()
             #expect(left.isOpen)
             opener.join()
@@ -138,7 +140,7 @@ struct GracePeriodTests {
         func check<F: RCUFlavor>(_: F.Type) {
             let queue = DispatchQueue(label: "urcu.test.work")
             let entered = Latch(), release = Latch(), ran = Latch(), ranInSection = Latch()
-            let reader = TestThread {
+            let reader = JoinableThread {
                 F.asReaderThread { F.read { _ in entered.open(); release.wait() } }
             }
             entered.wait()
@@ -179,7 +181,7 @@ struct GracePeriodTests {
         func check<F: RCUFlavor>(_: F.Type) {
             runThreads(8) { _ in F.read { _ in } }
             let done = Latch()
-            let updater = TestThread { F.synchronize(); done.open() }
+            let updater = JoinableThread { F.synchronize(); done.open() }
             #expect(done.wait(seconds: 60), "grace period stalled by exited threads")
             updater.join()
         }
@@ -251,7 +253,7 @@ struct AsyncDoubleBounceTests {
         func check<F: RCUFlavor>(_: F.Type) {
             let executor = QueueExecutor()
             let entered = Latch(), release = Latch(), ran = Latch()
-            let reader = TestThread {
+            let reader = JoinableThread {
                 F.asReaderThread { F.read { _ in entered.open(); release.wait() } }
             }
             let readerEntered = entered.wait()
@@ -274,7 +276,7 @@ struct QSBRTests {
     func offlineWhileBlocking() {
         let offline = Latch(), release = Latch()
         let states = Atomic<Int>(0)
-        let reader = TestThread {
+        let reader = JoinableThread {
             QuiescentStateRCU.registerThread()
             if QuiescentStateRCU.isOnline { states.wrappingAdd(1, ordering: .relaxed) }
             QuiescentStateRCU.whileOffline {
@@ -287,7 +289,7 @@ struct QSBRTests {
         }
         offline.wait()
         let done = Latch()
-        let updater = TestThread { QuiescentStateRCU.synchronize(); done.open() }
+        let updater = JoinableThread { QuiescentStateRCU.synchronize(); done.open() }
         #expect(done.wait(seconds: 60), "offline QSBR thread stalled the grace period")
         release.open()
         reader.join()
@@ -298,7 +300,7 @@ struct QSBRTests {
     @Test("an online thread holds grace periods until it reports a quiescent state")
     func quiescentState() {
         let registered = Latch(), report = Latch(), reported = Latch(), done = Latch()
-        let reader = TestThread {
+        let reader = JoinableThread {
             QuiescentStateRCU.registerThread()
             registered.open()
             report.wait()
@@ -309,7 +311,7 @@ struct QSBRTests {
         }
         registered.wait()
         let synchronized = Latch()
-        let updater = TestThread { QuiescentStateRCU.synchronize(); synchronized.open() }
+        let updater = JoinableThread { QuiescentStateRCU.synchronize(); synchronized.open() }
         usleep(50_000)
         #expect(!synchronized.isOpen, "grace period ended before the online thread was quiescent")
         report.open()
@@ -323,7 +325,7 @@ struct QSBRTests {
     @Test("call from an unregistered thread works without registering it")
     func callFromUnregisteredThread() {
         let ran = Latch(), leftRegistered = Latch()
-        let caller = TestThread {
+        let caller = JoinableThread {
             QuiescentStateRCU.call { ran.open() }
             if QuiescentStateRCU.isRegistered { leftRegistered.open() }
         }

@@ -1,20 +1,12 @@
 import Testing
 import URCU
+import URCUTesting
+import TestSupport
 
 /// Each misuse stops the process with a diagnostic that names it. Exit tests
 /// run the body in a child process and check how it ended and what it said.
 @Suite("Misuse diagnostics")
 struct MisuseTests {
-    /// Expects the child process of an exit test to have printed a
-    /// diagnostic containing `message`. (An exit test's body cannot capture
-    /// anything, so each test spells out its own `#expect(processExitsWith:)`.)
-    func expectDiagnostic(
-        _ result: ExitTest.Result?, _ message: String, sourceLocation: SourceLocation = #_sourceLocation
-    ) {
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(stderr.contains("swift-urcu misuse: \(message)"), "stderr was: \(stderr)", sourceLocation: sourceLocation)
-    }
-
     @Test func synchronizeInsideReadSection() async {
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -1,6 +1,8 @@
 import Synchronization
 import Testing
 import URCU
+import URCUTesting
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -21,7 +23,7 @@ struct PointerTests {
             let holder = Holder<F>(Canary(1))
             let firstID = holder.pointer.dereferenceProtected(by: true)!.id
             let entered = Latch(), replaced = Latch(), violations = Atomic<Int>(0)
-            let reader = TestThread {
+            let reader = JoinableThread {
                 F.asReaderThread {
                     F.read { section in
                         holder.pointer.dereference(in: section) { canary in
@@ -56,7 +58,7 @@ struct PointerTests {
             let holder = Holder<F>(Canary(0))
             let stop = Latch(), violations = Atomic<Int>(0), reads = Atomic<Int>(0)
             let readers = (0..<2).map { _ in
-                TestThread {
+                JoinableThread {
                     F.asReaderThread {
                         var local = 0
                         while !stop.isOpen {
@@ -177,7 +179,7 @@ struct BoxTests {
             let box = RCUBox<Pair, F>(Pair(a: 0, b: 0))
             let stop = Latch(), torn = Atomic<Int>(0)
             let readers = (0..<2).map { _ in
-                TestThread {
+                JoinableThread {
                     F.asReaderThread {
                         while !stop.isOpen {
                             for _ in 0..<100 where box.read({ $0.a != $0.b }) {

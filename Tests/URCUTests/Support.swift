@@ -1,6 +1,7 @@
 import Synchronization
 import Testing
 import URCU
+import URCUTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -26,61 +27,6 @@ extension RCUFlavor {
     static func betweenSections() {
         if Self.self == QuiescentStateRCU.self { QuiescentStateRCU.quiescentState() }
     }
-}
-
-/// A joinable OS thread running a closure (not a task: read sections need
-/// threads that the test controls).
-final class TestThread: @unchecked Sendable {
-    private var thread = pthread_t()
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        let status = pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            box.body()
-            return nil
-        }, box)
-        precondition(status == 0)
-    }
-
-    func join() { pthread_join(thread, nil) }
-
-    private final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-}
-
-/// Runs `count` threads to completion.
-func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    let threads = (0..<count).map { index in TestThread { body(index) } }
-    threads.forEach { $0.join() }
-}
-
-/// A one-shot signal between threads.
-final class Latch: Sendable {
-    private let state = Atomic<Bool>(false)
-    func open() { state.store(true, ordering: .releasing) }
-    var isOpen: Bool { state.load(ordering: .acquiring) }
-
-    /// Spins (with short sleeps) until open or until `seconds` pass. The
-    /// bound only keeps a broken test from hanging: on a loaded 2-core
-    /// machine, steps of a correct test can take seconds.
-    @discardableResult
-    func wait(seconds: Double = 120) -> Bool {
-        let deadline = monotonicSeconds() + seconds
-        while !isOpen {
-            if monotonicSeconds() > deadline { return false }
-            usleep(100)
-        }
-        return true
-    }
-}
-
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 /// Polls `condition` until it holds or `seconds` pass.
@@ -127,14 +73,5 @@ final class Canary: @unchecked Sendable {
         value = Canary.poison
         check = Canary.poison
         Canary.registry.withLock { _ = $0.insert(id) }
-    }
-}
-
-/// Runs blocking `body` on its own thread and awaits it, so a test that
-/// blocks for long does not hold one of the few cooperative-pool threads
-/// that tasks queued by the code under test need in order to run.
-func offPool<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
-    await withCheckedContinuation { continuation in
-        _ = TestThread { continuation.resume(returning: body()) }
     }
 }

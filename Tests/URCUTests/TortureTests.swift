@@ -1,5 +1,7 @@
 import Testing
 import URCU
+import URCUTesting
+import TestSupport
 import URCUTorture
 
 /// The grace-period torture, briefly, on every flavor; and a broken updater

@@ -1,0 +1,72 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A joinable OS thread running a closure.
+///
+/// RCU tests need threads they control, not tasks: read sections, QSBR
+/// registration and per-thread counters belong to a thread, and a task can
+/// move between threads at every `await`.
+public final class JoinableThread: @unchecked Sendable {
+    private var thread = pthread_t()
+
+    public init(_ body: @escaping @Sendable () -> Void) {
+        final class Box {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let status = pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+        precondition(status == 0, "pthread_create failed: \(status)")
+    }
+
+    /// Waits for the thread to finish.
+    public func join() { pthread_join(thread, nil) }
+}
+
+/// A one-shot signal between threads.
+public final class Latch: Sendable {
+    private let state = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func open() { state.store(true, ordering: .releasing) }
+    public var isOpen: Bool { state.load(ordering: .acquiring) }
+
+    /// Waits (sleeping briefly between checks) until open or until `seconds`
+    /// pass; returns whether it opened. The bound only keeps a broken test
+    /// from hanging: on a loaded machine a correct step can take seconds.
+    @discardableResult
+    public func wait(seconds: Double = 120) -> Bool {
+        let deadline = monotonicSeconds() + seconds
+        while !isOpen {
+            if monotonicSeconds() > deadline { return false }
+            usleep(100)
+        }
+        return true
+    }
+}
+
+/// A counter shared between threads and closures.
+public final class Counter: Sendable {
+    private let storage = Atomic<Int>(0)
+
+    public init() {}
+
+    public func increment(by amount: Int = 1) { storage.wrappingAdd(amount, ordering: .relaxed) }
+    public var value: Int { storage.load(ordering: .acquiring) }
+}
+
+/// Seconds on the monotonic clock.
+public func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

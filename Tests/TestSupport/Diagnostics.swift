@@ -1,0 +1,28 @@
+import Testing
+import URCUTesting
+
+/// Expects the child process of an exit test to have printed the library's
+/// misuse diagnostic with `message`. (An exit test's body cannot capture
+/// anything, so each test spells out its own `#expect(processExitsWith:)`
+/// and hands the result here.)
+public func expectDiagnostic(
+    _ result: ExitTest.Result?, _ message: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    #expect(stderr.contains("swift-urcu misuse: \(message)"), "stderr was: \(stderr)", sourceLocation: sourceLocation)
+}
+
+/// Runs blocking `body` on its own thread and awaits it, so a test that
+/// blocks for long does not hold one of the few cooperative-pool threads
+/// that tasks queued by the code under test need in order to run.
+public func offPool<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+    await withCheckedContinuation { continuation in
+        _ = JoinableThread { continuation.resume(returning: body()) }
+    }
+}
+
+/// Runs `count` threads to completion.
+public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let threads = (0..<count).map { index in JoinableThread { body(index) } }
+    threads.forEach { $0.join() }
+}
