@@ -159,17 +159,23 @@ if selected("locks") {
 // MARK: call_rcu
 
 if selected("call") {
+    // End to end: enqueue `callCount` callbacks, then barrier, so the time
+    // includes running and freeing them on the callback thread (the other
+    // core), not only queueing.
     let callCount = 1_000_000
-    let cCall = measure(threads: 1, iterations: callCount, tearDown: { MembarrierRCU.barrier() }) { n in
+    let cCall = measure(threads: 1, iterations: callCount) { n in
         cbaseline_memb_call_rcu_free(UInt64(n))
+        MembarrierRCU.barrier()
     }
-    report("C memb: malloc + call_rcu(free), 1 thread", cCall)
-    report("Swift memb: call { closure capturing an Int }, 1 thread", measure(threads: 1, iterations: callCount, tearDown: { MembarrierRCU.barrier() }) { n in
+    report("C memb: malloc + call_rcu(free), then barrier", cCall)
+    report("Swift memb: call { closure capturing an Int }, then barrier", measure(threads: 1, iterations: callCount) { n in
         for i in 0..<n { MembarrierRCU.call { consume(UInt64(i)) } }
+        MembarrierRCU.barrier()
     }, against: cCall)
-    report("Swift memb: assign (retire old after GP), 1 thread", measure(threads: 1, iterations: callCount, tearDown: { MembarrierRCU.barrier() }) { n in
+    report("Swift memb: assign (new object, retire old), then barrier", measure(threads: 1, iterations: callCount) { n in
         let pointer = RCUPointer<Node, MembarrierRCU>(Node(0))
         for i in 0..<n { pointer.assign(Node(UInt64(i))) }
+        MembarrierRCU.barrier()
     }, against: cCall)
 }
 

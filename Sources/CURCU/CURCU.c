@@ -2,6 +2,7 @@
 
 __thread unsigned long curcu_qsbr_read_depth;
 __thread unsigned long curcu_thread_slot;
+__thread void *curcu_node_cache;
 
 #define CURCU_UPDATE_FUNCTIONS(flavor)                                                  \
     const struct curcu_update_functions curcu_##flavor##_update = {                    \

@@ -64,17 +64,24 @@ struct CallbackNode {
     typealias Closure = @Sendable () -> Void
     typealias Trampoline = @convention(c) (UnsafeMutablePointer<rcu_head>?) -> Void
 
+    /// The closure wrapped in a struct: stored through a generic pointer as
+    /// a bare function value, it would be re-abstracted, which allocates a
+    /// thunk per callback; a struct field keeps its own representation.
+    struct Payload {
+        let closure: Closure
+    }
+
     private static let payloadOffset = MemoryLayout<rcu_head>.stride
-    private static let accountingOffset = payloadOffset + MemoryLayout<Closure>.stride
-    private static let size = accountingOffset + MemoryLayout<Unmanaged<GracePeriodAccounting>>.stride
+    private static let accountingOffset = payloadOffset + MemoryLayout<Payload>.stride
+    static let size = accountingOffset + MemoryLayout<Unmanaged<GracePeriodAccounting>>.stride
+    static let alignment = MemoryLayout<Payload>.alignment
 
     let raw: UnsafeMutableRawPointer
 
     var head: UnsafeMutablePointer<rcu_head> { raw.assumingMemoryBound(to: rcu_head.self) }
 
     private static func allocate(accounting: GracePeriodAccounting) -> CallbackNode {
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: size, alignment: MemoryLayout<Closure>.alignment)
+        let raw = CallbackNodePool.take()
         raw.bindMemory(to: rcu_head.self, capacity: 1)
         // The accounting object lives as long as its flavor (a static), so
         // an unretained reference is enough.
@@ -84,9 +91,9 @@ struct CallbackNode {
         return CallbackNode(raw: raw)
     }
 
-    static func make(running closure: @escaping Closure, accounting: GracePeriodAccounting) -> CallbackNode {
+    static func make(running closure: consuming @escaping Closure, accounting: GracePeriodAccounting) -> CallbackNode {
         let node = allocate(accounting: accounting)
-        (node.raw + payloadOffset).initializeMemory(as: Closure.self, to: closure)
+        (node.raw + payloadOffset).initializeMemory(as: Payload.self, to: Payload(closure: closure))
         return node
     }
 
@@ -96,18 +103,19 @@ struct CallbackNode {
         return node
     }
 
-    /// Frees the node and counts the callback out. Called after the payload
-    /// has run, so `pendingCallbacks == 0` means every payload has finished.
+    /// Recycles the node and counts the callback out. Called after the
+    /// payload has run, so `pendingCallbacks == 0` means every payload has
+    /// finished.
     private func finish() {
         let accounting = (raw + Self.accountingOffset).load(as: Unmanaged<GracePeriodAccounting>.self)
-        raw.deallocate()
-        accounting.takeUnretainedValue().callbackRan()
+        CallbackNodePool.recycle(raw)
+        accounting._withUnsafeGuaranteedRef { $0.callbackRan() }
     }
 
     static let runClosure: CallbackNode.Trampoline = { head in
         let node = CallbackNode(raw: UnsafeMutableRawPointer(head!))
-        let closure = (node.raw + payloadOffset).assumingMemoryBound(to: Closure.self).move()
-        closure()
+        let payload = (node.raw + payloadOffset).assumingMemoryBound(to: Payload.self).move()
+        payload.closure()
         node.finish()
     }
 

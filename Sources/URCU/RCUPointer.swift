@@ -19,6 +19,7 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
 
     /// Creates a pointer holding `value`. Nothing can read it yet, so no
     /// ordering is needed.
+    @inlinable
     public init(_ value: Value? = nil) {
         storage = Atomic(value.map { Unmanaged.passRetained($0) })
     }
@@ -57,6 +58,7 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     /// The identity of the current value, for comparison or a nil test only
     /// (`rcu_access_pointer`): the object may be retired at any moment, so
     /// this never hands out a reference.
+    @inlinable
     public func access() -> ObjectIdentifier? {
         storage.load(ordering: .relaxed).map { ObjectIdentifier($0.takeUnretainedValue()) }
     }
@@ -76,6 +78,7 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     /// Publishes `newValue` (`rcu_assign_pointer`): readers that see it also
     /// see everything written to it before this call. The old value is
     /// retired after a grace period.
+    @inlinable
     public func assign(_ newValue: Value?) {
         retire(storage.exchange(newValue.map { Unmanaged.passRetained($0) }, ordering: .releasing))
     }
@@ -83,6 +86,7 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     /// Stores `newValue` with no ordering (`RCU_INIT_POINTER`), for nil or
     /// for a value readers cannot reach yet (the pointer's container is not
     /// yet published). The old value is retired after a grace period.
+    @inlinable
     public func initialize(to newValue: Value?) {
         retire(storage.exchange(newValue.map { Unmanaged.passRetained($0) }, ordering: .relaxed))
     }
@@ -93,6 +97,7 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     /// Readers may still be using the old value; its retirement is queued
     /// all the same, so the returned reference is the caller's to keep or
     /// drop at any time.
+    @inlinable
     public func exchange(_ newValue: Value?) -> Value? {
         let old = storage.exchange(newValue.map { Unmanaged.passRetained($0) }, ordering: .acquiringAndReleasing)
         let result = old?.takeUnretainedValue()
@@ -105,6 +110,7 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     /// retired after a grace period.
     ///
     /// - Returns: whether the exchange happened.
+    @inlinable
     @discardableResult
     public func compareExchange(expected: Value?, desired: Value?) -> Bool {
         let expectedPointer = expected.map { Unmanaged.passUnretained($0) }
@@ -119,7 +125,8 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
         return exchanged
     }
 
-    private func retire(_ old: Unmanaged<Value>?) {
+    @usableFromInline
+    func retire(_ old: Unmanaged<Value>?) {
         guard let old else { return }
         Flavor.retire(Unmanaged<AnyObject>.passUnretained(old.takeUnretainedValue()))
     }

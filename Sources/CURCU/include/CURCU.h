@@ -113,6 +113,14 @@ extern __thread unsigned long curcu_thread_slot;
 static inline unsigned long curcu_thread_slot_get(void) { return curcu_thread_slot; }
 static inline void curcu_thread_slot_set(unsigned long slot) { curcu_thread_slot = slot; }
 
+/*
+ * The calling thread's cache of recycled call_rcu nodes (a list linked
+ * through each node's first word). Managed by Swift (CallbackNodePool).
+ */
+extern __thread void *curcu_node_cache;
+static inline void *curcu_node_cache_get(void) { return curcu_node_cache; }
+static inline void curcu_node_cache_set(void *head) { curcu_node_cache = head; }
+
 #pragma clang diagnostic pop
 
 #endif /* CURCU_H */

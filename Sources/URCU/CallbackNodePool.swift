@@ -1,0 +1,82 @@
+import CURCU
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Recycles `call_rcu` nodes between callback threads and updaters.
+///
+/// Every callback needs a node, allocated by the updater and released by a
+/// callback thread on the other core; with malloc, every such pair crosses
+/// arenas. Callback threads instead push finished nodes on a shared stack;
+/// an updater whose own cache is empty takes the whole stack at once and
+/// keeps it in a thread-local list. Pushing one node and taking all of them
+/// are both safe against ABA, which popping one node would not be.
+///
+/// The shared stack holds at most `sharedLimit` nodes (beyond that,
+/// callback threads free them), so a flood of callbacks cannot pin its peak
+/// memory forever; a thread's cache is freed when the thread exits.
+enum CallbackNodePool {
+    /// The stack's top node and its length, swapped together (a double-word
+    /// compare-and-exchange), so the length is exact without walking the
+    /// list and without reading nodes another thread may own by then.
+    private static let shared = Atomic<WordPair>(WordPair(first: 0, second: 0))
+    static let sharedLimit: UInt = 4_096
+
+    private static let freeCacheAtExit: pthread_key_t = {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key) { _ in
+            var node = curcu_node_cache_get()
+            curcu_node_cache_set(nil)
+            while let current = node {
+                node = CallbackNodePool.next(current)
+                current.deallocate()
+            }
+        }
+        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
+        return key
+    }()
+
+    /// Once its callback has run, liburcu no longer uses a node's
+    /// `rcu_head`: its first word links the node in a list.
+    private static func next(_ node: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+        node.load(as: UnsafeMutableRawPointer?.self)
+    }
+
+    /// A node for a new callback: from this thread's cache, else the
+    /// shared stack, else malloc.
+    static func take() -> UnsafeMutableRawPointer {
+        if let node = curcu_node_cache_get() {
+            curcu_node_cache_set(next(node))
+            return node
+        }
+        if shared.load(ordering: .relaxed).second > 0,
+           let chain = UnsafeMutableRawPointer(bitPattern: shared.exchange(WordPair(first: 0, second: 0), ordering: .acquiring).first) {
+            // Arm the exit-time free for this thread's cache.
+            pthread_setspecific(freeCacheAtExit, UnsafeRawPointer(bitPattern: 1))
+            curcu_node_cache_set(next(chain))
+            return chain
+        }
+        return .allocate(byteCount: CallbackNode.size, alignment: CallbackNode.alignment)
+    }
+
+    /// Gives back the node of a callback that has run.
+    static func recycle(_ node: UnsafeMutableRawPointer) {
+        var top = shared.load(ordering: .relaxed)
+        while true {
+            guard top.second < sharedLimit else {
+                node.deallocate()
+                return
+            }
+            node.storeBytes(of: UnsafeMutableRawPointer(bitPattern: top.first), as: UnsafeMutableRawPointer?.self)
+            let pushed = WordPair(first: UInt(bitPattern: Int(bitPattern: node)), second: top.second + 1)
+            let (exchanged, original) = shared.weakCompareExchange(
+                expected: top, desired: pushed, successOrdering: .releasing, failureOrdering: .relaxed)
+            if exchanged { return }
+            top = original
+        }
+    }
+}
