@@ -1,8 +1,10 @@
 // The benchmark: Swift over liburcu against C over liburcu, and against
 // locks, in one process. Run with `make bench` (a release build).
 //
-// Each read case runs on 2 threads at once (the machine's cores) and reports
-// nanoseconds per operation per thread, the median of several rounds.
+// Read cases run on 2 threads at once (the machine's cores). Every group
+// times its baseline and its candidates in interleaved rounds and reports
+// the median time (ns per operation per thread) and the median of the
+// per-round ratios.
 
 import CBaseline
 import Foundation
@@ -17,38 +19,63 @@ import Glibc
 
 // MARK: Harness
 
+/// One thing to time: `body(n)` does n operations on each of `threads`
+/// threads at once.
+struct Case {
+    let name: String
+    var threads = 2
+    let iterations: Int
+    var setUp: @Sendable () -> Void = {}
+    var tearDown: @Sendable () -> Void = {}
+    let body: @Sendable (Int) -> Void
+}
 
-/// Runs `body` on `threads` threads at once, each doing `iterations`
-/// operations; returns the median over `rounds` of ns per operation per
-/// thread.
-func measure(
-    threads: Int, iterations: Int, rounds: Int = 5,
-    setUp: @escaping @Sendable () -> Void = {}, tearDown: @escaping @Sendable () -> Void = {},
-    _ body: @escaping @Sendable (Int) -> Void
-) -> Double {
-    var samples: [Double] = []
-    for _ in 0..<rounds {
-        let start = Atomic<Int>(0), ready = Atomic<Int>(0)
-        let elapsed = Mutex<[Double]>([])
-        let workers = (0..<threads).map { _ in
-            JoinableThread {
-                setUp()
-                ready.wrappingAdd(1, ordering: .releasing)
-                while start.load(ordering: .acquiring) == 0 {}
-                let begin = monotonicSeconds()
-                body(iterations)
-                let seconds = monotonicSeconds() - begin
-                elapsed.withLock { $0.append(seconds) }
-                tearDown()
-            }
+/// One timing of `run`: nanoseconds per operation per thread (the slowest
+/// thread's).
+func time(_ run: Case) -> Double {
+    let start = Atomic<Int>(0), ready = Atomic<Int>(0)
+    let elapsed = Mutex<[Double]>([])
+    let workers = (0..<run.threads).map { _ in
+        JoinableThread {
+            run.setUp()
+            ready.wrappingAdd(1, ordering: .releasing)
+            while start.load(ordering: .acquiring) == 0 {}
+            let begin = monotonicSeconds()
+            run.body(run.iterations)
+            let seconds = monotonicSeconds() - begin
+            elapsed.withLock { $0.append(seconds) }
+            run.tearDown()
         }
-        while ready.load(ordering: .acquiring) < threads {}
-        start.store(1, ordering: .releasing)
-        workers.forEach { $0.join() }
-        let worst = elapsed.withLock { $0.max()! }
-        samples.append(worst / Double(iterations) * 1e9)
     }
-    return samples.sorted()[samples.count / 2]
+    while ready.load(ordering: .acquiring) < run.threads {}
+    start.store(1, ordering: .releasing)
+    workers.forEach { $0.join() }
+    return elapsed.withLock { $0.max()! } / Double(run.iterations) * 1e9
+}
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+/// Times `baseline` and each candidate in interleaved rounds, so that all
+/// of them see the same machine (a shared VM's noise moves between
+/// rounds), and reports medians of the times and of the per-round ratios.
+@MainActor
+func compare(_ baseline: Case, _ candidates: [Case], baselineName: String = "C", rounds: Int = 7) {
+    var baselineTimes: [Double] = []
+    var times = Array(repeating: [Double](), count: candidates.count)
+    var ratios = Array(repeating: [Double](), count: candidates.count)
+    for _ in 0..<rounds {
+        let reference = time(baseline)
+        baselineTimes.append(reference)
+        for (index, candidate) in candidates.enumerated() {
+            let measured = time(candidate)
+            times[index].append(measured)
+            ratios[index].append(measured / reference)
+        }
+    }
+    report(baseline.name, median(baselineTimes))
+    for (index, candidate) in candidates.enumerated() {
+        report(candidate.name, median(times[index]), ratio: median(ratios[index]), baselineName: baselineName)
+    }
 }
 
 /// Keeps results alive so the optimiser cannot drop the loops.
@@ -58,22 +85,21 @@ let sink = Atomic<UInt64>(0)
 struct Row {
     let name: String
     let nanoseconds: Double
-    let baseline: Double?
-    let baselineName: String
+    let ratio: String
 }
 
 nonisolated(unsafe) var rows: [Row] = []  // written by the main thread only
+
 /// `urcu-bench GROUP...` runs only the named groups (read, locks, call, ref).
 let groups = Set(CommandLine.arguments.dropFirst())
 
 func selected(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
 
-@MainActor func report(
-    _ name: String, _ nanoseconds: Double, against baseline: Double? = nil, baselineName: String = "C"
-) {
-    rows.append(Row(name: name, nanoseconds: nanoseconds, baseline: baseline, baselineName: baselineName))
-    let ratio = baseline.map { String(format: "  (%.2fx \(baselineName))", nanoseconds / $0) } ?? ""
-    print(name.padding(toLength: 52, withPad: " ", startingAt: 0) + String(format: "%9.2f ns", nanoseconds) + ratio)
+@MainActor
+func report(_ name: String, _ nanoseconds: Double, ratio: Double? = nil, baselineName: String = "C") {
+    let ratioText = ratio.map { String(format: "%.2fx %@", $0, baselineName) } ?? ""
+    rows.append(Row(name: name, nanoseconds: nanoseconds, ratio: ratioText))
+    print(name.padding(toLength: 60, withPad: " ", startingAt: 0) + String(format: "%9.2f ns  ", nanoseconds) + ratioText)
 }
 
 // MARK: Read side
@@ -96,116 +122,121 @@ func swiftReadLoop<F: RCUFlavor>(_ shared: Shared<F>, _ iterations: Int) -> UInt
     return sum
 }
 
-let readIterations = 50_000_000
+let readIterations = 20_000_000
 let cNode = UnsafeMutablePointer<cbaseline_node>.allocate(capacity: 1)
 cNode.initialize(to: cbaseline_node(value: 1))
 let cSlot = UnsafeMutablePointer<UnsafeMutablePointer<cbaseline_node>?>.allocate(capacity: 1)
 cSlot.initialize(to: cNode)
 nonisolated(unsafe) let slot = cSlot
 
-@MainActor func readCase<F: RCUFlavor>(
+@MainActor
+func readCases<F: RCUFlavor>(
     _ flavor: F.Type, c: @escaping @Sendable (UnsafeMutablePointer<UnsafeMutablePointer<cbaseline_node>?>, UInt64) -> UInt64,
     setUp: @escaping @Sendable () -> Void = {}, tearDown: @escaping @Sendable () -> Void = {}
 ) {
-    let cTime = measure(threads: 2, iterations: readIterations, setUp: setUp, tearDown: tearDown) { n in
-        consume(c(slot, UInt64(n)))
-    }
-    report("C \(F.name): read section + rcu_dereference", cTime)
     let shared = Shared<F>()
-    let swiftTime = measure(threads: 2, iterations: readIterations, setUp: setUp, tearDown: tearDown) { n in
-        consume(swiftReadLoop(shared, n))
-    }
-    report("Swift \(F.name): read { dereference(in:) }", swiftTime, against: cTime)
+    compare(
+        Case(name: "C \(F.name): read section + rcu_dereference", iterations: readIterations,
+             setUp: setUp, tearDown: tearDown) { n in consume(c(slot, UInt64(n))) },
+        [Case(name: "Swift \(F.name): read { dereference(in:) }", iterations: readIterations,
+              setUp: setUp, tearDown: tearDown) { n in consume(swiftReadLoop(shared, n)) }])
 }
 
 print("swift-urcu benchmark: \(machineDescription())")
 print("")
 
 if selected("read") {
-    readCase(MembarrierRCU.self, c: { cbaseline_memb_read($0, $1) })
-    readCase(QuiescentStateRCU.self, c: { cbaseline_qsbr_read($0, $1) },
-             setUp: { QuiescentStateRCU.registerThread() }, tearDown: { QuiescentStateRCU.unregisterThread() })
-    readCase(MemoryBarrierRCU.self, c: { cbaseline_mb_read($0, $1) })
-    readCase(BulletproofRCU.self, c: { cbaseline_bp_read($0, $1) })
+    readCases(MembarrierRCU.self, c: { cbaseline_memb_read($0, $1) })
+    readCases(QuiescentStateRCU.self, c: { cbaseline_qsbr_read($0, $1) },
+              setUp: { QuiescentStateRCU.registerThread() }, tearDown: { QuiescentStateRCU.unregisterThread() })
+    readCases(MemoryBarrierRCU.self, c: { cbaseline_mb_read($0, $1) })
+    readCases(BulletproofRCU.self, c: { cbaseline_bp_read($0, $1) })
 }
 
 // Locks protecting the same read, for scale.
 if selected("locks") {
-    let lockIterations = 5_000_000
+    let lockIterations = 2_000_000
     let mutex = Mutex(Node(1))
-    report("Swift Mutex: withLock { read }", measure(threads: 2, iterations: lockIterations) { n in
-        var sum: UInt64 = 0
-        for _ in 0..<n { sum &+= mutex.withLock { $0.value } }
-        consume(sum)
-    })
-
     final class RWLocked: @unchecked Sendable {
         var lock = pthread_rwlock_t()
         let node = Node(1)
         init() { pthread_rwlock_init(&lock, nil) }
     }
     let rwlocked = RWLocked()
-    report("pthread_rwlock: rdlock, read, unlock", measure(threads: 2, iterations: lockIterations) { n in
-        var sum: UInt64 = 0
-        for _ in 0..<n {
-            pthread_rwlock_rdlock(&rwlocked.lock)
-            sum &+= rwlocked.node.value
-            pthread_rwlock_unlock(&rwlocked.lock)
-        }
-        consume(sum)
-    })
+    let shared = Shared<MembarrierRCU>()
+    compare(
+        Case(name: "Swift memb: read { dereference(in:) }", iterations: lockIterations) { n in
+            consume(swiftReadLoop(shared, n))
+        },
+        [
+            Case(name: "Swift Mutex: withLock { read }", iterations: lockIterations) { n in
+                var sum: UInt64 = 0
+                for _ in 0..<n { sum &+= mutex.withLock { $0.value } }
+                consume(sum)
+            },
+            Case(name: "pthread_rwlock: rdlock, read, unlock", iterations: lockIterations) { n in
+                var sum: UInt64 = 0
+                for _ in 0..<n {
+                    pthread_rwlock_rdlock(&rwlocked.lock)
+                    sum &+= rwlocked.node.value
+                    pthread_rwlock_unlock(&rwlocked.lock)
+                }
+                consume(sum)
+            },
+        ], baselineName: "RCU")
 }
 
 // MARK: call_rcu
 
 if selected("call") {
-    // End to end: enqueue `callCount` callbacks, then barrier, so the time
-    // includes running and freeing them on the callback thread (the other
-    // core), not only queueing.
-    let callCount = 1_000_000
-    let cCall = measure(threads: 1, iterations: callCount) { n in
-        cbaseline_memb_call_rcu_free(UInt64(n))
-        MembarrierRCU.barrier()
-    }
-    report("C memb: malloc + call_rcu(free), then barrier", cCall)
-    report("Swift memb: call { closure capturing an Int }, then barrier", measure(threads: 1, iterations: callCount) { n in
-        for i in 0..<n { MembarrierRCU.call { consume(UInt64(i)) } }
-        MembarrierRCU.barrier()
-    }, against: cCall)
-    report("Swift memb: assign (new object, retire old), then barrier", measure(threads: 1, iterations: callCount) { n in
-        let pointer = RCUPointer<Node, MembarrierRCU>(Node(0))
-        for i in 0..<n { pointer.assign(Node(UInt64(i))) }
-        MembarrierRCU.barrier()
-    }, against: cCall)
+    // End to end: enqueue `callCount` callbacks from one thread, then
+    // barrier, so the time includes running and freeing them on the
+    // callback thread (the other core), not only queueing.
+    let callCount = 500_000
+    compare(
+        Case(name: "C memb: malloc + call_rcu(free), then barrier", threads: 1, iterations: callCount) { n in
+            cbaseline_memb_call_rcu_free(UInt64(n))
+            MembarrierRCU.barrier()
+        },
+        [
+            Case(name: "Swift memb: call { closure capturing an Int }, then barrier", threads: 1, iterations: callCount) { n in
+                for i in 0..<n { MembarrierRCU.call { consume(UInt64(i)) } }
+                MembarrierRCU.barrier()
+            },
+            Case(name: "Swift memb: assign (new object, retire old), then barrier", threads: 1, iterations: callCount) { n in
+                let pointer = RCUPointer<Node, MembarrierRCU>(Node(0))
+                for i in 0..<n { pointer.assign(Node(UInt64(i))) }
+                MembarrierRCU.barrier()
+            },
+        ])
 }
 
 // MARK: PercpuRef
 
 if selected("ref") {
-    let iterations = 20_000_000
+    let iterations = 10_000_000
+    let shared = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    shared.initialize(to: 1)
+    nonisolated(unsafe) let counter = shared
+    let membRef = PercpuRef<MembarrierRCU> {}
+    let qsbrRef = PercpuRef<QuiescentStateRCU> {}
     for threads in [1, 2] {
-        let shared = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-        shared.initialize(to: 1)
-        nonisolated(unsafe) let counter = shared
-        let atomic = measure(threads: threads, iterations: iterations / 4) { n in
-            cbaseline_atomic_get_put(counter, UInt64(n))
-        }
-        report("C shared atomic get+put, \(threads) thread(s)", atomic)
-        let ideal = measure(threads: threads, iterations: iterations) { n in
-            cbaseline_thread_local_get_put(UInt64(n))
-        }
-        report("C thread-local counter (ideal), \(threads) thread(s)", ideal)
-        let membRef = PercpuRef<MembarrierRCU> {}
-        report("PercpuRef<memb> get+put, \(threads) thread(s)", measure(threads: threads, iterations: iterations) { n in
-            for _ in 0..<n { membRef.get(); membRef.put() }
-        }, against: ideal, baselineName: "ideal")
-        let qsbrRef = PercpuRef<QuiescentStateRCU> {}
-        report("PercpuRef<qsbr> get+put, \(threads) thread(s)", measure(
-            threads: threads, iterations: iterations,
-            setUp: { QuiescentStateRCU.registerThread() }, tearDown: { QuiescentStateRCU.unregisterThread() }
-        ) { n in
-            for _ in 0..<n { qsbrRef.get(); qsbrRef.put() }
-        }, against: ideal, baselineName: "ideal")
+        compare(
+            Case(name: "C thread-local counter (ideal), \(threads) thread(s)", threads: threads, iterations: iterations) { n in
+                cbaseline_thread_local_get_put(UInt64(n))
+            },
+            [
+                Case(name: "C shared atomic get+put, \(threads) thread(s)", threads: threads, iterations: iterations / 4) { n in
+                    cbaseline_atomic_get_put(counter, UInt64(n))
+                },
+                Case(name: "PercpuRef<memb> get+put, \(threads) thread(s)", threads: threads, iterations: iterations) { n in
+                    for _ in 0..<n { membRef.get(); membRef.put() }
+                },
+                Case(name: "PercpuRef<qsbr> get+put, \(threads) thread(s)", threads: threads, iterations: iterations,
+                     setUp: { QuiescentStateRCU.registerThread() }, tearDown: { QuiescentStateRCU.unregisterThread() }) { n in
+                    for _ in 0..<n { qsbrRef.get(); qsbrRef.put() }
+                },
+            ], baselineName: "ideal")
     }
 }
 
@@ -237,6 +268,5 @@ print("")
 print("| case | ns/op | ratio |")
 print("|---|---:|---:|")
 for row in rows {
-    let ratio = row.baseline.map { String(format: "%.2fx ", row.nanoseconds / $0) + row.baselineName } ?? ""
-    print("| \(row.name) | \(String(format: "%.2f", row.nanoseconds)) | \(ratio) |")
+    print("| \(row.name) | \(String(format: "%.2f", row.nanoseconds)) | \(row.ratio) |")
 }
