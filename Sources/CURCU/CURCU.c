@@ -11,17 +11,12 @@ __thread void *curcu_node_cache;
         .barrier = urcu_##flavor##_barrier,                                            \
         .create_call_rcu_data = urcu_##flavor##_create_call_rcu_data,                  \
         .call_rcu_data_free = urcu_##flavor##_call_rcu_data_free,                      \
-        .get_default_call_rcu_data = urcu_##flavor##_get_default_call_rcu_data,        \
         .get_thread_call_rcu_data = urcu_##flavor##_get_thread_call_rcu_data,          \
         .set_thread_call_rcu_data = urcu_##flavor##_set_thread_call_rcu_data,          \
         .get_cpu_call_rcu_data = urcu_##flavor##_get_cpu_call_rcu_data,                \
-        .set_cpu_call_rcu_data = urcu_##flavor##_set_cpu_call_rcu_data,                \
         .create_all_cpu_call_rcu_data = urcu_##flavor##_create_all_cpu_call_rcu_data,  \
         .free_all_cpu_call_rcu_data = urcu_##flavor##_free_all_cpu_call_rcu_data,      \
         .get_call_rcu_thread = urcu_##flavor##_get_call_rcu_thread,                    \
-        .call_rcu_before_fork = urcu_##flavor##_call_rcu_before_fork,                  \
-        .call_rcu_after_fork_parent = urcu_##flavor##_call_rcu_after_fork_parent,      \
-        .call_rcu_after_fork_child = urcu_##flavor##_call_rcu_after_fork_child,        \
     };
 
 CURCU_UPDATE_FUNCTIONS(memb)

@@ -2,7 +2,8 @@ import Synchronization
 import URCU
 
 /// The ring header user space can write (the mmapped `struct aio_ring`'s
-/// `head` and `tail`). Nothing the library decides may depend on it.
+/// `head` and `tail`). Nothing the library decides may depend on it beyond
+/// which events a reap returns.
 public struct RingIndices: Sendable {
     public var head: UInt32
     public var tail: UInt32
@@ -19,16 +20,28 @@ public struct CompletionEvent: Equatable, Sendable {
 
 /// A context's completion ring (the kernel's `aio_ring` pages).
 ///
-/// The library keeps its own tail and its own count of free slots; the
-/// user-visible indices are published for the user and read back only
-/// modulo the capacity, so any value written there stays in bounds.
+/// The library keeps its own tail, its own count of free slots and its own
+/// count of events posted and not yet given back; the user-visible indices
+/// are published for the user and read back only modulo the capacity.
+/// Slots come back as the kernel's `refill_reqs_available` gives them back:
+/// at most the events posted since the last refill, less those the user's
+/// head says are still in the ring. A garbage head can therefore delay
+/// slots or change which events are reaped, but never hand back a slot a
+/// request in flight still holds, and never overwrite an unreaped event.
 final class CompletionRing: @unchecked Sendable {
     let capacity: Int
     private let events: UnsafeMutablePointer<CompletionEvent>
     let userIndices: UnsafeMutablePointer<RingIndices>
-    /// Guards `tail` and the event slots (`ctx->completion_lock`).
-    private let lock = Mutex<Int>(0)
-    /// Slots not reserved by a request in flight or an unreaped event
+
+    private struct State {
+        var tail = 0
+        /// Events posted and not yet given back as free slots
+        /// (`ctx->completed_events`).
+        var postedNotCredited = 0
+    }
+    /// Guards the events, the tail and the count (`ctx->completion_lock`).
+    private let lock = Mutex(State())
+    /// Slots not held by a request in flight or an event not given back
     /// (`ctx->reqs_available`).
     private let available: Atomic<Int>
 
@@ -43,8 +56,16 @@ final class CompletionRing: @unchecked Sendable {
         available = Atomic(requests)
     }
 
-    /// Reserves a slot for a request's future event.
+    /// Reserves a slot for a request's future event. When none is free,
+    /// first gives back the slots of events the user has reaped straight
+    /// from the shared ring (`user_refill_reqs_available`).
     func reserveSlot() -> Bool {
+        if takeSlot() { return true }
+        lock.withLock { refill(&$0) }
+        return takeSlot()
+    }
+
+    private func takeSlot() -> Bool {
         var current = available.load(ordering: .relaxed)
         while current > 0 {
             let (exchanged, original) = available.weakCompareExchange(
@@ -56,34 +77,44 @@ final class CompletionRing: @unchecked Sendable {
     }
 
     func post(_ event: CompletionEvent) {
-        lock.withLock { tail in
-            events[tail] = event
-            tail = (tail + 1) % capacity
-            userIndices.pointee.tail = UInt32(tail)
+        lock.withLock { state in
+            events[state.tail] = event
+            state.tail = (state.tail + 1) % capacity
+            state.postedNotCredited += 1
+            userIndices.pointee.tail = UInt32(state.tail)
         }
     }
 
     /// Reads events between the user's head (sanitised) and the library's
-    /// tail, and frees their slots. A corrupted head only changes which
-    /// events are returned, and how many slots come back, within bounds.
+    /// tail, moves the head past them, and gives back the slots of reaped
+    /// events.
     func reap(maximum: Int) -> [CompletionEvent] {
-        lock.withLock { tail in
+        lock.withLock { state in
             var head = Int(userIndices.pointee.head) % capacity
             var reaped: [CompletionEvent] = []
-            while head != tail, reaped.count < maximum {
+            while head != state.tail, reaped.count < maximum {
                 reaped.append(events[head])
                 head = (head + 1) % capacity
             }
             userIndices.pointee.head = UInt32(head)
-            let returned = min(reaped.count, capacity - 1 - available.load(ordering: .relaxed))
-            available.wrappingAdd(returned, ordering: .relaxed)
+            refill(&state)
             return reaped
         }
     }
 
+    /// `refill_reqs_available`: of the events posted since the last refill,
+    /// those no longer between the user's head and the tail have been
+    /// reaped; their slots are free again.
+    private func refill(_ state: inout State) {
+        let head = Int(userIndices.pointee.head) % capacity
+        let stillInRing = (state.tail - head + capacity) % capacity
+        let reaped = state.postedNotCredited - stillInRing
+        guard reaped > 0 else { return }
+        state.postedNotCredited -= reaped
+        available.wrappingAdd(reaped, ordering: .relaxed)
+    }
+
     func deallocate() {
-        // Poison before freeing, so a use after free is loud in debug runs.
-        userIndices.pointee = RingIndices(head: .max, tail: .max)
         events.deinitialize(count: capacity)
         events.deallocate()
         userIndices.deallocate()

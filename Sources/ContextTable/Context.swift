@@ -19,27 +19,32 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Requests in flight, for the cancel path (`ctx->active_reqs`).
     let active = Mutex<[ObjectIdentifier: ContextRequest<Flavor>]>([:])
     private let freed = Atomic<Bool>(false)
-    private unowned let table: ContextTable<Flavor>
+    /// The table's bookkeeping and cleanup queue, held strongly: a context
+    /// may outlive its table (a lease, a request, a pending free), and its
+    /// teardown still reports there.
+    private let counters: LifecycleCounters
+    private let cleanupQueue: DispatchQueue
     /// Keeps the context alive from creation until its explicit free:
     /// the release callbacks reach it through this cell, as the kernel's
     /// reach the kioctx through `container_of`.
     private let lifeline: Lifeline<Flavor>
 
-    init(maxRequests: Int, table: ContextTable<Flavor>) {
+    init(maxRequests: Int, counters: LifecycleCounters, cleanupQueue: DispatchQueue) {
         let lifeline = Lifeline<Flavor>()
         self.maxRequests = maxRequests
-        self.table = table
+        self.counters = counters
+        self.cleanupQueue = cleanupQueue
         self.lifeline = lifeline
         ring = CompletionRing(requests: maxRequests)
         users = PercpuRef { lifeline.context?.usersReleased() }
         reqs = PercpuRef { lifeline.context?.reqsReleased() }
         lifeline.hold(self)
-        table.counters.live.increment()
-        table.counters.objects.increment()
+        counters.live.increment()
+        counters.objects.increment()
     }
 
     deinit {
-        table.counters.objects.decrement()
+        counters.objects.decrement()
     }
 
     /// Whether the context has been freed.
@@ -49,7 +54,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// it too late, which the grace period must make impossible.
     func checkAlive(during operation: String) {
         if freed.load(ordering: .acquiring) {
-            table.counters.useAfterFree.increment()
+            counters.useAfterFree.increment()
             rcuMisuse("ContextTable: \(operation) reached \(id) after it was freed (use after free)")
         }
     }
@@ -60,7 +65,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         reqs.get()
         let request = ContextRequest(context: self)
         active.withLock { $0[ObjectIdentifier(request)] = request }
-        table.counters.submitted.increment()
+        counters.submitted.increment()
         return request
     }
 
@@ -71,7 +76,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         checkAlive(during: "complete")
         active.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(request)) }
         ring.post(CompletionEvent(request: request.serial, result: result))
-        table.counters.completed.increment()
+        counters.completed.increment()
         reqs.put()
     }
 
@@ -80,7 +85,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     private func usersReleased() {
         let inFlight = active.withLock { Array($0.values) }
         for request in inFlight where request.cancel() {
-            table.counters.cancelled.increment()
+            counters.cancelled.increment()
         }
         reqs.kill()
     }
@@ -90,8 +95,8 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// cleared: wait for a grace period of that flavor explicitly, then
     /// free where blocking is allowed.
     private func reqsReleased() {
-        table.counters.pendingFrees.increment()
-        Flavor.afterGracePeriod(on: table.cleanupQueue) { self.free() }
+        counters.pendingFrees.increment()
+        Flavor.afterGracePeriod(on: cleanupQueue) { self.free() }
     }
 
     /// `free_ioctx`: the context's memory is returned.
@@ -99,12 +104,12 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
             rcuMisuse("ContextTable: \(id) freed twice")
         }
-        table.counters.pendingFrees.decrement()
+        counters.pendingFrees.decrement()
         ring.deallocate()
         users.exit()
         reqs.exit()
-        table.counters.freed.increment()
-        table.counters.live.decrement()
+        counters.freed.increment()
+        counters.live.decrement()
         lifeline.release()
     }
 
@@ -117,7 +122,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         reqs.exit()
         ring.deallocate()
         freed.store(true, ordering: .releasing)
-        table.counters.live.decrement()
+        counters.live.decrement()
         lifeline.release()
     }
 }

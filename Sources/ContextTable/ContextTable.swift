@@ -15,7 +15,7 @@ public struct ContextID: Hashable, Sendable, CustomStringConvertible {
 
 /// Why an operation of ``ContextTable`` failed.
 public enum ContextError: Error, Equatable, Sendable {
-    /// `maxRequests` is not positive.
+    /// `maxRequests` is not in `1...ContextTable.maxRequestsPerContext`.
     case invalidMaxRequests
     /// The request budget (the kernel's `aio_max_nr`) has no room
     /// (`-EAGAIN` from `io_setup`).
@@ -60,6 +60,10 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     let cleanupQueue: DispatchQueue
     let counters = LifecycleCounters()
 
+    /// The largest `maxRequests` of one context: its ring is allocated up
+    /// front (the kernel caps `nr_events` the same way).
+    public static var maxRequestsPerContext: Int { 1 << 20 }
+
     /// - Parameters:
     ///   - capacity: the number of table slots.
     ///   - requestBudget: the total `maxRequests` of all live contexts may
@@ -74,12 +78,20 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
         self.cleanupQueue = cleanupQueue ?? DispatchQueue(label: "urcu.context-table.cleanup")
     }
 
+    /// Destroys the contexts still in the table (the kernel's `exit_aio`);
+    /// their teardown completes on its own, after their grace periods.
+    deinit {
+        for id in liveContexts { try? destroy(id) }
+    }
+
     /// Creates a context able to hold `maxRequests` requests in flight
     /// (`ioctx_alloc`). Every failure gives back what was taken before it.
     public func create(maxRequests: Int) throws(ContextError) -> ContextID {
-        guard maxRequests > 0 else { throw .invalidMaxRequests }
+        guard (1...Self.maxRequestsPerContext).contains(maxRequests) else { throw .invalidMaxRequests }
         let charged = budget.withLock { inUse -> Bool in
-            guard inUse + maxRequests <= requestBudget else { return false }
+            // Written so that it cannot overflow (the kernel's check tests
+            // for wrap-around explicitly).
+            guard maxRequests <= requestBudget - inUse else { return false }
             inUse += maxRequests
             return true
         }
@@ -87,7 +99,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
             counters.failedCreates.increment()
             throw .budgetExhausted
         }
-        let context = Context<Flavor>(maxRequests: maxRequests, table: self)
+        let context = Context<Flavor>(maxRequests: maxRequests, counters: counters, cleanupQueue: cleanupQueue)
         // ioctx_add_table: the first empty slot, found and filled under the
         // table lock; rcu_access_pointer is enough to test a slot for nil.
         let id = tableLock.withLock { generations -> ContextID? in

@@ -25,6 +25,10 @@ import URCU
 /// }
 /// ```
 ///
+/// With ``QuiescentStateRCU`` as `Flavor`, every ``get()`` and ``put()`` is a
+/// QSBR read section: every thread that touches the ref must be registered
+/// and online (checked in debug builds only, like all QSBR read sections).
+///
 /// Misuse (killing twice, putting below zero, resurrecting a live ref,
 /// reinitialising a ref in use, switching to percpu mode without
 /// ``Options/allowReinit``, any use after ``exit()``) stops the process with
@@ -37,8 +41,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// correct in either mode, only slower.
     public static var perThreadCounters: Int { 32 }
 
-    // The mode word. Readers load it inside a read section of `Flavor`; it
-    // changes only under `control`'s lock.
+    // The mode word. get, tryGet, tryGetLive and put load it inside a read
+    // section of `Flavor`, which is what lets the switch trust the per-thread
+    // counters after a grace period; it changes only under `control`'s lock.
     @usableFromInline static var atomicMode: UInt { 1 }
     @usableFromInline static var deadFlag: UInt { 2 }
     @usableFromInline static var exitedFlag: UInt { 4 }
@@ -105,12 +110,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inlinable
     @inline(__always)
     public func get(count n: Int = 1) {
+        if _slowPath(n <= 0) { countNotPositive(n) }
         Flavor.read { _ in
             if _fastPath(mode.load(ordering: .acquiring) == 0) {
                 countInThread(gets: n)
             } else {
-                checkNotExited("get")
-                count.wrappingAdd(n, ordering: .relaxed)
+                addToSharedCount(n)
             }
         }
     }
@@ -120,7 +125,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// referenced.
     @inlinable
     public func tryGet(count n: Int = 1) -> Bool {
-        Flavor.read { _ in
+        if _slowPath(n <= 0) { countNotPositive(n) }
+        return Flavor.read { _ in
             if _fastPath(mode.load(ordering: .acquiring) == 0) {
                 countInThread(gets: n)
                 return true
@@ -135,7 +141,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// found under RCU, whose count may already be on its way to zero.
     @inlinable
     public func tryGetLive(count n: Int = 1) -> Bool {
-        Flavor.read { _ in
+        if _slowPath(n <= 0) { countNotPositive(n) }
+        return Flavor.read { _ in
             let current = mode.load(ordering: .acquiring)
             if _fastPath(current == 0) {
                 countInThread(gets: n)
@@ -151,6 +158,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inlinable
     @inline(__always)
     public func put(count n: Int = 1) {
+        if _slowPath(n <= 0) { countNotPositive(n) }
         let reachedZero = Flavor.read { _ -> Bool in
             if _fastPath(mode.load(ordering: .acquiring) == 0) {
                 countInThread(puts: n)
@@ -203,6 +211,16 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         }
     }
 
+    /// `get` in atomic mode. A count of zero means the ref was released
+    /// (or starts dead): a get would revive it, and run `release` twice.
+    @usableFromInline
+    func addToSharedCount(_ n: Int) {
+        checkNotExited("get")
+        if count.wrappingAdd(n, ordering: .relaxed).oldValue == 0 {
+            rcuMisuse("PercpuRef: get() on a ref whose count is zero (already released); use tryGet() or reinit()")
+        }
+    }
+
     @usableFromInline
     func addUnlessZero(_ n: Int) -> Bool {
         var current = count.load(ordering: .relaxed)
@@ -223,6 +241,11 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             rcuMisuse("PercpuRef: put() below zero (count \(remaining)): more puts than gets")
         }
         return remaining == 0
+    }
+
+    @usableFromInline
+    func countNotPositive(_ n: Int) -> Never {
+        rcuMisuse("PercpuRef: reference count operation with count \(n); counts must be positive")
     }
 
     @usableFromInline
@@ -258,13 +281,14 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// there is none at all if the ref is already in atomic mode. Never
     /// rely on it to protect readers; see the type's documentation.
     ///
-    /// - Parameter confirm: runs once the switch is complete, after a grace
-    ///   period of `Flavor`; from then on every ``tryGetLive()`` fails on
-    ///   every thread. It runs on a callback thread and must not block.
+    /// - Parameter confirm: runs once the switch is complete: after a grace
+    ///   period of `Flavor`, on a callback thread (it must not block), or at
+    ///   once on the calling thread if the ref was already in atomic mode.
+    ///   Every ``tryGetLive()`` that starts after it runs fails.
     public func kill(confirm: (@Sendable () -> Void)? = nil) {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
+            checkNotExited("kill")
             let current = mode.load(ordering: .relaxed)
-            if current & Self.exitedFlag != 0 { rcuMisuse("PercpuRef: kill() after exit()") }
             if current & Self.deadFlag != 0 { rcuMisuse("PercpuRef: kill() called on a ref that is already dead (killed twice?)") }
             mode.store(current | Self.deadFlag, ordering: .releasing)
             return settleMode(&control, confirm: confirm)
@@ -309,8 +333,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// (`percpu_ref_resurrect`); the count need not be zero.
     public func resurrect() {
         control.withLock { control in
+            checkNotExited("resurrect")
             let current = mode.load(ordering: .relaxed)
-            if current & Self.exitedFlag != 0 { rcuMisuse("PercpuRef: resurrect() after exit()") }
             if current & Self.deadFlag == 0 { rcuMisuse("PercpuRef: resurrect() on a ref that is not dead") }
             // Still in atomic mode: the new reference goes to the shared count.
             count.wrappingAdd(1, ordering: .relaxed)
@@ -329,11 +353,14 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     /// Retires the ref (`percpu_ref_exit`): any later use is a misuse.
-    /// ``isZero`` and ``isDying`` keep answering.
+    /// ``isZero`` and ``isDying`` keep answering (``isDying`` is true).
     public func exit() {
         control.withLock { control in
             if control.switchInFlight { rcuMisuse("PercpuRef: exit() while a switch to atomic mode is in flight") }
-            mode.store(mode.load(ordering: .relaxed) | Self.atomicMode | Self.exitedFlag, ordering: .releasing)
+            // Like the kernel's __PERCPU_REF_ATOMIC_DEAD: dying from now on.
+            mode.store(
+                mode.load(ordering: .relaxed) | Self.atomicMode | Self.deadFlag | Self.exitedFlag,
+                ordering: .releasing)
         }
     }
 

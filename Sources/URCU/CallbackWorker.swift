@@ -39,9 +39,12 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
         return Flavor.liburcu.get_call_rcu_thread(data)
     }
 
+    /// Marks a scope as using the worker. Paired with `shutdown()` as in
+    /// Dekker's algorithm: each side writes its own flag, then reads the
+    /// other's (sequentially consistent), so at least one sees the other.
     func enter() -> OpaquePointer {
-        activeScopes.wrappingAdd(1, ordering: .acquiring)
-        guard let data = data.load(ordering: .acquiring) else {
+        activeScopes.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        guard let data = data.load(ordering: .sequentiallyConsistent) else {
             rcuMisuse("\(Flavor.name): CallbackWorker used after shutdown()")
         }
         return data
@@ -58,11 +61,11 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     /// scope. Waits for a grace period first, as liburcu requires between
     /// the last use of a worker and its release.
     public func shutdown() {
-        if activeScopes.load(ordering: .acquiring) != 0 {
-            rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() while a withCallbackWorker scope still uses it")
-        }
-        guard let old = data.exchange(nil, ordering: .acquiringAndReleasing) else {
+        guard let old = data.exchange(nil, ordering: .sequentiallyConsistent) else {
             rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() called twice")
+        }
+        if activeScopes.load(ordering: .sequentiallyConsistent) != 0 {
+            rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() while a withCallbackWorker scope still uses it")
         }
         Flavor.synchronize()
         Flavor.liburcu.call_rcu_data_free(old)

@@ -114,8 +114,12 @@ struct CallbackNode {
 
     static let runClosure: CallbackNode.Trampoline = { head in
         let node = CallbackNode(raw: UnsafeMutableRawPointer(head!))
-        let payload = (node.raw + payloadOffset).assumingMemoryBound(to: Payload.self).move()
-        payload.closure()
+        do {
+            // The closure, and what it captured, is released at the end of
+            // this scope: before the callback is counted out.
+            let payload = (node.raw + payloadOffset).assumingMemoryBound(to: Payload.self).move()
+            payload.closure()
+        }
         node.finish()
     }
 

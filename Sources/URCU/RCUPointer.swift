@@ -60,7 +60,9 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     /// this never hands out a reference.
     @inlinable
     public func access() -> ObjectIdentifier? {
-        storage.load(ordering: .relaxed).map { ObjectIdentifier($0.takeUnretainedValue()) }
+        // Built from the raw pointer: forming a reference, even briefly,
+        // could retain an object that a grace period has already freed.
+        storage.load(ordering: .relaxed).map { unsafeBitCast($0.toOpaque(), to: ObjectIdentifier.self) }
     }
 
     /// Reads the current value on the update side, where the caller's own

@@ -64,6 +64,17 @@ public final class Counter: Sendable {
     public var value: Int { storage.load(ordering: .acquiring) }
 }
 
+/// Polls `condition` until it holds or `seconds` pass; returns whether it
+/// held.
+public func eventually(seconds: Double = 120, _ condition: () -> Bool) -> Bool {
+    let deadline = monotonicSeconds() + seconds
+    while !condition() {
+        if monotonicSeconds() > deadline { return false }
+        usleep(200)
+    }
+    return true
+}
+
 /// Seconds on the monotonic clock.
 public func monotonicSeconds() -> Double {
     var now = timespec()

@@ -73,6 +73,74 @@ struct LifecycleTests {
         #expect(table.shutdown().isClean)
     }
 
+    @Test("a garbage head never hands back a slot a request still holds")
+    func garbageHeadDoesNotOverAdmit() throws {
+        let table = ContextTable<MembarrierRCU>(capacity: 1, requestBudget: 10)
+        let id = try table.create(maxRequests: 2)
+        let lease = try table.lease(id)
+        let first = try lease.submit()
+        let second = try lease.submit()
+        // User space claims events that were never posted.
+        lease.userRingIndices.pointee.head = 1
+        _ = lease.reapEvents(maximum: 8)
+        #expect(throws: ContextError.ringFull) { _ = try lease.submit() }
+        first.complete()
+        second.complete()
+        _ = consume lease
+        #expect(table.shutdown().isClean)
+    }
+
+    @Test("events reaped straight from the shared ring give their slots back")
+    func reapingThroughTheSharedRing() throws {
+        let table = ContextTable<MembarrierRCU>(capacity: 1, requestBudget: 10)
+        let id = try table.create(maxRequests: 2)
+        let lease = try table.lease(id)
+        for _ in 0..<5 {
+            try lease.submit().complete()
+            try lease.submit().complete()
+            // The user consumes the events from the mmapped ring itself.
+            lease.userRingIndices.pointee.head = lease.userRingIndices.pointee.tail
+        }
+        _ = consume lease
+        #expect(table.shutdown().isClean)
+    }
+
+    @Test("an absurd maxRequests is refused, not an overflow")
+    func hugeMaxRequests() throws {
+        let table = ContextTable<MembarrierRCU>(capacity: 2, requestBudget: .max)
+        _ = try table.create(maxRequests: 1)
+        #expect(throws: ContextError.invalidMaxRequests) { try table.create(maxRequests: .max) }
+        let small = ContextTable<MembarrierRCU>(capacity: 2, requestBudget: 10)
+        _ = try small.create(maxRequests: 8)
+        #expect(throws: ContextError.budgetExhausted) { try small.create(maxRequests: ContextTable<MembarrierRCU>.maxRequestsPerContext) }
+        #expect(table.shutdown().isClean)
+        #expect(small.shutdown().isClean)
+    }
+
+    @Test("a table dropped while contexts are being torn down: they still finish")
+    func tableDroppedDuringTeardown() throws {
+        let counters: LifecycleCounters
+        let request: ContextRequest<MembarrierRCU>
+        weak var weakTable: ContextTable<MembarrierRCU>?
+        do {
+            let table = ContextTable<MembarrierRCU>(capacity: 4, requestBudget: 10)
+            weakTable = table
+            counters = table.counters
+            let id = try table.create(maxRequests: 2)
+            request = try table.lease(id).submit()
+            _ = try table.create(maxRequests: 2)   // never destroyed: the table's deinit does it
+            try table.destroy(id)
+        }
+        #expect(weakTable == nil)
+        // Completing (or having been cancelled) works without the table;
+        // both contexts are freed after their grace periods.
+        request.complete()
+        let freed = eventually { MembarrierRCU.barrier(); return counters.snapshot(budgetInUse: 0).freed == 2 }
+        #expect(freed)
+        let statistics = counters.snapshot(budgetInUse: 0)
+        #expect(statistics.live == 0 && statistics.pendingFrees == 0, "\(statistics)")
+    }
+
     @Test("destroy with requests in flight cancels them, and frees only after the last one")
     func cancelOnDestroy() throws {
         let table = ContextTable<ManualRCU>(capacity: 2, requestBudget: 10)

@@ -1,5 +1,6 @@
 import ContextTable
 import URCU
+import URCUTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -23,3 +24,4 @@ extension ContextTable {
         }
     }
 }
+

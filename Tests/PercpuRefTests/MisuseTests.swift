@@ -78,4 +78,23 @@ struct PercpuRefMisuseTests {
             },
             "PercpuRef: get() after exit()")
     }
+
+    @Test func getOnReleasedRef() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<MembarrierRCU> {}
+                ref.kill()
+                MembarrierRCU.barrier()
+                ref.get()
+            },
+            "PercpuRef: get() on a ref whose count is zero (already released)")
+    }
+
+    @Test func negativeCount() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                PercpuRef<MembarrierRCU> {}.get(count: -1)
+            },
+            "PercpuRef: reference count operation with count -1")
+    }
 }

@@ -29,15 +29,6 @@ extension RCUFlavor {
     }
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(seconds: Double = 120, _ condition: () -> Bool) -> Bool {
-    let deadline = monotonicSeconds() + seconds
-    while !condition() {
-        if monotonicSeconds() > deadline { return false }
-        usleep(200)
-    }
-    return true
-}
 
 /// A published object that detects use after free and half-initialised
 /// reads.

@@ -72,17 +72,12 @@ struct curcu_update_functions {
     void (* _Nonnull barrier)(void);
     struct call_rcu_data *(* _Nonnull create_call_rcu_data)(unsigned long flags, int cpu_affinity);
     void (* _Nonnull call_rcu_data_free)(struct call_rcu_data *crdp);
-    struct call_rcu_data *(* _Nonnull get_default_call_rcu_data)(void);
     struct call_rcu_data *(* _Nonnull get_thread_call_rcu_data)(void);
     void (* _Nonnull set_thread_call_rcu_data)(struct call_rcu_data *crdp);
     struct call_rcu_data *(* _Nonnull get_cpu_call_rcu_data)(int cpu);
-    int (* _Nonnull set_cpu_call_rcu_data)(int cpu, struct call_rcu_data *crdp);
     int (* _Nonnull create_all_cpu_call_rcu_data)(unsigned long flags);
     void (* _Nonnull free_all_cpu_call_rcu_data)(void);
     pthread_t (* _Nonnull get_call_rcu_thread)(struct call_rcu_data *crdp);
-    void (* _Nonnull call_rcu_before_fork)(void);
-    void (* _Nonnull call_rcu_after_fork_parent)(void);
-    void (* _Nonnull call_rcu_after_fork_child)(void);
 };
 
 extern const struct curcu_update_functions curcu_memb_update;
