@@ -423,10 +423,13 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     private func switchToPercpuNow(_ control: inout Control) {
         let current = mode.load(ordering: .relaxed)
-        guard current & Self.atomicMode != 0, !control.switchInFlight else { return }
+        guard current & Self.atomicMode != 0 else { return }
+        // Checked before deferring, so the caller that asked is the one
+        // stopped, not the callback thread that would settle it later.
         if !control.allowReinit {
             rcuMisuse("PercpuRef: switch to percpu mode on a ref created without .allowReinit")
         }
+        guard !control.switchInFlight else { return }
         count.wrappingAdd(Self.bias, ordering: .relaxed)
         for index in 0..<Self.perThreadCounters {
             counters[index].value.gets.store(0, ordering: .relaxed)
