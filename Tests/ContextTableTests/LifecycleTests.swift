@@ -9,6 +9,9 @@ import URCUTesting
 import Glibc
 #endif
 
+/// The grace-period domain of these tests.
+typealias Manual = ManualRCU<LifecycleTests>
+
 @Suite("Context lifecycle")
 struct LifecycleTests {
     @Test("create, lookup, submit, complete, destroy: everything is given back")
@@ -143,7 +146,7 @@ struct LifecycleTests {
 
     @Test("destroy with requests in flight cancels them, and frees only after the last one")
     func cancelOnDestroy() throws {
-        let table = ContextTable<ManualRCU>(capacity: 2, requestBudget: 10)
+        let table = ContextTable<Manual>(capacity: 2, requestBudget: 10)
         let id = try table.create(maxRequests: 4)
         let requests = try {
             let lease = try table.lease(id)
@@ -153,7 +156,7 @@ struct LifecycleTests {
         #expect(table.statistics.freed == 0)
         // The users switch completes: users reaches zero, requests are
         // cancelled, reqs dies; the free still waits for a grace period.
-        ManualRCU.completeGracePeriod()
+        Manual.completeGracePeriod()
         #expect(table.statistics.cancelled == 3)
         #expect(requests.allSatisfy { !$0.complete() }, "cancelled requests are already finished")
         #expect(table.statistics.freed == 0, "freed without an explicit grace period")

@@ -5,9 +5,12 @@ import Testing
 import URCU
 import URCUTesting
 
+/// The grace-period domain of these tests.
+typealias Manual = ManualRCU<StateMachineTests>
+
 /// The kernel's percpu_ref semantics as a plain model: a logical count, the
 /// mode, the dead flag and the switch in flight. Random operation sequences
-/// run on the model and on a `PercpuRef<ManualRCU>` side by side, and every
+/// run on the model and on a `PercpuRef<Manual>` side by side, and every
 /// observable answer must agree after every step.
 struct RefModel {
     var count = 1
@@ -18,7 +21,7 @@ struct RefModel {
     var switchInFlight = false
     var releases = 0
 
-    init(options: PercpuRef<ManualRCU>.Options) {
+    init(options: PercpuRef<Manual>.Options) {
         atomic = !options.isDisjoint(with: [.startAtomic, .startDead])
         forceAtomic = options.contains(.startAtomic)
         allowReinit = atomic || options.contains(.allowReinit)
@@ -68,7 +71,7 @@ struct StateMachineTests {
     /// Applies `operation` to both sides if it is legal in the model's
     /// state; returns a description of any disagreement.
     static func step(
-        _ operation: RefOperation, model: inout RefModel, ref: PercpuRef<ManualRCU>,
+        _ operation: RefOperation, model: inout RefModel, ref: PercpuRef<Manual>,
         releases: Counter, held: inout Int
     ) -> String? {
         switch operation {
@@ -98,7 +101,7 @@ struct StateMachineTests {
             model.put()
             held -= 1
         case .completeGracePeriod:
-            ManualRCU.completeGracePeriod()
+            Manual.completeGracePeriod()
             model.completeGracePeriod()
         case .switchToAtomic:
             ref.switchToAtomic()
@@ -135,15 +138,15 @@ struct StateMachineTests {
 
     @Test("random operation sequences agree with the model")
     func randomSequences() async {
-        let options = Gen.int(in: 0...3).map { choice -> PercpuRef<ManualRCU>.Options in
+        let options = Gen.int(in: 0...3).map { choice -> PercpuRef<Manual>.Options in
             [[], [.allowReinit], [.startAtomic], [.startDead]][choice]
         }
         let operations = Gen.int(in: 0..<RefOperation.allCases.count)
             .map { RefOperation(rawValue: $0)! }.array(of: 1...60)
         await propertyCheck(count: 400, input: options, operations) { options, operations in
-            ManualRCU.barrier()
+            Manual.barrier()
             let releases = Counter()
-            let ref = PercpuRef<ManualRCU>(options: options) { releases.increment() }
+            let ref = PercpuRef<Manual>(options: options) { releases.increment() }
             var model = RefModel(options: options)
             var held = model.count
             for (index, operation) in operations.enumerated() {
@@ -152,14 +155,14 @@ struct StateMachineTests {
                     break
                 }
             }
-            ManualRCU.barrier()
+            Manual.barrier()
         }
     }
 
     @Test("release runs exactly once per kill/reinit cycle")
     func releaseOncePerCycle() {
         let releases = Counter()
-        let ref = PercpuRef<ManualRCU>(options: .allowReinit) { releases.increment() }
+        let ref = PercpuRef<Manual>(options: .allowReinit) { releases.increment() }
         for cycle in 1...5 {
             ref.get()
             ref.kill()
@@ -168,7 +171,7 @@ struct StateMachineTests {
             #expect(ref.tryGet(), "a referenced dying ref still hands out references")
             ref.put()
             #expect(releases.value == cycle - 1, "released before the grace period")
-            ManualRCU.completeGracePeriod()
+            Manual.completeGracePeriod()
             #expect(releases.value == cycle - 1, "released with a reference held")
             ref.put()
             #expect(releases.value == cycle)
@@ -182,12 +185,12 @@ struct StateMachineTests {
     @Test("kill(confirm:) confirms only after the grace period")
     func confirmAfterGracePeriod() {
         let confirmed = Latch()
-        let ref = PercpuRef<ManualRCU> {}
+        let ref = PercpuRef<Manual> {}
         ref.get()
         ref.kill { confirmed.open() }
         #expect(!confirmed.isOpen)
         #expect(!ref.tryGetLive(), "tryGetLive must fail as soon as the ref is dead")
-        ManualRCU.completeGracePeriod()
+        Manual.completeGracePeriod()
         #expect(confirmed.isOpen)
         ref.put()
         #expect(ref.isZero)
@@ -195,17 +198,17 @@ struct StateMachineTests {
 
     @Test("requests made during a switch take effect when it completes")
     func requestsDuringSwitch() {
-        let ref = PercpuRef<ManualRCU>(options: .allowReinit) {}
+        let ref = PercpuRef<Manual>(options: .allowReinit) {}
         let confirmations = Counter()
         ref.switchToAtomic { confirmations.increment() }
         ref.switchToAtomic { confirmations.increment() }
         ref.switchToPercpu()
         #expect(!ref.isPercpu, "still switching")
-        ManualRCU.completeGracePeriod()
+        Manual.completeGracePeriod()
         #expect(confirmations.value == 2)
         #expect(ref.isPercpu, "the pending switch back to percpu took effect")
         ref.switchToAtomic()
-        ManualRCU.completeGracePeriod()
+        Manual.completeGracePeriod()
         #expect(!ref.isPercpu)
         #expect(!ref.isZero)
     }
