@@ -1,13 +1,13 @@
 # swift-urcu: the two commands of the README, and the pieces they run.
 #   make torture   the main job: the torture run on real threads
-#   make test      the whole suite: Swift tests, compile-fail checks, spec
-#                  and proofs
+#   make test      the whole suite: Swift tests (plain, then under ASan and
+#                  LeakSanitizer), compile-fail checks, spec and proofs
 # Both install what is missing first (scripts/ensure-deps.sh).
 
 SWIFT ?= swift
 TORTURE_SECONDS ?= 20
 
-.PHONY: all deps build test swift-test compile-fail spec torture bench clean
+.PHONY: all deps build test swift-test sanitize-address compile-fail spec torture bench clean
 
 all: build
 
@@ -17,10 +17,16 @@ deps:
 build: deps
 	$(SWIFT) build
 
-test: deps swift-test compile-fail spec
+test: deps swift-test sanitize-address compile-fail spec
 
 swift-test: deps
 	$(SWIFT) test
+
+# Every test again under AddressSanitizer and LeakSanitizer, in a build
+# directory of its own (scripts/lsan.supp says what is suppressed and why).
+sanitize-address: deps
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
+		$(SWIFT) test --sanitize=address --scratch-path .build/asan
 
 compile-fail: deps
 	Tests/compile-fail/run.sh
