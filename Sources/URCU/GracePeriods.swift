@@ -1,6 +1,12 @@
 import Dispatch
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// Grace-period and callback bookkeeping of one flavor.
 ///
 /// liburcu 0.13 has no polled grace periods, so they are built here on
@@ -19,6 +25,9 @@ public final class GracePeriodAccounting: Sendable {
     // cache lines, neither side pulls the other's line on every callback.
     private let queued = CacheLinePadded(Atomic<Int>(0))
     private let ran = CacheLinePadded(Atomic<Int>(0))
+    /// The back-pressure limit on pending callbacks; 0 means none. Read on
+    /// every callback, written rarely.
+    private let limit = Atomic<Int>(0)
 
     public init() {}
 
@@ -57,6 +66,33 @@ public final class GracePeriodAccounting: Sendable {
     }
 
     var callbacksRun: Int { ran.value.load(ordering: .relaxed) }
+
+    var pendingLimit: Int? {
+        get {
+            let value = limit.load(ordering: .relaxed)
+            return value > 0 ? value : nil
+        }
+        set {
+            if let newValue, newValue <= 0 {
+                rcuMisuse("pendingCallbackLimit must be positive (or nil for none), not \(newValue)")
+            }
+            limit.store(newValue ?? 0, ordering: .relaxed)
+        }
+    }
+
+    var hasPendingLimit: Bool { limit.load(ordering: .relaxed) > 0 }
+
+    /// Sleeps, backing off up to a millisecond, until fewer callbacks than
+    /// the limit are pending.
+    func waitForRoom() {
+        var delay: UInt32 = 20
+        while true {
+            let bound = limit.load(ordering: .relaxed)
+            if bound == 0 || pendingCallbacks < bound { return }
+            usleep(delay)
+            delay = min(delay * 2, 1_000)
+        }
+    }
 
     var pendingCallbacks: Int {
         // Read `ran` first: a callback counted there was counted in `queued`

@@ -25,13 +25,35 @@ extension LiburcuFlavor {
     }
 
     public static func call(_ callback: @escaping @Sendable () -> Void) {
+        applyBackPressure()
         let node = CallbackNode.make(running: callback, accounting: accounting)
         withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runClosure) }
     }
 
     public static func retire(_ object: Unmanaged<AnyObject>) {
+        applyBackPressure()
         let node = CallbackNode.make(releasing: object, accounting: accounting)
         withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runRelease) }
+    }
+
+    /// An upper bound on callbacks queued and not yet run; `nil` (the
+    /// default) for none.
+    ///
+    /// When a flood of ``call(_:)`` and ``retire(_:)`` outruns the callback
+    /// thread, memory grows with the queue. With a limit, a call that finds
+    /// the limit reached sleeps until callbacks have run below it. Calls
+    /// that cannot wait go through: inside a read section of this flavor or
+    /// on one of its callback threads, waiting could wait for itself.
+    public static var pendingCallbackLimit: Int? {
+        get { accounting.pendingLimit }
+        set { accounting.pendingLimit = newValue }
+    }
+
+    @inline(__always)
+    static func applyBackPressure() {
+        guard _slowPath(accounting.hasPendingLimit) else { return }
+        if isInReadSection || isCallbackThread { return }
+        accounting.waitForRoom()
     }
 
     public static func barrier() {

@@ -19,17 +19,21 @@ struct Options {
     var readers = 2
     var flavors = ["memb", "qsbr", "mb", "bp"]
     var suites = ["lifecycle", "grace-periods"]
+    var floodCallbacks = 10_000_000
 }
 
 func usage() -> Never {
     print("""
         usage: urcu-torture [--seconds S] [--readers N] [--flavor memb|qsbr|mb|bp|all]
-                            [--suite lifecycle|grace-periods|all]
+                            [--suite lifecycle|grace-periods|all|flood] [--callbacks N]
           --seconds S   total duration (default 20): half to the lifecycle on memb,
                         half shared by the flavors in the grace-period torture
           --readers N   reader threads (default 2)
           --flavor F    grace-period torture on one flavor, or all (default)
-          --suite S     run one suite, or all (default)
+          --suite S     run one suite, or both timed ones (all, the default); the
+                        flood (N closures from 2 threads through memb's call_rcu,
+                        without and with back-pressure) runs only when named
+          --callbacks N closures in the flood (default 10000000)
         """)
     exit(2)
 }
@@ -54,9 +58,12 @@ func parseOptions() -> Options {
         case "--suite":
             guard let value = arguments.popFirst() else { usage() }
             if value != "all" {
-                guard options.suites.contains(value) else { usage() }
+                guard options.suites.contains(value) || value == "flood" else { usage() }
                 options.suites = [value]
             }
+        case "--callbacks":
+            guard let value = arguments.popFirst().flatMap(Int.init), value > 1 else { usage() }
+            options.floodCallbacks = value
         default:
             usage()
         }
@@ -138,6 +145,25 @@ if options.suites.contains("grace-periods") {
         if report.errors > 0 { failures.append("\(report.flavor): \(report.errors) reads saw a grace period end under them") }
         if report.reads == 0 { failures.append("\(report.flavor): readers made no progress") }
         if report.totalGracePeriods == 0 { failures.append("\(report.flavor): no grace period completed (stall)") }
+    }
+}
+
+// MARK: Callback flood
+
+if options.suites.contains("flood") {
+    print("urcu-torture: \(options.floodCallbacks) closures through memb's call_rcu from 2 threads")
+    print("")
+    print("| back-pressure limit | seconds | peak pending | peak RSS (MiB) | left pending |")
+    print("|---|---:|---:|---:|---:|")
+    for limit in [nil, 100_000] as [Int?] {
+        let report = CallbackFlood.run(MembarrierRCU.self, perThread: options.floodCallbacks / 2, limit: limit)
+        let seconds = (report.seconds * 10).rounded() / 10
+        let rss = (report.peakRSSMiB * 10).rounded() / 10
+        print("| \(limit.map(String.init) ?? "none") | \(seconds) | \(report.peakPending) | \(rss) | \(report.leftPending) |")
+        if report.leftPending != 0 { failures.append("flood: \(report.leftPending) callbacks never ran") }
+        if let limit, report.peakPending > limit + 2 {
+            failures.append("flood: \(report.peakPending) pending with a limit of \(limit)")
+        }
     }
 }
 

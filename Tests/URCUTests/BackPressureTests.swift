@@ -1,0 +1,79 @@
+import Synchronization
+import Testing
+import URCU
+import URCUTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Back-pressure on callback floods. The limit is per flavor and process
+/// wide, so each test runs in a child process of its own (an exit test),
+/// where it cannot slow down or block the other suites.
+@Suite("Callback back-pressure")
+struct BackPressureTests {
+    /// Queues `perThread` closures from each of 2 threads and returns the
+    /// most callbacks seen pending at once.
+    static func flood(perThread: Int) -> Int {
+        let stop = Latch()
+        let peak = Atomic<Int>(0)
+        let monitor = JoinableThread {
+            while !stop.isOpen {
+                let pending = MembarrierRCU.pendingCallbacks
+                if pending > peak.load(ordering: .relaxed) { peak.store(pending, ordering: .relaxed) }
+                usleep(50)
+            }
+        }
+        let producers = (0..<2).map { _ in
+            JoinableThread {
+                for index in 0..<perThread { MembarrierRCU.call { _ = index } }
+            }
+        }
+        producers.forEach { $0.join() }
+        MembarrierRCU.barrier()
+        stop.open()
+        monitor.join()
+        return peak.load(ordering: .relaxed)
+    }
+
+    @Test("with a limit, pending callbacks stay under it; without, a flood runs past it")
+    func limitHolds() async {
+        await #expect(processExitsWith: .success) {
+            // Without a limit the producers outrun the callback thread, which
+            // wakes every 10 ms: the check below can fail.
+            let unlimited = BackPressureTests.flood(perThread: 100_000)
+            MembarrierRCU.pendingCallbackLimit = 1_000
+            let limited = BackPressureTests.flood(perThread: 100_000)
+            // Each producer may pass the check once before the other's
+            // enqueue is counted.
+            let withinLimit = limited <= 1_000 + 2
+            print("back-pressure: peak pending \(unlimited) without a limit, \(limited) with a limit of 1000")
+            exit(unlimited > 1_000 && withinLimit ? 0 : 1)
+        }
+    }
+
+    @Test("calls that cannot wait go through: inside a read section, on the callback thread")
+    func callsThatCannotWait() async {
+        await #expect(processExitsWith: .success) {
+            // A deadlock here would otherwise hang the test.
+            alarm(60)
+            MembarrierRCU.pendingCallbackLimit = 1
+            let gate = Latch()
+            MembarrierRCU.read { _ in
+                // The first callback blocks the callback thread, so the
+                // limit stays reached while the section queues more.
+                MembarrierRCU.call { gate.wait() }
+                for _ in 0..<10 { MembarrierRCU.call {} }
+            }
+            gate.open()
+            MembarrierRCU.barrier()
+            // The running callback counts as pending: its own calls find the
+            // limit reached, and must not wait for themselves.
+            MembarrierRCU.call { for _ in 0..<10 { MembarrierRCU.call {} } }
+            // A barrier waits for what was queued before it: the nested
+            // calls need a second one.
+            let drained = eventually(seconds: 30) { MembarrierRCU.barrier(); return MembarrierRCU.pendingCallbacks == 0 }
+            exit(drained ? 0 : 1)
+        }
+    }
+}
