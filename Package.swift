@@ -30,7 +30,7 @@ let package = Package(
         // The seeds' fs/aio context lifecycle over PercpuRef and RCU.
         .target(name: "ContextTable", dependencies: ["PercpuRef", "URCU"]),
         // A flavor whose grace periods the test controls.
-        .target(name: "URCUTesting", dependencies: ["URCU"]),
+        .target(name: "URCUTesting", dependencies: ["URCU", "CURCU"]),
         // The torture run (`make torture`): its scenarios are a library so
         // the tests can run them briefly.
         .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting"]),

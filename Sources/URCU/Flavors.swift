@@ -99,22 +99,32 @@ public enum BulletproofRCU: LiburcuFlavor {
 @usableFromInline
 final class AutoRegistration: Sendable {
     private let key: pthread_key_t
+    private let flavor: String
     private let register: @convention(c) () -> Void
+    private let counter: @convention(c) () -> UnsafeMutablePointer<UInt>?
+    private let blocks: ReaderRegistry.BlockingTest
 
     init(
+        flavor: String,
         register: @escaping @convention(c) () -> Void,
+        counter: @escaping @convention(c) () -> UnsafeMutablePointer<UInt>?,
+        blocks: @escaping ReaderRegistry.BlockingTest,
         unregisterAtExit: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Void
     ) {
         var key = pthread_key_t()
         let status = pthread_key_create(&key, unregisterAtExit)
         precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
         self.key = key
+        self.flavor = flavor
         self.register = register
+        self.counter = counter
+        self.blocks = blocks
     }
 
     @usableFromInline
     func registerCallingThread() {
         register()
+        ReaderRegistry.addCallingThread(flavor: flavor, counter: counter()!, blocks: blocks)
         // Any non-nil value arms the destructor.
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
     }
@@ -123,11 +133,21 @@ final class AutoRegistration: Sendable {
 // The destructors check the registered bit because liburcu's unregister
 // corrupts its reader list when called for a thread that is not in it.
 @usableFromInline
-let membRegistration = AutoRegistration(register: urcu_memb_register_thread) { _ in
-    if curcu_memb_is_registered() { urcu_memb_unregister_thread() }
+let membRegistration = AutoRegistration(
+    flavor: "memb", register: urcu_memb_register_thread, counter: curcu_memb_reader_counter,
+    blocks: curcu_memb_reader_blocks
+) { _ in
+    guard curcu_memb_is_registered() else { return }
+    ReaderRegistry.removeCallingThread(flavor: "memb")
+    urcu_memb_unregister_thread()
 }
 
 @usableFromInline
-let mbRegistration = AutoRegistration(register: urcu_mb_register_thread) { _ in
-    if curcu_mb_is_registered() { urcu_mb_unregister_thread() }
+let mbRegistration = AutoRegistration(
+    flavor: "mb", register: urcu_mb_register_thread, counter: curcu_mb_reader_counter,
+    blocks: curcu_mb_reader_blocks
+) { _ in
+    guard curcu_mb_is_registered() else { return }
+    ReaderRegistry.removeCallingThread(flavor: "mb")
+    urcu_mb_unregister_thread()
 }

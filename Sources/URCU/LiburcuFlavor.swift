@@ -21,7 +21,7 @@ public protocol LiburcuFlavor: RCUFlavor {
 
 extension LiburcuFlavor {
     public static func _synchronize() {
-        liburcu.synchronize_rcu()
+        RCUStallMonitor.watch(flavor: name) { liburcu.synchronize_rcu() }
     }
 
     public static func call(_ callback: @escaping @Sendable () -> Void) {

@@ -74,12 +74,14 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     public static func registerThread() {
         if isRegistered { rcuMisuse("qsbr: registerThread() called twice on the same thread") }
         urcu_qsbr_register_thread()
+        ReaderRegistry.addCallingThread(flavor: name, counter: curcu_qsbr_reader_counter(), blocks: curcu_qsbr_reader_blocks)
     }
 
     /// Unregisters the calling thread. Required before a registered thread
     /// exits.
     public static func unregisterThread() {
         requireRegistered(outsideReadSection: "unregisterThread()")
+        ReaderRegistry.removeCallingThread(flavor: name)
         urcu_qsbr_unregister_thread()
     }
 

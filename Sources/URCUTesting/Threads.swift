@@ -1,3 +1,4 @@
+import CURCU
 import Synchronization
 
 #if canImport(Glibc)
@@ -14,7 +15,9 @@ import Musl
 public final class JoinableThread: @unchecked Sendable {
     private var thread = pthread_t()
 
-    public init(_ body: @escaping @Sendable () -> Void) {
+    /// - Parameter name: the thread's name (at most 15 bytes), as
+    ///   debuggers and stall reports show it.
+    public init(name: String? = nil, _ body: @escaping @Sendable () -> Void) {
         final class Box {
             let body: @Sendable () -> Void
             init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -25,6 +28,7 @@ public final class JoinableThread: @unchecked Sendable {
             return nil
         }, box)
         precondition(status == 0, "pthread_create failed: \(status)")
+        if let name { pthread_setname_np(thread, name) }
     }
 
     /// Waits for the thread to finish.

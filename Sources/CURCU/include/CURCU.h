@@ -90,6 +90,24 @@ static inline bool curcu_memb_is_registered(void) { return URCU_TLS(urcu_memb_re
 static inline bool curcu_mb_is_registered(void) { return URCU_TLS(urcu_mb_reader).registered; }
 static inline bool curcu_qsbr_is_registered(void) { return URCU_TLS(urcu_qsbr_reader).registered; }
 
+/* glibc declares these only under _GNU_SOURCE; stall reports name threads with them. */
+#include <sys/types.h>
+extern int pthread_getname_np(pthread_t thread, char *name, size_t len);
+extern int pthread_setname_np(pthread_t thread, const char *name);
+extern pid_t gettid(void);
+
+/*
+ * For the stall monitor: where a thread's reader counter lives, and
+ * liburcu's own test of whether a reader with that counter holds up the
+ * grace period in progress (URCU_READER_ACTIVE_OLD).
+ */
+static inline unsigned long *curcu_memb_reader_counter(void) { return &URCU_TLS(urcu_memb_reader).ctr; }
+static inline unsigned long *curcu_mb_reader_counter(void) { return &URCU_TLS(urcu_mb_reader).ctr; }
+static inline unsigned long *curcu_qsbr_reader_counter(void) { return &URCU_TLS(urcu_qsbr_reader).ctr; }
+static inline bool curcu_memb_reader_blocks(unsigned long *ctr) { return urcu_common_reader_state(&urcu_memb_gp, ctr) == URCU_READER_ACTIVE_OLD; }
+static inline bool curcu_mb_reader_blocks(unsigned long *ctr) { return urcu_common_reader_state(&urcu_mb_gp, ctr) == URCU_READER_ACTIVE_OLD; }
+static inline bool curcu_qsbr_reader_blocks(unsigned long *ctr) { return urcu_qsbr_reader_state(ctr) == URCU_READER_ACTIVE_OLD; }
+
 /*
  * QSBR's read_lock is empty and its read_ongoing means "online", so liburcu
  * cannot say whether a QSBR thread is inside a read section. Swift has no

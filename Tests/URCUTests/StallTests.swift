@@ -1,0 +1,95 @@
+import Synchronization
+import Testing
+import URCU
+import URCUTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Stall reports. The threshold and handler are process wide, so each test
+/// runs in a child process of its own.
+@Suite("Grace-period stall reports")
+struct StallTests {
+    /// A reader named `name` sits in a read section of `F` until released;
+    /// another thread's synchronize() must be reported as stalled on it.
+    static func stuckReaderIsNamed<F: RCUFlavor>(_: F.Type, reader name: String, qsbrOnline: Bool = false) -> Bool {
+        RCUStallMonitor.threshold = 0.2
+        let reports = Mutex<[RCUStallMonitor.Report]>([])
+        RCUStallMonitor.setHandler { report in reports.withLock { $0.append(report) } }
+        let entered = Latch(), release = Latch()
+        let reader = JoinableThread(name: name) {
+            let isQSBR = F.self == QuiescentStateRCU.self
+            if isQSBR { QuiescentStateRCU.registerThread() }
+            if qsbrOnline {
+                // Online, never reporting a quiescent state: a QSBR stall
+                // without any read section.
+                entered.open()
+                release.wait()
+            } else {
+                F.read { _ in entered.open(); release.wait() }
+            }
+            if isQSBR { QuiescentStateRCU.unregisterThread() }
+        }
+        entered.wait()
+        let updater = JoinableThread { F.synchronize() }
+        let reported = eventually(seconds: 10) { !reports.withLock { $0.isEmpty } }
+        release.open()
+        reader.join()
+        updater.join()
+        let report = reports.withLock { $0.first }
+        print(report?.description ?? "no report")
+        return reported && report?.flavor == F.name
+            && report?.blockingReaders.contains { $0.contains("\"\(name)\"") } == true
+    }
+
+    @Test func membStallNamesTheReader() async {
+        await #expect(processExitsWith: .success) {
+            exit(StallTests.stuckReaderIsNamed(MembarrierRCU.self, reader: "stuck-memb") ? 0 : 1)
+        }
+    }
+
+    @Test func mbStallNamesTheReader() async {
+        await #expect(processExitsWith: .success) {
+            exit(StallTests.stuckReaderIsNamed(MemoryBarrierRCU.self, reader: "stuck-mb") ? 0 : 1)
+        }
+    }
+
+    @Test func qsbrStallNamesTheOnlineThread() async {
+        await #expect(processExitsWith: .success) {
+            exit(StallTests.stuckReaderIsNamed(QuiescentStateRCU.self, reader: "stuck-qsbr", qsbrOnline: true) ? 0 : 1)
+        }
+    }
+
+    @Test("a quick grace period is not reported, and the default goes to standard error")
+    func noFalseAlarm() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            RCUStallMonitor.threshold = 0.2
+            for _ in 0..<20 { MembarrierRCU.synchronize() }
+            exit(0)
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(!stderr.contains("stalled"), "\(stderr)")
+    }
+
+    @Test("the default report goes to standard error")
+    func defaultReportOnStandardError() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            RCUStallMonitor.threshold = 0.2
+            let entered = Latch(), release = Latch()
+            let reader = JoinableThread(name: "stuck-default") {
+                MembarrierRCU.read { _ in entered.open(); release.wait() }
+            }
+            entered.wait()
+            let updater = JoinableThread { MembarrierRCU.synchronize() }
+            usleep(800_000)
+            release.open()
+            reader.join()
+            updater.join()
+            exit(0)
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("swift-urcu: memb grace period stalled for"), "\(stderr)")
+        #expect(stderr.contains("\"stuck-default\""), "\(stderr)")
+    }
+}
