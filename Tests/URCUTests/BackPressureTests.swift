@@ -2,6 +2,7 @@ import Synchronization
 import Testing
 import URCU
 import URCUTesting
+import URCUTorture
 
 #if canImport(Glibc)
 import Glibc
@@ -12,43 +13,17 @@ import Glibc
 /// where it cannot slow down or block the other suites.
 @Suite("Callback back-pressure")
 struct BackPressureTests {
-    /// Queues `perThread` closures from each of 2 threads and returns the
-    /// most callbacks seen pending at once.
-    static func flood(perThread: Int) -> Int {
-        let stop = Latch()
-        let peak = Atomic<Int>(0)
-        let monitor = JoinableThread {
-            while !stop.isOpen {
-                let pending = MembarrierRCU.pendingCallbacks
-                if pending > peak.load(ordering: .relaxed) { peak.store(pending, ordering: .relaxed) }
-                usleep(50)
-            }
-        }
-        let producers = (0..<2).map { _ in
-            JoinableThread {
-                for index in 0..<perThread { MembarrierRCU.call { _ = index } }
-            }
-        }
-        producers.forEach { $0.join() }
-        MembarrierRCU.barrier()
-        stop.open()
-        monitor.join()
-        return peak.load(ordering: .relaxed)
-    }
-
     @Test("with a limit, pending callbacks stay under it; without, a flood runs past it")
     func limitHolds() async {
         await #expect(processExitsWith: .success) {
             // Without a limit the producers outrun the callback thread, which
             // wakes every 10 ms: the check below can fail.
-            let unlimited = BackPressureTests.flood(perThread: 100_000)
-            MembarrierRCU.pendingCallbackLimit = 1_000
-            let limited = BackPressureTests.flood(perThread: 100_000)
+            let unlimited = CallbackFlood.run(MembarrierRCU.self, perThread: 100_000, limit: nil)
+            let limited = CallbackFlood.run(MembarrierRCU.self, perThread: 100_000, limit: 1_000)
             // Each producer may pass the check once before the other's
             // enqueue is counted.
-            let withinLimit = limited <= 1_000 + 2
-            print("back-pressure: peak pending \(unlimited) without a limit, \(limited) with a limit of 1000")
-            exit(unlimited > 1_000 && withinLimit ? 0 : 1)
+            let withinLimit = limited.peakPending <= 1_000 + 2 && limited.leftPending == 0
+            exit(unlimited.peakPending > 1_000 && withinLimit ? 0 : 1)
         }
     }
 
