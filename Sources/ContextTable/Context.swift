@@ -53,7 +53,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Stops the process if the context has been freed: a reader reached
     /// it too late, which the grace period must make impossible.
     func checkAlive(during operation: String) {
-        if freed.load(ordering: .acquiring) {
+        if isFreed {
             counters.useAfterFree.increment()
             rcuMisuse("ContextTable: \(operation) reached \(id) after it was freed (use after free)")
         }

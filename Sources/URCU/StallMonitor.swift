@@ -87,7 +87,7 @@ public enum RCUStallMonitor {
         startWatchdog()
         let token = inFlight.withLock { state -> Int in
             defer { state.next += 1 }
-            state.waits[state.next] = InFlight(flavor: flavor, started: now())
+            state.waits[state.next] = InFlight(flavor: flavor, started: monotonicSeconds())
             return state.next
         }
         wait()
@@ -114,7 +114,7 @@ public enum RCUStallMonitor {
             let period = threshold == 0 ? 1_000_000 : min(max(threshold / 4_000, 10_000), 1_000_000)
             usleep(UInt32(period))
             guard threshold != 0 else { continue }
-            let current = now()
+            let current = monotonicSeconds()
             let due = inFlight.withLock { state -> [InFlight] in
                 var due: [InFlight] = []
                 for (token, wait) in state.waits
@@ -133,11 +133,6 @@ public enum RCUStallMonitor {
         }
     }
 
-    private static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
 }
 
 /// The reader threads swift-urcu registered, with where their reader
@@ -183,4 +178,12 @@ enum ReaderRegistry {
             }
         }
     }
+}
+
+/// Seconds on the monotonic clock: the one clock of the package (stall
+/// reports, tests, torture and benchmark).
+package func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }

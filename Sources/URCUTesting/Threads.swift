@@ -1,5 +1,6 @@
 import CURCU
 import Synchronization
+import URCU
 
 #if canImport(Glibc)
 import Glibc
@@ -79,9 +80,3 @@ public func eventually(seconds: Double = 120, _ condition: () -> Bool) -> Bool {
     return true
 }
 
-/// Seconds on the monotonic clock.
-public func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
