@@ -194,11 +194,14 @@ CreatePublish(c, s) ==
     /\ UNCHANGED <<aioNr, users, reqs, releaseRan, inFlight, reqsAvail,
                    ring, work, frees, reader, rcuVars>>
 
-(* ioctx_add_table() fails (-ENOMEM growing the table): err_cleanup gives  *)
-(* the reservation back with aio_nr_sub(), then frees the context, which   *)
-(* no reader can have seen.  BudgetLeak skips aio_nr_sub().                *)
+(* ioctx_add_table() fails: it looks for a free slot first and grows the  *)
+(* table only when every slot is taken, and growing can fail (-ENOMEM;     *)
+(* the Swift table has a fixed size and throws tableFull).  err_cleanup    *)
+(* gives the reservation back with aio_nr_sub(), then frees the context,   *)
+(* which no reader can have seen.  BudgetLeak skips aio_nr_sub().          *)
 CreateFailsTableInsert(c) ==
     /\ ctxState[c] = "reserved"
+    /\ \A s \in Slots : table[s] # NoContext
     /\ ctxState' = [ctxState EXCEPT ![c] = "failed"]
     /\ aioNr' = IF Bug = "BudgetLeak" THEN aioNr ELSE aioNr - MaxRequests
     /\ users' = [users EXCEPT ![c] = NoRef]

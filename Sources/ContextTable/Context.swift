@@ -10,6 +10,8 @@ import URCU
 // everything else is immutable or synchronised.
 final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     var id = ContextID(slot: -1, generation: 0)
+    /// The name lifecycle events give the context (0 with no recorder).
+    let tag: Int
     let maxRequests: Int
     let users: PercpuRef<Flavor>
     let reqs: PercpuRef<Flavor>
@@ -19,28 +21,40 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Requests in flight, for the cancel path (`ctx->active_reqs`).
     let active = Mutex<[ObjectIdentifier: ContextRequest<Flavor>]>([:])
     private let freed = Atomic<Bool>(false)
-    /// The table's bookkeeping and cleanup queue, held strongly: a context
-    /// may outlive its table (a lease, a request, a pending free), and its
-    /// teardown still reports there.
-    private let counters: LifecycleCounters
-    private let cleanupQueue: DispatchQueue
+    /// The table's counters, cleanup executor and recorder, held strongly:
+    /// a context may outlive its table (a lease, a request, a pending
+    /// free), and its teardown still reports there.
+    let services: TableServices
+    private var counters: LifecycleCounters { services.counters }
     /// Keeps the context alive from creation until its explicit free:
     /// the release callbacks reach it through this cell, as the kernel's
     /// reach the kioctx through `container_of`.
     private let lifeline: Lifeline<Flavor>
 
-    init(maxRequests: Int, counters: LifecycleCounters, cleanupQueue: DispatchQueue) {
+    /// - Parameter atomicReferences: `users` and `reqs` start in atomic
+    ///   mode (the spec's `RefInitModes`; the conformance tests use both).
+    init(tag: Int, maxRequests: Int, atomicReferences: Bool, services: TableServices) {
         let lifeline = Lifeline<Flavor>()
+        self.tag = tag
         self.maxRequests = maxRequests
-        self.counters = counters
-        self.cleanupQueue = cleanupQueue
+        self.services = services
         self.lifeline = lifeline
         ring = CompletionRing(requests: maxRequests)
-        users = PercpuRef { lifeline.context?.usersReleased() }
-        reqs = PercpuRef { lifeline.context?.reqsReleased() }
+        let options: PercpuRefOptions = atomicReferences ? .startAtomic : []
+        users = PercpuRef(
+            options: options, completingSwitch: services.switchStep(.switchConfirmed(context: tag, reference: .users)),
+            release: { lifeline.context?.usersReleased() })
+        reqs = PercpuRef(
+            options: options, completingSwitch: services.switchStep(.switchConfirmed(context: tag, reference: .reqs)),
+            release: { lifeline.context?.reqsReleased() })
+        // The reference usersReleased() drops last, after cancelling: reqs
+        // cannot reach zero while requests are still being cancelled (the
+        // kernel's free_ioctx_users).
+        reqs.get()
         lifeline.hold(self)
-        counters.live.increment()
-        counters.objects.increment()
+        services.counters.live.increment()
+        services.counters.objects.increment()
+        services.recorder?.allocated(self, tag: tag)
     }
 
     deinit {
@@ -61,12 +75,16 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
 
     func submit() throws(ContextError) -> ContextRequest<Flavor> {
         checkAlive(during: "submit")
-        guard ring.reserveSlot() else { throw .ringFull }
-        reqs.get()
-        let request = ContextRequest(context: self)
-        active.withLock { $0[ObjectIdentifier(request)] = request }
+        let submitted = services.step { () -> (ContextRequest<Flavor>?, LifecycleEvent?) in
+            guard ring.reserveSlot() else { return (nil, nil) }
+            reqs.get()
+            let request = ContextRequest(context: self)
+            active.withLock { $0[ObjectIdentifier(request)] = request }
+            return (request, .submit(context: tag))
+        }
+        guard let submitted else { throw .ringFull }
         counters.submitted.increment()
-        return request
+        return submitted
     }
 
     /// Posts the request's event and drops its `reqs` reference
@@ -74,20 +92,25 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// and cancel wins.
     func finish(_ request: ContextRequest<Flavor>, result: Int) {
         checkAlive(during: "complete")
-        active.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(request)) }
-        ring.post(CompletionEvent(request: request.serial, result: result))
         counters.completed.increment()
-        reqs.put()
+        services.step(.complete(context: tag)) {
+            active.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(request)) }
+            ring.post(CompletionEvent(request: request.serial, result: result))
+            reqs.put()
+        }
     }
 
     /// `free_ioctx_users`: no lookup holds the context any more and none
     /// can start; cancel what is in flight, then let `reqs` die.
     private func usersReleased() {
-        let inFlight = active.withLock { Array($0.values) }
-        for request in inFlight where request.cancel() {
-            counters.cancelled.increment()
+        services.step(.usersReleased(context: tag)) {
+            let inFlight = active.withLock { Array($0.values) }
+            for request in inFlight where request.cancel() {
+                counters.cancelled.increment()
+            }
+            reqs.kill()
+            reqs.put()
         }
-        reqs.kill()
     }
 
     /// `free_ioctx_reqs`: the last request is done. Readers of the table's
@@ -95,22 +118,26 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// cleared: wait for a grace period of that flavor explicitly, then
     /// free where blocking is allowed.
     private func reqsReleased() {
-        counters.pendingFrees.increment()
-        Flavor.afterGracePeriod(on: cleanupQueue) { self.free() }
+        services.step(.reqsReleased(context: tag)) {
+            counters.pendingFrees.increment()
+            Flavor.afterGracePeriod(on: CleanupHandOff(context: tag, services: services)) { self.free() }
+        }
     }
 
     /// `free_ioctx`: the context's memory is returned.
     private func free() {
-        guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
-            rcuMisuse("ContextTable: \(id) freed twice")
+        services.step(.freed(context: tag)) {
+            guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
+                rcuMisuse("ContextTable: \(id) freed twice")
+            }
+            counters.pendingFrees.decrement()
+            ring.deallocate()
+            users.exit()
+            reqs.exit()
+            counters.freed.increment()
+            counters.live.decrement()
+            lifeline.release()
         }
-        counters.pendingFrees.decrement()
-        ring.deallocate()
-        users.exit()
-        reqs.exit()
-        counters.freed.increment()
-        counters.live.decrement()
-        lifeline.release()
     }
 
     /// Undoes a create whose table insert failed: the context was never
@@ -124,6 +151,17 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         freed.store(true, ordering: .releasing)
         counters.live.decrement()
         lifeline.release()
+    }
+}
+
+/// The second bounce of the free: the grace-period callback hands the free
+/// to the table's cleanup executor, and that hand-off is one recorded step.
+struct CleanupHandOff: BlockingExecutor {
+    let context: Int
+    let services: TableServices
+
+    func execute(_ work: @escaping @Sendable () -> Void) {
+        services.step(.freeCallback(context: context)) { services.cleanup.execute(work) }
     }
 }
 

@@ -1,4 +1,9 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import PercpuRef
 import Synchronization
 import URCU
@@ -57,8 +62,8 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// (`aio_max_nr`).
     private let budget: Mutex<Int>
     public let requestBudget: Int
-    let cleanupQueue: DispatchQueue
-    let counters = LifecycleCounters()
+    let services: TableServices
+    var counters: LifecycleCounters { services.counters }
 
     /// The largest `maxRequests` of one context: its ring is allocated up
     /// front (the kernel caps `nr_events` the same way).
@@ -68,14 +73,24 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     ///   - capacity: the number of table slots.
     ///   - requestBudget: the total `maxRequests` of all live contexts may
     ///     not exceed this (`aio_max_nr`).
-    ///   - cleanupQueue: where contexts are freed, after their grace period.
-    public init(capacity: Int, requestBudget: Int, cleanupQueue: DispatchQueue? = nil) {
+    ///   - cleanupExecutor: where contexts are freed, after their grace
+    ///     period (by default, a serial `DispatchQueue` of the table's).
+    public convenience init(capacity: Int, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)? = nil) {
+        self.init(capacity: capacity, requestBudget: requestBudget, cleanupExecutor: cleanupExecutor, recorder: nil)
+    }
+
+    /// A table whose every lifecycle step is recorded by `recorder`.
+    package init(
+        capacity: Int, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)?,
+        recorder: (any LifecycleRecorder)?
+    ) {
         precondition(capacity > 0 && requestBudget > 0, "ContextTable needs a positive capacity and budget")
         slots = (0..<capacity).map { _ in TableSlot() }
         tableLock.withLock { $0 = Array(repeating: 0, count: capacity) }
         budget = Mutex(0)
         self.requestBudget = requestBudget
-        self.cleanupQueue = cleanupQueue ?? DispatchQueue(label: "urcu.context-table.cleanup")
+        services = TableServices(
+            cleanup: cleanupExecutor ?? DispatchQueue(label: "urcu.context-table.cleanup"), recorder: recorder)
     }
 
     /// Destroys the contexts still in the table (the kernel's `exit_aio`);
@@ -87,38 +102,60 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// Creates a context able to hold `maxRequests` requests in flight
     /// (`ioctx_alloc`). Every failure gives back what was taken before it.
     public func create(maxRequests: Int) throws(ContextError) -> ContextID {
-        guard (1...Self.maxRequestsPerContext).contains(maxRequests) else { throw .invalidMaxRequests }
-        let charged = budget.withLock { inUse -> Bool in
-            // Written so that it cannot overflow (the kernel's check tests
-            // for wrap-around explicitly).
-            guard maxRequests <= requestBudget - inUse else { return false }
-            inUse += maxRequests
-            return true
+        try create(maxRequests: maxRequests, atomicReferences: false)
+    }
+
+    /// `create(maxRequests:)`, with the context's refs starting in atomic
+    /// mode if `atomicReferences` (the spec's `RefInitModes`).
+    package func create(maxRequests: Int, atomicReferences: Bool) throws(ContextError) -> ContextID {
+        let tag = services.recorder?.nextContextTag() ?? 0
+        guard (1...Self.maxRequestsPerContext).contains(maxRequests) else {
+            services.step(.createFailsEarly(context: tag)) {}
+            throw .invalidMaxRequests
         }
-        guard charged else {
+        let reserved = services.step { () -> (Context<Flavor>?, LifecycleEvent?) in
+            let charged = budget.withLock { inUse -> Bool in
+                // Written so that it cannot overflow (the kernel's check
+                // tests for wrap-around explicitly).
+                guard maxRequests <= requestBudget - inUse else { return false }
+                inUse += maxRequests
+                return true
+            }
+            guard charged else { return (nil, .createFailsBudget(context: tag)) }
+            let context = Context<Flavor>(
+                tag: tag, maxRequests: maxRequests, atomicReferences: atomicReferences, services: services)
+            return (context, .createReserve(context: tag, atomicReferences: atomicReferences))
+        }
+        guard let context = reserved else {
             counters.failedCreates.increment()
             throw .budgetExhausted
         }
-        let context = Context<Flavor>(maxRequests: maxRequests, counters: counters, cleanupQueue: cleanupQueue)
-        // ioctx_add_table: the first empty slot, found and filled under the
-        // table lock; rcu_access_pointer is enough to test a slot for nil.
-        let id = tableLock.withLock { generations -> ContextID? in
-            guard let slot = slots.indices.first(where: { slots[$0].context.access() == nil }) else { return nil }
-            generations[slot] += 1
-            let id = ContextID(slot: slot, generation: generations[slot])
-            context.id = id
-            slots[slot].context.assign(context)
-            return id
+        let published = services.step { () -> (ContextID?, LifecycleEvent?) in
+            // ioctx_add_table: the first empty slot, found and filled under
+            // the table lock; rcu_access_pointer is enough to test a slot
+            // for nil.
+            let id = tableLock.withLock { generations -> ContextID? in
+                guard let slot = slots.indices.first(where: { slots[$0].context.access() == nil }) else { return nil }
+                generations[slot] += 1
+                let id = ContextID(slot: slot, generation: generations[slot])
+                context.id = id
+                slots[slot].context.assign(context)
+                return id
+            }
+            guard let id else {
+                // The 2013 fix: a failed insert must give the budget back.
+                returnBudget(maxRequests)
+                context.abandon()
+                return (nil, .createFailsTableInsert(context: tag))
+            }
+            return (id, .createPublish(context: tag, slot: id.slot))
         }
-        guard let id else {
-            // The 2013 fix: a failed insert must give the budget back.
-            returnBudget(maxRequests)
-            context.abandon()
+        guard let published else {
             counters.failedCreates.increment()
             throw .tableFull
         }
         counters.created.increment()
-        return id
+        return published
     }
 
     /// Finds a live context and takes a `users` reference on it
@@ -129,14 +166,19 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// the reference (a plain `get` could revive a context being destroyed).
     public func lookup(_ id: ContextID) -> ContextLease<Flavor>? {
         guard slots.indices.contains(id.slot) else { return nil }
-        let found = Flavor.read { section in
-            slots[id.slot].context.dereference(in: section) { context -> Context<Flavor>? in
-                guard let context else { return nil }
-                // Reachable through the table means not freed: the free
-                // waits for a grace period after the slot was cleared.
-                context.checkAlive(during: "lookup")
-                guard context.id == id, context.users.tryGetLive() else { return nil }
-                return context
+        let found = Flavor.read { section -> Context<Flavor>? in
+            let loaded = services.step { () -> (Context<Flavor>?, LifecycleEvent?) in
+                let context = slots[id.slot].context.dereference(in: section) { $0 }
+                guard let context, context.id == id else { return (nil, nil) }
+                return (context, .lookupLoad(context: context.tag, slot: id.slot))
+            }
+            guard let context = loaded else { return nil }
+            // Reachable through the table means not freed: the free waits
+            // for a grace period after the slot was cleared.
+            context.checkAlive(during: "lookup")
+            return services.step { () -> (Context<Flavor>?, LifecycleEvent?) in
+                let taken = context.users.tryGetLive()
+                return (taken ? context : nil, .lookupTryGetLive(context: context.tag, succeeded: taken))
             }
         }
         return found.map { ContextLease(context: $0) }
@@ -147,22 +189,33 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// lookup and request is done, after a grace period.
     public func destroy(_ id: ContextID) throws(ContextError) {
         guard let lease = lookup(id) else { throw .noSuchContext }
+        try destroy(lease)
+    }
+
+    /// Destroys the context `lease` holds (`kill_ioctx`, as `io_destroy`
+    /// calls it after its lookup). The lease stays valid until dropped.
+    public func destroy(_ lease: borrowing ContextLease<Flavor>) throws(ContextError) {
         let context = lease.context
-        let claimed = tableLock.withLock { _ -> Bool in
-            // Only one destroy wins (the kernel's atomic_xchg on ctx->dead).
-            guard !context.dead.exchange(true, ordering: .acquiringAndReleasing) else { return false }
-            // The slot stops being reachable; readers already inside keep
-            // using the context until they leave (RCU_INIT_POINTER: storing
-            // nil needs no ordering).
-            slots[id.slot].context.initialize(to: nil)
-            return true
+        let claimed = services.step { () -> (Bool, LifecycleEvent?) in
+            let claimed = tableLock.withLock { _ -> Bool in
+                // Only one destroy wins (the kernel's atomic_xchg on
+                // ctx->dead).
+                guard !context.dead.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+                // The slot stops being reachable; readers already inside
+                // keep using the context until they leave (RCU_INIT_POINTER:
+                // storing nil needs no ordering).
+                slots[context.id.slot].context.initialize(to: nil)
+                return true
+            }
+            guard claimed else { return (false, nil) }
+            returnBudget(context.maxRequests)
+            // The lease's reference keeps users above zero: its release
+            // runs when the last lease goes, never inside this step.
+            context.users.kill()
+            return (true, .destroy(context: context.tag))
         }
         guard claimed else { throw .noSuchContext }
-        returnBudget(context.maxRequests)
-        context.users.kill()
         counters.destroyed.increment()
-        // The lease's deinit drops the lookup reference.
-        _ = consume lease
     }
 
     /// `aio_nr_sub`: gives budget back, never below zero.
@@ -204,10 +257,11 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutSeconds * 1e9)
         while true {
             Flavor.barrier()
-            cleanupQueue.sync {}
             let statistics = self.statistics
             let settled = statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0
             if settled || DispatchTime.now().uptimeNanoseconds > deadline { return statistics }
+            // Frees handed to the cleanup executor are still running.
+            usleep(1_000)
         }
     }
 }
@@ -226,7 +280,10 @@ public struct ContextLease<Flavor: RCUFlavor>: ~Copyable, Sendable {
 
     init(context: Context<Flavor>) { self.context = context }
 
-    deinit { context.users.put() }
+    deinit {
+        let context = context
+        context.services.step(.lookupPut(context: context.tag)) { context.users.put() }
+    }
 
     public var id: ContextID { context.id }
 

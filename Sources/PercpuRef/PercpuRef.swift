@@ -57,6 +57,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @usableFromInline let count: Atomic<Int>
     @usableFromInline let counters: UnsafeMutablePointer<CacheLinePadded<ThreadCounters>>
     @usableFromInline let release: @Sendable () -> Void
+    /// Times `release` has run since the ref was created or reinitialised
+    /// (the spec's `releases`).
+    @usableFromInline let releases = Atomic<Int>(0)
+    /// Wraps the end of each switch to atomic mode; see
+    /// ``init(options:completingSwitch:release:)``.
+    private let completingSwitch: (@Sendable (() -> Void) -> Void)?
 
     private struct Control {
         var forceAtomic: Bool
@@ -77,7 +83,19 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     ///   RCU may still be using it. Free such an object only after an
     ///   explicit grace period of the readers' flavor, from a context that
     ///   may block (`Flavor.afterGracePeriod(on:execute:)`).
-    public init(options: Options = [], release: @escaping @Sendable () -> Void) {
+    public convenience init(options: Options = [], release: @escaping @Sendable () -> Void) {
+        self.init(options: options, completingSwitch: nil, release: release)
+    }
+
+    /// Creates a ref whose switch callbacks run inside `completingSwitch`:
+    /// it is handed the end of each switch to atomic mode (the sum, and the
+    /// release if the count is zero) and must run it once, synchronously.
+    /// For recording the switch as one step (the conformance tests).
+    package init(
+        options: Options, completingSwitch: (@Sendable (() -> Void) -> Void)?,
+        release: @escaping @Sendable () -> Void
+    ) {
+        self.completingSwitch = completingSwitch
         let startsAtomic = !options.isDisjoint(with: [.startAtomic, .startDead])
         var startCount = startsAtomic ? 0 : Self.bias
         var startMode: UInt = startsAtomic ? Self.atomicMode : 0
@@ -166,7 +184,13 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             }
             return subtractFromSharedCount(n)
         }
-        if _slowPath(reachedZero) { release() }
+        if _slowPath(reachedZero) { runRelease() }
+    }
+
+    @usableFromInline
+    func runRelease() {
+        releases.wrappingAdd(1, ordering: .relaxed)
+        release()
     }
 
     /// Counts gets in percpu mode, on the calling thread's counter.
@@ -269,6 +293,36 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Whether the ref is in percpu mode.
     public var isPercpu: Bool { mode.load(ordering: .acquiring) == 0 }
 
+    /// The ref as `Spec/RefCount.tla` sees it: the refinement mapping
+    /// from this representation to the spec's record. Exact only while no
+    /// other thread uses the ref.
+    package var abstractState: AbstractRefState {
+        control.withLock { control in
+            let word = mode.load(ordering: .acquiring)
+            var total = count.load(ordering: .acquiring)
+            let mode: AbstractRefState.Mode
+            if word & Self.atomicMode == 0 {
+                mode = .percpu
+            } else if control.switchInFlight {
+                mode = .switching
+            } else {
+                mode = .atomic
+            }
+            if mode != .atomic {
+                // The bias, and in a switch its own reference, are not
+                // references anyone holds; the per-thread counters are.
+                total -= Self.bias + (mode == .switching ? 1 : 0)
+                for index in 0..<Self.perThreadCounters {
+                    total &+= counters[index].value.gets.load(ordering: .relaxed)
+                        &- counters[index].value.puts.load(ordering: .relaxed)
+                }
+            }
+            return AbstractRefState(
+                count: total, mode: mode, isDead: word & Self.deadFlag != 0,
+                forceAtomic: control.forceAtomic, releases: releases.load(ordering: .relaxed))
+        }
+    }
+
     // MARK: Kill and mode switches
 
     /// Kills the ref: ``tryGetLive()`` fails from now on, the ref switches
@@ -349,6 +403,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         if !isZero {
             rcuMisuse("PercpuRef: reinit() on a ref whose count is not zero (it is still in use)")
         }
+        releases.store(0, ordering: .relaxed)
         resurrect()
     }
 
@@ -390,7 +445,13 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         // Hold the ref across the grace period, so the sum cannot find a
         // count of zero; the callback drops this reference last.
         count.wrappingAdd(1, ordering: .relaxed)
-        Flavor.call { self.finishSwitchToAtomic() }
+        Flavor.call {
+            if let completingSwitch = self.completingSwitch {
+                completingSwitch { self.finishSwitchToAtomic() }
+            } else {
+                self.finishSwitchToAtomic()
+            }
+        }
         return []
     }
 
@@ -476,5 +537,27 @@ extension Atomic where Value == Int {
     @inline(__always)
     func add(_ n: Int) {
         store(load(ordering: .relaxed) &+ n, ordering: .relaxed)
+    }
+}
+
+/// A ``PercpuRef`` as `Spec/RefCount.tla` sees it.
+package struct AbstractRefState: Equatable, Sendable, CustomStringConvertible {
+    package enum Mode: String, Sendable { case percpu, switching, atomic }
+    package var count: Int
+    package var mode: Mode
+    package var isDead: Bool
+    package var forceAtomic: Bool
+    package var releases: Int
+
+    package init(count: Int, mode: Mode, isDead: Bool, forceAtomic: Bool, releases: Int) {
+        self.count = count
+        self.mode = mode
+        self.isDead = isDead
+        self.forceAtomic = forceAtomic
+        self.releases = releases
+    }
+
+    package var description: String {
+        "[count \(count), \(mode.rawValue)\(isDead ? ", dead" : "")\(forceAtomic ? ", forceAtomic" : ""), releases \(releases)]"
     }
 }

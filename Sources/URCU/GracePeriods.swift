@@ -133,17 +133,17 @@ extension RCUFlavor {
         if !poll(cookie) { synchronize() }
     }
 
-    /// Runs `work` on `queue` after a grace period: the "double bounce"
-    /// (the kernel's `rcu_work`).
+    /// Runs `work` on `executor` (a `DispatchQueue`, say) after a grace
+    /// period: the "double bounce" (the kernel's `rcu_work`).
     ///
     /// Use it to free an object that readers may still reach when freeing
     /// needs a context that may block (locks, I/O, `barrier()`): a callback
     /// of ``call(_:)`` runs on the flavor's callback thread, which must not
-    /// block, so the callback only hands `work` to `queue`.
+    /// block, so the callback only hands `work` to `executor`.
     public static func afterGracePeriod(
-        on queue: DispatchQueue, execute work: @escaping @Sendable () -> Void
+        on executor: some BlockingExecutor, execute work: @escaping @Sendable () -> Void
     ) {
-        call { queue.async(execute: work) }
+        call { executor.execute(work) }
     }
 
     /// Runs `work` in a task on `executor` after a grace period: the
@@ -154,4 +154,16 @@ extension RCUFlavor {
     ) {
         call { Task(executorPreference: executor) { await work() } }
     }
+}
+
+/// Where the second bounce of ``RCUFlavor/afterGracePeriod(on:execute:)``
+/// runs its work: somewhere that may block, unlike a callback thread.
+public protocol BlockingExecutor: Sendable {
+    /// Runs `work` later, on a thread where blocking is allowed. Must not
+    /// run it inline: the caller is a callback thread.
+    func execute(_ work: @escaping @Sendable () -> Void)
+}
+
+extension DispatchQueue: BlockingExecutor {
+    public func execute(_ work: @escaping @Sendable () -> Void) { async(execute: work) }
 }

@@ -1,0 +1,111 @@
+import URCU
+
+/// One step of the context lifecycle, named after the action of
+/// `Spec/Lifecycle.tla` it implements. Contexts are named by the tag the
+/// recorder gave their create.
+package enum LifecycleEvent: Equatable, Sendable {
+    package enum Reference: String, Sendable { case users, reqs }
+
+    /// `CreateReserve`: budget charged, refs set up.
+    case createReserve(context: Int, atomicReferences: Bool)
+    /// `CreateFailsNoMemory`: the create failed before touching the budget
+    /// (here: `maxRequests` out of range).
+    case createFailsEarly(context: Int)
+    /// `CreateFailsBudget`.
+    case createFailsBudget(context: Int)
+    /// `CreatePublish`.
+    case createPublish(context: Int, slot: Int)
+    /// `CreateFailsTableInsert`: every slot taken; budget given back.
+    case createFailsTableInsert(context: Int)
+    /// `LookupLoad`: inside a read section, the slot held the context.
+    case lookupLoad(context: Int, slot: Int)
+    /// `LookupTrygetLiveOk` / `LookupTrygetLiveFails`, and the read unlock.
+    case lookupTryGetLive(context: Int, succeeded: Bool)
+    /// `LookupPut`: a lease dropped.
+    case lookupPut(context: Int)
+    /// `Submit`.
+    case submit(context: Int)
+    /// `Destroy`.
+    case destroy(context: Int)
+    /// `Complete`, also of a cancelled request.
+    case complete(context: Int)
+    /// `RefSwitchConfirm`: a ref's switch to atomic mode ended.
+    case switchConfirmed(context: Int, reference: Reference)
+    /// `UsersRelease`.
+    case usersReleased(context: Int)
+    /// `ReqsRelease`: the free is queued behind a grace period.
+    case reqsReleased(context: Int)
+    /// `FreeRcuCallback`: the grace period ended; the free goes to the
+    /// cleanup executor.
+    case freeCallback(context: Int)
+    /// `FreeWork`: the context is freed.
+    case freed(context: Int)
+
+    /// Whether the spec's action takes the calling thread as a parameter.
+    package var isThreadStep: Bool {
+        switch self {
+        case .lookupLoad, .lookupTryGetLive, .lookupPut, .submit, .destroy: true
+        default: false
+        }
+    }
+}
+
+/// Receives every step of a ``ContextTable``'s lifecycle, in an order that
+/// is a linearisation of the run: the conformance tests' recorder, which
+/// checks runs against `Spec/Lifecycle.tla`. A table without one pays a nil
+/// check per step.
+package protocol LifecycleRecorder: AnyObject, Sendable {
+    /// The tag of the next create: how events name its context.
+    func nextContextTag() -> Int
+
+    /// Runs `body`, one step of the lifecycle, and records the event it
+    /// returns (none: nothing the spec sees happened). Steps must appear to
+    /// happen at once: the recorder runs each inside one lock, taken again
+    /// by a step nested in it (a release run by a put), whose event it
+    /// records after the outer one.
+    func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result
+
+    /// A context object was allocated for the create tagged `tag`.
+    func allocated(_ context: AnyObject, tag: Int)
+}
+
+/// What a table shares with its contexts: its counters, its cleanup
+/// executor, and its recorder, if any.
+final class TableServices: Sendable {
+    let counters = LifecycleCounters()
+    let cleanup: any BlockingExecutor
+    let recorder: (any LifecycleRecorder)?
+
+    init(cleanup: any BlockingExecutor, recorder: (any LifecycleRecorder)?) {
+        self.cleanup = cleanup
+        self.recorder = recorder
+    }
+
+    /// Runs `body` as one recorded step (see ``LifecycleRecorder``).
+    @inline(__always)
+    func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result {
+        guard let recorder else { return body().0 }
+        return recorder.step(body)
+    }
+
+    /// The wrapper that records a ref's switch callback as `event`, or nil
+    /// with no recorder.
+    func switchStep(_ event: LifecycleEvent) -> (@Sendable (() -> Void) -> Void)? {
+        guard let recorder else { return nil }
+        return { finish in
+            recorder.step { () -> (Void, LifecycleEvent?) in
+                finish()
+                return ((), event)
+            }
+        }
+    }
+
+    /// Records a step that `action` performs entirely.
+    @inline(__always)
+    func step(_ event: @autoclosure () -> LifecycleEvent, _ action: () -> Void) {
+        step { () -> (Void, LifecycleEvent?) in
+            action()
+            return ((), event())
+        }
+    }
+}
