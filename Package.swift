@@ -45,6 +45,11 @@ let package = Package(
                 "ContextTable", "URCU", "URCUTesting", "TestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
+        // The implementation checked against Spec/: model-based tests along
+        // TLC's state graph, and trace validation of real runs by TLC.
+        .testTarget(
+            name: "ConformanceTests",
+            dependencies: ["ContextTable", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
         .testTarget(
             name: "PercpuRefTests",
             dependencies: [

@@ -114,6 +114,9 @@ final class CompletionRing: @unchecked Sendable {
         available.wrappingAdd(reaped, ordering: .relaxed)
     }
 
+    /// Slots free for new requests (the spec's `reqsAvail`).
+    var availableSlots: Int { available.load(ordering: .relaxed) }
+
     func deallocate() {
         events.deinitialize(count: capacity)
         events.deallocate()

@@ -120,7 +120,8 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     private func reqsReleased() {
         services.step(.reqsReleased(context: tag)) {
             counters.pendingFrees.increment()
-            Flavor.afterGracePeriod(on: CleanupHandOff(context: tag, services: services)) { self.free() }
+            services.reclamation.scheduleFree(
+                Flavor.self, on: CleanupHandOff(context: tag, services: services)) { self.free() }
         }
     }
 

@@ -76,13 +76,16 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     ///   - cleanupExecutor: where contexts are freed, after their grace
     ///     period (by default, a serial `DispatchQueue` of the table's).
     public convenience init(capacity: Int, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)? = nil) {
-        self.init(capacity: capacity, requestBudget: requestBudget, cleanupExecutor: cleanupExecutor, recorder: nil)
+        self.init(
+            capacity: capacity, requestBudget: requestBudget, cleanupExecutor: cleanupExecutor,
+            reclamation: DoubleBounce(), recorder: nil)
     }
 
-    /// A table whose every lifecycle step is recorded by `recorder`.
+    /// A table whose every lifecycle step is recorded by `recorder`, and
+    /// whose contexts are reclaimed by `reclamation`.
     package init(
         capacity: Int, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)?,
-        recorder: (any LifecycleRecorder)?
+        reclamation: any ContextReclamation, recorder: (any LifecycleRecorder)?
     ) {
         precondition(capacity > 0 && requestBudget > 0, "ContextTable needs a positive capacity and budget")
         slots = (0..<capacity).map { _ in TableSlot() }
@@ -90,7 +93,8 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
         budget = Mutex(0)
         self.requestBudget = requestBudget
         services = TableServices(
-            cleanup: cleanupExecutor ?? DispatchQueue(label: "urcu.context-table.cleanup"), recorder: recorder)
+            cleanup: cleanupExecutor ?? DispatchQueue(label: "urcu.context-table.cleanup"),
+            reclamation: reclamation, recorder: recorder)
     }
 
     /// Destroys the contexts still in the table (the kernel's `exit_aio`);

@@ -69,15 +69,41 @@ package protocol LifecycleRecorder: AnyObject, Sendable {
     func allocated(_ context: AnyObject, tag: Int)
 }
 
+/// How a context whose `reqs` reached zero is freed: after a grace period
+/// of the table's flavor, on the cleanup executor (``DoubleBounce``). A
+/// protocol only so that the conformance tests can put the 2018 bug in its
+/// place, in their own target, and watch the spec checks reject it.
+package protocol ContextReclamation: Sendable {
+    /// Arranges for `free` to run on `executor`, no earlier than every
+    /// reader of `Flavor` that might still hold the context has left.
+    func scheduleFree<Flavor: RCUFlavor>(
+        _ flavor: Flavor.Type, on executor: some BlockingExecutor, free: @escaping @Sendable () -> Void)
+}
+
+/// The fix of 2018: an explicit grace period of the readers' flavor
+/// (percpu_ref's own is internal to its mode switch, of its own flavor,
+/// and absent in atomic mode), then a context that may block.
+package struct DoubleBounce: ContextReclamation {
+    package init() {}
+
+    package func scheduleFree<Flavor: RCUFlavor>(
+        _ flavor: Flavor.Type, on executor: some BlockingExecutor, free: @escaping @Sendable () -> Void
+    ) {
+        Flavor.afterGracePeriod(on: executor, execute: free)
+    }
+}
+
 /// What a table shares with its contexts: its counters, its cleanup
-/// executor, and its recorder, if any.
+/// executor, how contexts are reclaimed, and its recorder, if any.
 final class TableServices: Sendable {
     let counters = LifecycleCounters()
     let cleanup: any BlockingExecutor
+    let reclamation: any ContextReclamation
     let recorder: (any LifecycleRecorder)?
 
-    init(cleanup: any BlockingExecutor, recorder: (any LifecycleRecorder)?) {
+    init(cleanup: any BlockingExecutor, reclamation: any ContextReclamation, recorder: (any LifecycleRecorder)?) {
         self.cleanup = cleanup
+        self.reclamation = reclamation
         self.recorder = recorder
     }
 

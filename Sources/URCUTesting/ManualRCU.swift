@@ -147,6 +147,13 @@ public enum ManualRCU<Domain>: RCUFlavor {
         return due.count
     }
 
+    /// Forgets every callback, retired object, reader and grace period of
+    /// the domain, for a test that starts over after a failure. Callbacks
+    /// and retired objects are dropped without running.
+    public static func reset() {
+        state.stages.withLock { $0 = ManualStages() }
+    }
+
     /// The domain's read sections, grace period and callbacks, by stage.
     public static var snapshot: ManualRCUSnapshot {
         state.stages.withLock { stages in

@@ -1,0 +1,48 @@
+import ContextTable
+import Foundation
+import Testing
+
+/// The implementation driven along every state and transition of TLC's
+/// state graph of `Spec/MBTLifecycle.tla`, with the state compared after
+/// every step (see ``ModelExplorer``).
+@Suite("Model-based tests from the spec's state graph", .serialized)
+struct ModelBasedTests {
+    static let configurations: [(config: String, bounds: ModelBounds)] = [
+        ("MBTLifecycle", ModelBounds(contexts: 1, threads: 2, budget: 1)),
+        ("MBTLifecycleBudget", ModelBounds(contexts: 2, threads: 1, budget: 1)),
+        ("MBTLifecycleTableFull", ModelBounds(contexts: 2, threads: 1, budget: 2)),
+    ]
+
+    @Test("every state and transition of the graph, on the implementation", arguments: 0..<3)
+    func coverage(configuration: Int) throws {
+        let (config, bounds) = Self.configurations[configuration]
+        let graph = try StateGraph.load(config: config)
+        var explorer = ModelExplorer(graph: graph, bounds: bounds, reclamation: DoubleBounce())
+        let started = Date()
+        let unreachable = try explorer.exploreAll()
+        let seconds = Date().timeIntervalSince(started)
+        let report = """
+            model-based: \(config): states \(explorer.visitedNodes.count)/\(graph.nodeCount), \
+            transitions \(explorer.coveredEdges.count)/\(graph.edgeCount), \
+            \(explorer.runs) runs, \(explorer.steps) steps, \(String(format: "%.1f", seconds)) s
+            """
+        print(report)
+        #expect(unreachable.isEmpty, "transitions the implementation never took: \(unreachable.count)")
+        #expect(explorer.visitedNodes.count == graph.nodeCount, "\(report)")
+        #expect(explorer.coveredEdges.count == graph.edgeCount, "\(report)")
+    }
+
+    @Test("negative control: without the double bounce the implementation leaves the spec")
+    func withoutDoubleBounce() throws {
+        let (config, bounds) = Self.configurations[0]
+        var explorer = ModelExplorer(
+            graph: try StateGraph.load(config: config), bounds: bounds, reclamation: FreeWithoutGracePeriod())
+        do {
+            _ = try explorer.exploreAll()
+            Issue.record("the variant without the double bounce passed the model-based test")
+        } catch {
+            let message = String(describing: error)
+            #expect(message.contains("FreeRcuCallback"), "failed for another reason: \(message)")
+        }
+    }
+}

@@ -1,0 +1,242 @@
+import ContextTable
+
+/// Walks the implementation along every edge of a state graph of
+/// `Spec/MBTLifecycle.tla`, comparing states after every step.
+struct ModelExplorer {
+    var graph: StateGraph
+    let bounds: ModelBounds
+    let reclamation: any ContextReclamation
+    private(set) var coveredEdges: Set<Edge> = []
+    private(set) var visitedNodes: Set<Int> = []
+    private(set) var runs = 0
+    private(set) var steps = 0
+
+    struct Edge: Hashable { let from: Int, to: Int }
+
+    init(graph: StateGraph, bounds: ModelBounds, reclamation: any ContextReclamation) {
+        self.graph = graph
+        self.bounds = bounds
+        self.reclamation = reclamation
+    }
+
+    // MARK: Reading the graph
+
+    /// The spec step from state `from` to its successor `to`, read off
+    /// what changed.
+    mutating func step(from: Int, to: Int) -> SpecStep {
+        let u = graph.state(from), v = graph.state(to)
+        if u["rcuGp"] != v["rcuGp"], u["rcuGp"]!["rcu"]!["active"] != v["rcuGp"]!["rcu"]!["active"] {
+            return SpecStep(v["rcuGp"]!["rcu"]!["active"]!.boolValue! ? "GracePeriodStart" : "GracePeriodEnd")
+        }
+        for thread in bounds.threadNames where u["reader"]![.model(thread)] != v["reader"]![.model(thread)] {
+            let before = u["reader"]![.model(thread)]!, after = v["reader"]![.model(thread)]!
+            let context = (after["phase"] == .string("idle") ? before : after)["ctx"]!.description
+            switch (before["phase"]!.stringValue!, after["phase"]!.stringValue!) {
+            case ("idle", "loaded"):
+                let slot = bounds.slotNames.first { u["table"]![.model($0)] == .model(context) }
+                return SpecStep("LookupLoad", context: context, thread: thread, slot: slot)
+            case ("loaded", "holding"): return SpecStep("LookupTrygetLiveOk", context: context, thread: thread)
+            case ("loaded", "idle"): return SpecStep("LookupTrygetLiveFails", context: context, thread: thread)
+            default: return SpecStep("LookupPut", context: context, thread: thread)
+            }
+        }
+        for context in bounds.contextNames {
+            let key = TLAValue.model(context)
+            let before = u["ctxState"]![key]!.stringValue!, after = v["ctxState"]![key]!.stringValue!
+            guard before == after else {
+                switch (before, after) {
+                case ("unused", "reserved"):
+                    return SpecStep("CreateReserve", context: context, detail: v["users"]![key]!["mode"]!.stringValue!)
+                case ("unused", "failed"): return SpecStep("CreateFails", context: context)
+                case ("reserved", "live"):
+                    let slot = bounds.slotNames.first { v["table"]![.model($0)] == key }
+                    return SpecStep("CreatePublish", context: context, slot: slot)
+                case ("reserved", "failed"): return SpecStep("CreateFailsTableInsert", context: context)
+                case ("live", "dying"): return SpecStep("Destroy", context: context)
+                default: return SpecStep("FreeWork", context: context)
+                }
+            }
+        }
+        let readyBefore = u["rcuCallbacks"]!["rcu"]!["ready"]!.setValue!
+        let readyAfter = v["rcuCallbacks"]!["rcu"]!["ready"]!.setValue!
+        if let ran = readyBefore.subtracting(readyAfter).first, case .tuple(let parts) = ran {
+            let kind = parts[0].stringValue!, context = parts[1].description
+            return kind == "free"
+                ? SpecStep("FreeRcuCallback", context: context)
+                : SpecStep("RefSwitchConfirm", context: context, detail: kind)
+        }
+        for context in bounds.contextNames {
+            let key = TLAValue.model(context)
+            let ranBefore = u["releaseRan"]![key]!.setValue!, ranAfter = v["releaseRan"]![key]!.setValue!
+            if let release = ranAfter.subtracting(ranBefore).first {
+                return SpecStep(release == .string("users") ? "UsersRelease" : "ReqsRelease", context: context)
+            }
+            let flightBefore = u["inFlight"]![key]!.intValue!, flightAfter = v["inFlight"]![key]!.intValue!
+            if flightAfter > flightBefore { return SpecStep("Submit", context: context) }
+            if flightAfter < flightBefore { return SpecStep("Complete", context: context) }
+            if u["ring"]![key]!["head"] != v["ring"]![key]!["head"] {
+                return SpecStep("UserWritesRingHead", context: context, detail: v["ring"]![key]!["head"]!.description)
+            }
+        }
+        fatalError("state graph: no spec step explains edge \(from) -> \(to)")
+    }
+
+    /// Whether the implementation can stop in `node`: no step that it takes
+    /// inline is due there (MBTLifecycle.tla's InlineDue).
+    mutating func isRest(_ node: Int) -> Bool {
+        let state = graph.state(node)
+        for context in bounds.contextNames {
+            let key = TLAValue.model(context)
+            let ran = state["releaseRan"]![key]!.setValue!
+            if state["users"]![key]!["releases"]!.intValue! > 0, !ran.contains(.string("users")) { return false }
+            if state["reqs"]![key]!["releases"]!.intValue! > 0, !ran.contains(.string("reqs")) { return false }
+            if ran.contains(.string("users")), state["inFlight"]![key]!.intValue! > 0 { return false }
+        }
+        return true
+    }
+
+    private func uncovered(_ node: Int) -> Int? {
+        graph.successors[node].first { !coveredEdges.contains(Edge(from: node, to: $0)) }
+    }
+
+    /// The shortest path (of edges) from `start` to a node where `goal`
+    /// holds, skipping edges in `avoid`.
+    private func path(from start: Int, avoiding avoid: Set<Edge>, to goal: (Int) -> Bool) -> [Edge]? {
+        var parent: [Int: Int] = [start: start]
+        var frontier = [start]
+        while !frontier.isEmpty {
+            var next: [Int] = []
+            for node in frontier {
+                if goal(node) {
+                    var edges: [Edge] = []
+                    var current = node
+                    while current != start {
+                        edges.append(Edge(from: parent[current]!, to: current))
+                        current = parent[current]!
+                    }
+                    return edges.reversed()
+                }
+                for successor in graph.successors[node]
+                where parent[successor] == nil && !avoid.contains(Edge(from: node, to: successor)) {
+                    parent[successor] = node
+                    next.append(successor)
+                }
+            }
+            frontier = next
+        }
+        return nil
+    }
+
+    // MARK: Walking
+
+    /// Covers every edge it can, one run at a time; returns the edges the
+    /// implementation could not be steered onto.
+    mutating func exploreAll(maxRuns: Int = 100_000) throws -> Set<Edge> {
+        var unreachable: Set<Edge> = []
+        var attempts: [Edge: Int] = [:]
+        while runs < maxRuns {
+            let wanted: (Int) -> Bool = { [coveredEdges, graph] node in
+                graph.successors[node].contains {
+                    let edge = Edge(from: node, to: $0)
+                    return !coveredEdges.contains(edge) && !unreachable.contains(edge)
+                }
+            }
+            guard graph.initial.contains(where: { path(from: $0, avoiding: [], to: wanted) != nil }) else { break }
+            runs += 1
+            let run = try ModelRun(bounds: bounds, reclamation: reclamation)
+            var current = graph.initial[0]
+            var trail: [SpecStep] = []
+            visitedNodes.insert(current)
+            while let route = path(from: current, avoiding: [], to: wanted) {
+                let target = route.last.map(\.to) ?? current
+                guard let next = graph.successors[target].first(where: {
+                    let edge = Edge(from: target, to: $0)
+                    return !coveredEdges.contains(edge) && !unreachable.contains(edge)
+                }) else { break }
+                let goal = Edge(from: target, to: next)
+                current = try follow(route + [goal], from: current, run: run, trail: &trail)
+                if !coveredEdges.contains(goal) {
+                    attempts[goal, default: 0] += 1
+                    // Inline steps follow the order the implementation
+                    // runs them in; a different order is not reachable.
+                    if attempts[goal]! >= 3 { unreachable.insert(goal) }
+                }
+            }
+            // Drive the run to a final state, so that it ends clean.
+            if let route = path(from: current, avoiding: [], to: { graph.successors[$0].isEmpty }) {
+                current = try follow(route, from: current, run: run, trail: &trail)
+            }
+            guard graph.successors[current].isEmpty else {
+                throw ConformanceFailure("could not reach a final state; path: \(trail)")
+            }
+            do {
+                try run.finish()
+            } catch {
+                throw ConformanceFailure("\(error)\npath: \(trail.map(\.description).joined(separator: ", "))")
+            }
+        }
+        return unreachable
+    }
+
+    /// Takes the edges of `route` that the test chooses (from states where
+    /// the implementation rests), following what the implementation does.
+    /// Stops early if the implementation leaves the route.
+    private mutating func follow(_ route: [Edge], from start: Int, run: ModelRun, trail: inout [SpecStep]) throws -> Int {
+        var current = start
+        var remaining = route[...]
+        while let edge = remaining.first {
+            remaining = remaining.dropFirst()
+            guard isRest(current) else {
+                throw ConformanceFailure("the implementation stopped where a step it takes inline is due\npath: \(trail)")
+            }
+            let intended = step(from: edge.from, to: edge.to)
+            let taken = try run.perform(intended, in: graph.state(current))
+            guard let first = taken.first, intended.admits(first) else {
+                throw ConformanceFailure(
+                    "the test asked for \(intended); the implementation did \(taken.map(\.description))\npath: \(trail.map(\.description).joined(separator: ", "))")
+            }
+            var specQueued: [TLAValue] = []
+            var specFreeCallbacks: [String] = []
+            for observed in taken {
+                trail.append(observed)
+                let candidates = graph.successors[current].filter { step(from: current, to: $0).admits(observed) }
+                let preferred = route.first { $0.from == current }?.to
+                guard let next = candidates.first(where: { $0 == preferred }) ?? candidates.first else {
+                    throw ConformanceFailure("""
+                        the implementation did \(observed), which the spec does not allow here
+                        path: \(trail.map(\.description).joined(separator: ", "))
+                        state: \(graph.labels[current])
+                        """)
+                }
+                let queuedBefore = graph.state(current)["rcuCallbacks"]!["rcu"]!["queued"]!.setValue!
+                let queuedAfter = graph.state(next)["rcuCallbacks"]!["rcu"]!["queued"]!.setValue!
+                specQueued += queuedAfter.subtracting(queuedBefore).sorted { $0.description < $1.description }
+                if observed.action == "FreeRcuCallback" { specFreeCallbacks.append(observed.context!) }
+                coveredEdges.insert(Edge(from: current, to: next))
+                current = next
+                visitedNodes.insert(current)
+                steps += 1
+            }
+            do {
+                try run.nameNewCallbacks(specQueued: specQueued, specFreeCallbacks: specFreeCallbacks)
+            } catch {
+                throw ConformanceFailure("\(error)\npath: \(trail.map(\.description).joined(separator: ", "))")
+            }
+            let spec = graph.state(current)
+            let implementation = run.abstractState(spec: spec)
+            let differences = spec.keys.sorted().filter { spec[$0] != implementation[$0] }
+            if !differences.isEmpty {
+                throw ConformanceFailure("""
+                    after \(trail.map(\.description).joined(separator: ", ")):
+                    \(differences.map { "\($0): spec \(spec[$0]!), implementation \(implementation[$0].map(\.description) ?? "missing")" }.joined(separator: "\n"))
+                    """)
+            }
+            // Steps taken inline may have covered the next edges of the
+            // route; go on from where the implementation is, if the route
+            // passes there.
+            guard let resume = remaining.firstIndex(where: { $0.from == current }) else { break }
+            remaining = remaining[resume...]
+        }
+        return current
+    }
+}

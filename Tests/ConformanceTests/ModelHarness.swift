@@ -1,0 +1,415 @@
+@testable import ContextTable
+import Dispatch
+import Foundation
+import PercpuRef
+import Synchronization
+import URCU
+import URCUTesting
+
+/// The grace-period domain of the model-based tests.
+enum ModelDomain {}
+typealias ModelFlavor = ManualRCU<ModelDomain>
+
+/// A cleanup executor that runs a job only when the test says which.
+final class ManualExecutor: BlockingExecutor, @unchecked Sendable {
+    private let jobs = Mutex<[(id: Int, work: @Sendable () -> Void)]>([])
+    private let lastID = Atomic<Int>(0)
+
+    func execute(_ work: @escaping @Sendable () -> Void) {
+        let id = lastID.wrappingAdd(1, ordering: .relaxed).newValue
+        jobs.withLock { $0.append((id, work)) }
+    }
+
+    var pending: [Int] { jobs.withLock { $0.map(\.id) } }
+
+    func run(_ id: Int) {
+        let job = jobs.withLock { jobs -> (@Sendable () -> Void)? in
+            guard let index = jobs.firstIndex(where: { $0.id == id }) else { return nil }
+            return jobs.remove(at: index).work
+        }
+        guard let job else { fatalError("ManualExecutor: no job \(id)") }
+        job()
+    }
+}
+
+/// A real thread that runs the operations of one spec thread (or one
+/// create), and can be stopped in the middle of one: the recorder parks it
+/// after the steps that the spec separates from what follows (`LookupLoad`
+/// inside the read section, `CreateReserve` before the publish).
+final class Worker: @unchecked Sendable {
+    let name: String
+    private let command = DispatchSemaphore(value: 0)
+    private let stopped = DispatchSemaphore(value: 0)
+    private let resumed = DispatchSemaphore(value: 0)
+    // Handed between the test and the worker through the semaphores.
+    private var job: (() -> Void)?
+    private var quitting = false
+    private(set) var isParked = false
+    private(set) var threadID: UInt = 0
+    private var thread: JoinableThread?
+    /// The lease this spec thread holds; touched only by its jobs.
+    var lease: ContextLease<ModelFlavor>?
+
+    init(name: String, recorder: LifecycleTraceRecorder) {
+        self.name = name
+        let started = DispatchSemaphore(value: 0)
+        thread = JoinableThread(name: name) { [self] in
+            threadID = ModelFlavor.currentThread
+            recorder.nameCurrentThread(name)
+            started.signal()
+            while true {
+                command.wait()
+                if quitting { return }
+                job?()
+                job = nil
+                stopped.signal()
+            }
+        }
+        started.wait()
+    }
+
+    /// Runs `body` on the worker until it finishes or parks.
+    func perform(_ body: @escaping () -> Void) throws {
+        precondition(!isParked, "\(name) is parked")
+        job = body
+        command.signal()
+        try waitUntilStopped()
+    }
+
+    /// Lets a parked worker go on until it finishes or parks again.
+    func resume() throws {
+        precondition(isParked, "\(name) is not parked")
+        isParked = false
+        resumed.signal()
+        try waitUntilStopped()
+    }
+
+    /// Called on the worker's own thread: stop here until ``resume()``.
+    func park() {
+        isParked = true
+        stopped.signal()
+        resumed.wait()
+    }
+
+    private func waitUntilStopped() throws {
+        if stopped.wait(timeout: .now() + 60) == .timedOut {
+            throw ConformanceFailure("\(name) neither finished nor parked within 60 s")
+        }
+    }
+
+    func quit() {
+        precondition(!isParked, "\(name) is parked")
+        quitting = true
+        command.signal()
+        thread?.join()
+    }
+}
+
+/// A buggy reclamation for negative controls: the free goes to the cleanup
+/// executor at once, trusting that percpu_ref's switch waited for readers
+/// (the 2018 fs/aio bug).
+struct FreeWithoutGracePeriod: ContextReclamation {
+    func scheduleFree<Flavor: RCUFlavor>(
+        _ flavor: Flavor.Type, on executor: some BlockingExecutor, free: @escaping @Sendable () -> Void
+    ) {
+        executor.execute(free)
+    }
+}
+
+/// The constants of one `MBTLifecycle*.cfg`.
+struct ModelBounds {
+    var contexts: Int
+    var threads: Int
+    var slots = 1
+    var maxRequests = 1
+    var budget: Int
+
+    var contextNames: [String] { (1...contexts).map { SpecStep.context($0) } }
+    var threadNames: [String] { (1...threads).map { "t\($0)" } }
+    var slotNames: [String] { (0..<slots).map { SpecStep.slot($0) } }
+}
+
+/// One run of the implementation, driven along the state graph: a fresh
+/// table over ``ModelFlavor``, a worker per spec thread and per context's
+/// create, and the mapping from the implementation's state to the spec's.
+final class ModelRun {
+    let bounds: ModelBounds
+    let recorder: LifecycleTraceRecorder
+    let executor = ManualExecutor()
+    let table: ContextTable<ModelFlavor>
+    private var threadWorkers: [String: Worker] = [:]
+    private var creators: [String: Worker] = [:]
+    private var workersByThread: [UInt: Worker] = [:]
+    private let ids = Mutex<[String: ContextID]>([:])
+    private let requests = Mutex<[String: [ContextRequest<ModelFlavor>]]>([:])
+    /// Contexts whose create has been issued.
+    private var issued: Set<String> = []
+    /// What each spec thread is doing: nil, or (phase, context).
+    private var readers: [String: (phase: String, context: String)] = [:]
+    /// ManualRCU callback IDs and executor job IDs, named as the spec
+    /// names them (`<<"users", c1>>`; the context).
+    private var callbackNames: [Int: TLAValue] = [:]
+    private var jobNames: [Int: String] = [:]
+    private var consumed = 0
+    /// Alternates between the two ways a create fails before the budget.
+    private var earlyFailureNext = true
+
+    init(bounds: ModelBounds, reclamation: any ContextReclamation) throws {
+        self.bounds = bounds
+        // A run that failed may have left callbacks behind.
+        ModelFlavor.reset()
+        let parking = Mutex<[UInt: Worker]>([:])
+        recorder = LifecycleTraceRecorder(afterStep: { event in
+            switch event {
+            case .createReserve, .lookupLoad:
+                parking.withLock { $0[ModelFlavor.currentThread] }?.park()
+            default: break
+            }
+        })
+        table = ContextTable(
+            capacity: bounds.slots, requestBudget: bounds.budget, cleanupExecutor: executor,
+            reclamation: reclamation, recorder: recorder)
+        for name in bounds.threadNames { threadWorkers[name] = Worker(name: name, recorder: recorder) }
+        for name in bounds.contextNames { creators[name] = Worker(name: "create-\(name)", recorder: recorder) }
+        for worker in Array(threadWorkers.values) + Array(creators.values) {
+            workersByThread[worker.threadID] = worker
+        }
+        parking.withLock { $0 = workersByThread }
+    }
+
+    /// Stops the workers and checks that the table gave everything back.
+    func finish() throws {
+        for worker in workersByThread.values {
+            if worker.isParked { throw ConformanceFailure("\(worker.name) is still inside an operation at the end") }
+            try worker.perform { worker.lease = nil }
+            worker.quit()
+        }
+        recorder.forgetContexts()
+        ids.withLock { $0 = [:] }
+        let statistics = table.waitForAll(timeoutSeconds: 10)
+        if !statistics.isClean { throw ConformanceFailure("the run ended with a leak: \(statistics)") }
+        if !executor.pending.isEmpty || ModelFlavor.queuedCallbacks != 0 {
+            throw ConformanceFailure("the run ended with work or callbacks pending")
+        }
+    }
+
+    private func tag(_ context: String) -> Int { Int(context.dropFirst())! }
+
+    private func contextObject(_ name: String) -> Context<ModelFlavor>? {
+        recorder.context(tag(name)) as? Context<ModelFlavor>
+    }
+
+    /// Takes the spec step `step` (from the current state `state`) on the
+    /// implementation, and returns every spec step it took as a result, in
+    /// order.
+    func perform(_ step: SpecStep, in state: [String: TLAValue]) throws -> [SpecStep] {
+        let context = step.context
+        switch step.action {
+        case "GracePeriodStart":
+            ModelFlavor.startGracePeriod()
+            return [step]
+        case "GracePeriodEnd":
+            ModelFlavor.endGracePeriod()
+            return [step]
+        case "UserWritesRingHead":
+            guard let object = contextObject(context!) else { throw ConformanceFailure("no context \(context!)") }
+            object.ring.userIndices.pointee.head = UInt32(step.detail!)!
+            return [step]
+        case "CreateReserve":
+            issued.insert(context!)
+            let atomic = step.detail == "atomic"
+            recorder.chooseNextTag(tag(context!))
+            try creators[context!]!.perform { [self] in
+                if let id = try? table.create(maxRequests: bounds.maxRequests, atomicReferences: atomic) {
+                    ids.withLock { $0[context!] = id }
+                }
+            }
+        case "CreateFails":
+            issued.insert(context!)
+            let budgetFull = state["aioNr"]!.intValue! + bounds.maxRequests > bounds.budget
+            // Both failures lead to the same state: take each in turn.
+            let early = !budgetFull || earlyFailureNext
+            earlyFailureNext.toggle()
+            recorder.chooseNextTag(tag(context!))
+            try creators[context!]!.perform { [self] in
+                _ = try? table.create(maxRequests: early ? 0 : bounds.maxRequests)
+            }
+        case "CreatePublish", "CreateFailsTableInsert":
+            try creators[context!]!.resume()
+        case "LookupLoad":
+            guard let id = ids.withLock({ $0[context!] }) else { throw ConformanceFailure("no ID for \(context!)") }
+            let worker = threadWorkers[step.thread!]!
+            try worker.perform { [table] in worker.lease = table.lookup(id) }
+        case "LookupTrygetLiveOk", "LookupTrygetLiveFails":
+            try threadWorkers[step.thread!]!.resume()
+        case "LookupPut":
+            let worker = threadWorkers[step.thread!]!
+            try worker.perform { worker.lease = nil }
+        case "Submit", "Destroy":
+            // Any thread holding the context (the graph merges them).
+            guard let holder = readers.first(where: { $0.value == ("holding", context!) })?.key else {
+                throw ConformanceFailure("\(step): no thread holds \(context!)")
+            }
+            let worker = threadWorkers[holder]!
+            let submit = step.action == "Submit"
+            try worker.perform { [self] in
+                switch worker.lease {
+                case .some(let lease):
+                    if submit {
+                        if let request = try? lease.submit() { requests.withLock { $0[context!, default: []].append(request) } }
+                    } else {
+                        try? table.destroy(lease)
+                    }
+                case .none: break
+                }
+            }
+        case "Complete":
+            guard let request = requests.withLock({ $0[context!]?.popLast() }) else {
+                throw ConformanceFailure("Complete(\(context!)): no request in flight")
+            }
+            request.complete()
+        case "RefSwitchConfirm", "FreeRcuCallback":
+            let name: TLAValue = .tuple([.string(step.action == "FreeRcuCallback" ? "free" : step.detail!), .model(context!)])
+            guard let id = callbackNames.first(where: { $0.value == name })?.key else {
+                throw ConformanceFailure("\(step): no callback \(name) queued in the implementation")
+            }
+            guard ModelFlavor.runReadyCallback(id) else { throw ConformanceFailure("\(step): callback \(name) is not ready") }
+        case "FreeWork":
+            guard let id = jobNames.first(where: { $0.value == context! })?.key else {
+                throw ConformanceFailure("\(step): no free job for \(context!) on the executor")
+            }
+            executor.run(id)
+        default:
+            throw ConformanceFailure("\(step): not a step the test can take (it happens inside another)")
+        }
+        let entries = recorder.recorded
+        defer { consumed = entries.count }
+        let taken = entries[consumed...].map(\.step)
+        for observed in taken { note(observed) }
+        return taken
+    }
+
+    /// Keeps the spec thread's state as the implementation's events tell it.
+    private func note(_ step: SpecStep) {
+        guard let thread = step.thread, let context = step.context else { return }
+        switch step.action {
+        case "LookupLoad": readers[thread] = ("loaded", context)
+        case "LookupTrygetLiveOk": readers[thread] = ("holding", context)
+        case "LookupTrygetLiveFails", "LookupPut": readers[thread] = nil
+        default: break
+        }
+    }
+
+    /// Names the callbacks and jobs the implementation queued during the
+    /// last step, from the spec's callbacks and frees queued along the
+    /// edges it followed.
+    func nameNewCallbacks(specQueued: [TLAValue], specFreeCallbacks: [String]) throws {
+        let snapshot = ModelFlavor.snapshot
+        let fresh = (snapshot.queued + snapshot.waiting + snapshot.ready).filter { callbackNames[$0] == nil }.sorted()
+        guard fresh.count == specQueued.count else {
+            throw ConformanceFailure(
+                "the implementation queued \(fresh.count) grace-period callback(s), the spec \(specQueued.count) (\(specQueued))")
+        }
+        for (id, name) in zip(fresh, specQueued) { callbackNames[id] = name }
+        let jobs = executor.pending.filter { jobNames[$0] == nil }
+        guard jobs.count == specFreeCallbacks.count else {
+            throw ConformanceFailure(
+                "the implementation queued \(jobs.count) free job(s), the spec \(specFreeCallbacks.count)")
+        }
+        for (id, context) in zip(jobs, specFreeCallbacks) { jobNames[id] = context }
+    }
+
+    /// The refinement mapping: the implementation's state as the spec's
+    /// variables. `spec` supplies what the implementation no longer has
+    /// (the ring of a freed context, whose memory is gone).
+    func abstractState(spec: [String: TLAValue]) -> [String: TLAValue] {
+        let noRef = TLAValue.record([
+            "count": .int(0), "mode": .string("percpu"), "dead": .bool(false), "forceAtomic": .bool(false),
+            "releases": .int(0),
+        ])
+        func ref(_ state: AbstractRefState) -> TLAValue {
+            .record([
+                "count": .int(state.count), "mode": .string(state.mode.rawValue), "dead": .bool(state.isDead),
+                "forceAtomic": .bool(state.forceAtomic), "releases": .int(state.releases),
+            ])
+        }
+        var ctxState: [TLAValue: TLAValue] = [:], users = ctxState, reqs = ctxState, releaseRan = ctxState
+        var inFlight = ctxState, reqsAvail = ctxState, ring = ctxState, work = ctxState, frees = ctxState
+        let pendingJobs = Set(executor.pending.compactMap { jobNames[$0] })
+        for name in bounds.contextNames {
+            let key = TLAValue.model(name)
+            var state = "unused"
+            var ringValue = TLAValue.record(["head": .int(0), "tail": .int(0)])
+            if issued.contains(name) { state = "failed" }
+            let object = contextObject(name)
+            let abandoned = object.map { $0.isFreed && $0.id.slot < 0 } ?? false
+            if let object, !abandoned {
+                state = object.isFreed ? "freed" : object.id.slot < 0 ? "reserved"
+                    : object.dead.load(ordering: .acquiring) ? "dying" : "live"
+                let usersState = object.users.abstractState, reqsState = object.reqs.abstractState
+                users[key] = ref(usersState)
+                reqs[key] = ref(reqsState)
+                releaseRan[key] = .set(Set(
+                    (usersState.releases > 0 ? [TLAValue.string("users")] : [])
+                        + (reqsState.releases > 0 ? [.string("reqs")] : [])))
+                inFlight[key] = .int(object.active.withLock { $0.count })
+                reqsAvail[key] = .int(object.ring.availableSlots)
+                if object.isFreed {
+                    ringValue = spec["ring"]![key]!
+                } else {
+                    let indices = object.ring.userIndices.pointee
+                    ringValue = .record(["head": .int(Int(indices.head)), "tail": .int(Int(indices.tail))])
+                }
+            }
+            ctxState[key] = .string(state)
+            users[key] = users[key] ?? noRef
+            reqs[key] = reqs[key] ?? noRef
+            releaseRan[key] = releaseRan[key] ?? .set([])
+            inFlight[key] = inFlight[key] ?? .int(0)
+            reqsAvail[key] = reqsAvail[key] ?? .int(0)
+            ring[key] = ringValue
+            work[key] = .bool(pendingJobs.contains(name))
+            frees[key] = .int(state == "freed" ? 1 : 0)
+        }
+        var table: [TLAValue: TLAValue] = [:]
+        for (index, slotName) in bounds.slotNames.enumerated() {
+            let occupant = self.table.slots[index].context.access()
+            let name = bounds.contextNames.first { name in
+                contextObject(name).map { ObjectIdentifier($0) == occupant } ?? false
+            }
+            table[.model(slotName)] = .model(name ?? "NoContext")
+        }
+        var reader: [TLAValue: TLAValue] = [:]
+        for name in bounds.threadNames {
+            let state = readers[name]
+            reader[.model(name)] = .record([
+                "phase": .string(state?.phase ?? "idle"), "ctx": .model(state?.context ?? "NoContext"),
+            ])
+        }
+        let snapshot = ModelFlavor.snapshot
+        func threads(_ ids: Set<UInt>) -> TLAValue {
+            .set(Set(ids.map { TLAValue.model(workersByThread[$0]?.name ?? "thread\($0)") }))
+        }
+        func callbacks(_ ids: [Int]) -> TLAValue {
+            .set(Set(ids.map { callbackNames[$0] ?? .string("unnamed callback \($0)") }))
+        }
+        return [
+            "ctxState": .function(ctxState), "table": .function(table), "aioNr": .int(self.table.budgetInUse),
+            "users": .function(users), "reqs": .function(reqs), "releaseRan": .function(releaseRan),
+            "inFlight": .function(inFlight), "reqsAvail": .function(reqsAvail), "ring": .function(ring),
+            "work": .function(work), "frees": .function(frees), "reader": .function(reader),
+            "rcuReaders": .record(["rcu": threads(snapshot.readers)]),
+            "rcuGp": .record([
+                "rcu": .record([
+                    "active": .bool(snapshot.isGracePeriodActive), "waitFor": threads(snapshot.waitingFor),
+                ])
+            ]),
+            "rcuCallbacks": .record([
+                "rcu": .record([
+                    "queued": callbacks(snapshot.queued), "waiting": callbacks(snapshot.waiting),
+                    "ready": callbacks(snapshot.ready),
+                ])
+            ]),
+        ]
+    }
+}
