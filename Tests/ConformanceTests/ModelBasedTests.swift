@@ -5,7 +5,13 @@ import Testing
 /// The implementation driven along every state and transition of TLC's
 /// state graph of `Spec/MBTLifecycle.tla`, with the state compared after
 /// every step (see ``ModelExplorer``).
-@Suite("Model-based tests from the spec's state graph", .serialized)
+/// The checks of the implementation against `Spec/`. Serialized: the
+/// model-based tests and the negative controls share ``ModelFlavor``.
+@Suite("Conformance to the spec", .serialized)
+struct Conformance {}
+
+extension Conformance {
+@Suite("Model-based tests from the spec's state graph")
 struct ModelBasedTests {
     static let configurations: [(config: String, bounds: ModelBounds)] = [
         ("MBTLifecycle", ModelBounds(contexts: 1, threads: 2, budget: 1)),
@@ -45,4 +51,5 @@ struct ModelBasedTests {
             #expect(message.contains("FreeRcuCallback"), "failed for another reason: \(message)")
         }
     }
+}
 }

@@ -159,7 +159,7 @@ final class ModelRun {
         // A run that failed may have left callbacks behind.
         ModelFlavor.reset()
         let parking = Mutex<[UInt: Worker]>([:])
-        recorder = LifecycleTraceRecorder(afterStep: { event in
+        recorder = LifecycleTraceRecorder(keepsContexts: true, afterStep: { event in
             switch event {
             case .createReserve, .lookupLoad:
                 parking.withLock { $0[ModelFlavor.currentThread] }?.park()

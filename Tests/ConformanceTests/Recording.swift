@@ -125,8 +125,15 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     /// Runs on the recording thread after each outermost step, outside the
     /// lock: where the model-based tests stop a worker mid-operation.
     private let afterStep: (@Sendable (LifecycleEvent) -> Void)?
+    /// Whether to keep the context objects (which keeps them allocated).
+    private let keepsContexts: Bool
 
-    init(afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil) {
+    /// - Parameters:
+    ///   - keepsContexts: keep each context object, for the model-based
+    ///     tests' refinement mapping; a table's shutdown then waits for
+    ///     them in vain until ``forgetContexts()``.
+    init(keepsContexts: Bool = false, afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil) {
+        self.keepsContexts = keepsContexts
         self.afterStep = afterStep
     }
 
@@ -154,7 +161,9 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
         }
     }
 
-    func allocated(_ context: AnyObject, tag: Int) { locked { contexts[tag] = context } }
+    func allocated(_ context: AnyObject, tag: Int) {
+        if keepsContexts { locked { contexts[tag] = context } }
+    }
 
     /// The context object the create tagged `tag` allocated, if any.
     func context(_ tag: Int) -> AnyObject? { locked { contexts[tag] } }

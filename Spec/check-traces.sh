@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Checks recorded traces of the Swift ContextTable against Spec/Lifecycle.tla
+# with TLC (Spec/TraceLifecycle.tla explains how).  Each trace is a module
+# DIR/<name>.tla with its DIR/<name>.cfg, as Tests/ConformanceTests writes
+# them.  Prints one line per trace:
+#   accepted <name> <events>
+#   rejected <name> <events>: events 1..K are a behaviour; event K+1 is not: <record>
+# and exits non-zero if TLC could not run.  The TLC log of each trace is
+# kept as DIR/<name>.log.  Rerun one trace by hand with:
+#   Spec/check-traces.sh DIR <name>
+set -euo pipefail
+
+dir="${1:?usage: check-traces.sh <dir> [trace name]}"
+only="${2:-}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+jar="$("$root/Spec/tlc-jar.sh")"
+cd "$dir"
+
+check_one() {
+    local name="$1" log="$1.log" events matched
+    events="$(grep -c '^ *\[a |->' "$name.tla" || true)"
+    java -XX:+UseParallelGC -Xss4m -DTLA-Library="$root/Spec" -cp "$jar" tlc2.TLC -workers 1 -nowarning \
+        -deadlock -metadir "states/$name" -config "$name.cfg" "$name.tla" >"$log" 2>&1 || true
+    rm -rf "states/$name"
+    if grep -q '^Error: Invariant TraceIncomplete is violated' "$log"; then
+        echo "accepted $name $events"
+    elif grep -q '^Model checking completed. No error has been found.' "$log"; then
+        matched="$(sed -nE 's/^<<"matched through event", ([0-9]+)>>$/\1/p' "$log" | sort -n | tail -n 1)"
+        matched="${matched:-0}"
+        echo "rejected $name $events: events 1..$matched are a behaviour; event $((matched + 1)) is not:" \
+            "$(grep '^ *\[a |->' "$name.tla" | sed -n "$((matched + 1))p" | sed -E 's/^ *//; s/,$//')"
+    else
+        echo "error $name: TLC did not finish; see $dir/$log"
+        return 1
+    fi
+}
+export -f check_one
+export root jar
+
+if [[ -n "$only" ]]; then
+    check_one "$only"
+else
+    # Two at a time: the machines have two cores.
+    ls -- *.tla | sed 's/\.tla$//' | xargs -P 2 -I{} bash -c 'check_one "$@"' _ {}
+fi
