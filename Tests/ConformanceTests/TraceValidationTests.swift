@@ -193,7 +193,7 @@ struct TraceValidationTests {
                 }
             }
             events += entries.count
-            #expect(entries.count >= 100, "run \(seed) recorded only \(entries.count) events")
+            #expect(entries.count >= 200, "run \(seed) recorded only \(entries.count) events")
             try TraceModule(
                 name: "Trace_\(String(format: "%02d", seed))", entries: entries, slots: Self.slots,
                 maxRequests: Self.maxRequests, budget: Self.budget
