@@ -183,6 +183,7 @@ struct TraceValidationTests {
         let directory = try traceDirectory("random")
         let runs = 24
         var events = 0
+        let started = Date()
         for seed in 0..<runs {
             let operations = 80
             let entries: [LifecycleTraceRecorder.Entry] = await offPool {
@@ -199,8 +200,13 @@ struct TraceValidationTests {
                 maxRequests: Self.maxRequests, budget: Self.budget
             ).write(to: directory)
         }
+        let recorded = Date()
         let verdicts = try checkTraces(in: directory)
-        print("trace validation: \(verdicts.values.filter(\.accepted).count)/\(runs) traces accepted, \(events) events")
+        print("""
+            trace validation: \(verdicts.values.filter(\.accepted).count)/\(runs) traces accepted, \(events) events; \
+            runs \(String(format: "%.1f", recorded.timeIntervalSince(started))) s, \
+            TLC \(String(format: "%.1f", Date().timeIntervalSince(recorded))) s
+            """)
         #expect(verdicts.count == runs)
         for (name, verdict) in verdicts.sorted(by: { $0.key < $1.key }) where !verdict.accepted {
             Issue.record("\(verdict.line)\nrerun: Spec/check-traces.sh \(directory.path) \(name)")
