@@ -20,20 +20,28 @@ cd "$dir"
 # time it takes.
 jvm_options="-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss4m"
 
+# Runs TLC on trace $1 with configuration $2, its log to $1.log.
+run_tlc() {
+    # TLC unpacks its standard modules into java.io.tmpdir: runs that share
+    # one race on those files.
+    local tmp="states/$1.tmp"
+    mkdir -p "$tmp"
+    java $jvm_options -Djava.io.tmpdir="$tmp" -DTLA-Library="$root/Spec" -cp "$jar" tlc2.TLC -workers 1 \
+        -nowarning -deadlock -metadir "states/$1" -config "$2" "$1.tla" >"$1.log" 2>&1 || true
+    rm -rf "states/$1" "$tmp"
+}
+
 check_one() {
     local name="$1" log="$1.log" events matched
     events="$(grep -c '^ *\[a |->' "$name.tla" || true)"
-    java $jvm_options -DTLA-Library="$root/Spec" -cp "$jar" tlc2.TLC -workers 1 -nowarning \
-        -deadlock -metadir "states/$name" -config "$name.cfg" "$name.tla" >"$log" 2>&1 || true
-    rm -rf "states/$name"
+    run_tlc "$name" "$name.cfg"
     if grep -q '^Error: Invariant TraceIncomplete is violated' "$log"; then
         echo "accepted $name $events"
     elif grep -q '^Model checking completed. No error has been found.' "$log"; then
         # Again, printing the longest prefix matched (slower).
         sed 's/^NEXT TraceNext$/NEXT DiagnosedTraceNext/' "$name.cfg" >"$name.diagnose.cfg"
-        java $jvm_options -DTLA-Library="$root/Spec" -cp "$jar" tlc2.TLC -workers 1 -nowarning \
-            -deadlock -metadir "states/$name" -config "$name.diagnose.cfg" "$name.tla" >"$log" 2>&1 || true
-        rm -rf "states/$name" "$name.diagnose.cfg"
+        run_tlc "$name" "$name.diagnose.cfg"
+        rm -f "$name.diagnose.cfg"
         matched="$(sed -nE 's/^<<"matched through event", ([0-9]+)>>$/\1/p' "$log" | sort -n | tail -n 1)"
         matched="${matched:-0}"
         echo "rejected $name $events: events 1..$matched are a behaviour; event $((matched + 1)) is not:" \
@@ -43,8 +51,8 @@ check_one() {
         return 1
     fi
 }
-export -f check_one
-export root jar jvm_options
+export -f run_tlc check_one
+export root jar jvm_options dir
 
 if [[ -n "$only" ]]; then
     check_one "$only"

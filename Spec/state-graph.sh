@@ -21,7 +21,7 @@ if [[ ! -s "$graph" ]]; then
     mkdir -p "$graphs"
     work="$(mktemp -d "$graphs/tlc.XXXXXX")"
     trap 'rm -rf "$work"' EXIT
-    if ! (cd "$spec" && java -XX:+UseParallelGC -cp "$jar" tlc2.TLC -workers 1 -nowarning -deadlock \
+    if ! (cd "$spec" && java -XX:+UseParallelGC -Djava.io.tmpdir="$work" -cp "$jar" tlc2.TLC -workers 1 -nowarning -deadlock \
             -metadir "$work/states" -dump dot "$work/graph" -config "$config.cfg" MBTLifecycle.tla) \
             >"$work/tlc.log" 2>&1 \
         || ! grep -q '^Model checking completed. No error has been found.' "$work/tlc.log"; then
