@@ -94,6 +94,9 @@ public enum RCUStallMonitor {
         _ = inFlight.withLock { $0.waits.removeValue(forKey: token) }
     }
 
+    /// In a forked child: the watchdog thread did not survive the fork.
+    static func forgetWatchdog() { watchdogStarted.store(false, ordering: .relaxed) }
+
     private static func startWatchdog() {
         guard !watchdogStarted.load(ordering: .relaxed),
               !watchdogStarted.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -170,12 +173,23 @@ enum ReaderRegistry {
     /// The registered readers of `flavor` holding up its grace period.
     static func blockingReaders(of flavor: String) -> [String] {
         entries.withLock { entries in
-            entries.filter { $0.flavor == flavor && $0.blocks($0.counter) }.map { entry in
-                var name = [CChar](repeating: 0, count: 32)
-                let named = pthread_getname_np(entry.thread, &name, name.count) == 0
-                let text = named ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
-                return "thread \(entry.tid) \"\(text)\""
-            }
+            entries.filter { $0.flavor == flavor && $0.blocks($0.counter) }.map(describe)
+        }
+    }
+
+    private static func describe(_ entry: Entry) -> String {
+        var name = [CChar](repeating: 0, count: 32)
+        let named = pthread_getname_np(entry.thread, &name, name.count) == 0
+        let text = named ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        return "thread \(entry.tid) \"\(text)\""
+    }
+
+    /// The registered readers other than the calling thread, described
+    /// now, with their counters, for a check in a forked child.
+    static func otherReaders() -> [(flavor: String, thread: String, counter: UnsafeMutablePointer<UInt>)] {
+        let me = pthread_self()
+        return entries.withLock { entries in
+            entries.filter { pthread_equal($0.thread, me) == 0 }.map { ($0.flavor, describe($0), $0.counter) }
         }
     }
 }

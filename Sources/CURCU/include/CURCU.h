@@ -95,6 +95,9 @@ static inline bool curcu_qsbr_is_registered(void) { return URCU_TLS(urcu_qsbr_re
 extern int pthread_getname_np(pthread_t thread, char *name, size_t len);
 extern int pthread_setname_np(pthread_t thread, const char *name);
 extern pid_t gettid(void);
+/* fork(2), which Swift's Glibc module does not export. */
+#include <unistd.h>
+static inline pid_t curcu_fork(void) { return fork(); }
 
 /*
  * For the stall monitor: where a thread's reader counter lives, and
