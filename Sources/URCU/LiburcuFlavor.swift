@@ -25,12 +25,14 @@ extension LiburcuFlavor {
     }
 
     public static func call(_ callback: @escaping @Sendable () -> Void) {
+        RCUExit.arm()
         applyBackPressure()
         let node = CallbackNode.make(running: callback, accounting: accounting)
         withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runClosure) }
     }
 
     public static func retire(_ object: Unmanaged<AnyObject>) {
+        RCUExit.arm()
         applyBackPressure()
         let node = CallbackNode.make(releasing: object, accounting: accounting)
         withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runRelease) }
