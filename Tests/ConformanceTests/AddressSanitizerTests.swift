@@ -15,18 +15,7 @@ struct AddressSanitizerTests {
     /// the reader then reads the context's ring through the pointer it
     /// loaded. Returns the ring head it read.
     static func readerReadsRingAfterTeardown(reclamation: any ContextReclamation) throws -> UInt32 {
-        let run = try ModelRun(bounds: ModelBounds(contexts: 1, threads: 2, budget: 1), reclamation: reclamation)
-        let unused: [String: TLAValue] = ["aioNr": .int(0)]
-        for step in [
-            SpecStep("CreateReserve", context: "c1", detail: "atomic"), SpecStep("CreatePublish", context: "c1"),
-            SpecStep("LookupLoad", context: "c1", thread: "t1"), SpecStep("LookupTrygetLiveOk", context: "c1", thread: "t1"),
-            SpecStep("LookupLoad", context: "c1", thread: "t2"), SpecStep("Destroy", context: "c1"),
-            SpecStep("LookupPut", context: "c1", thread: "t1"),
-        ] {
-            _ = try run.perform(step, in: unused)
-        }
-        // Whatever the cleanup executor was given runs now.
-        for job in run.executor.pending { run.executor.run(job) }
+        let run = try ModelRun.readerInsideTeardown(reclamation: reclamation)
         // t2 is still inside its read section with the pointer it loaded.
         let loaded = try #require(run.recorder.context(1) as? Context<ModelFlavor>)
         return loaded.ring.userIndices.pointee.head

@@ -413,3 +413,24 @@ final class ModelRun {
         ]
     }
 }
+
+extension ModelRun {
+    /// The 2018 scenario, step by step: t2 loads c1 (refs atomic, so no
+    /// mode switch waits for anyone) and stays parked inside its read
+    /// section while t1 destroys c1 and drops the last reference; then the
+    /// cleanup executor runs whatever it was given.
+    static func readerInsideTeardown(reclamation: any ContextReclamation) throws -> ModelRun {
+        let run = try ModelRun(bounds: ModelBounds(contexts: 1, threads: 2, budget: 1), reclamation: reclamation)
+        let state: [String: TLAValue] = ["aioNr": .int(0)]
+        for step in [
+            SpecStep("CreateReserve", context: "c1", detail: "atomic"), SpecStep("CreatePublish", context: "c1"),
+            SpecStep("LookupLoad", context: "c1", thread: "t1"), SpecStep("LookupTrygetLiveOk", context: "c1", thread: "t1"),
+            SpecStep("LookupLoad", context: "c1", thread: "t2"), SpecStep("Destroy", context: "c1"),
+            SpecStep("LookupPut", context: "c1", thread: "t1"),
+        ] {
+            _ = try run.perform(step, in: state)
+        }
+        for job in run.executor.pending { run.executor.run(job) }
+        return run
+    }
+}

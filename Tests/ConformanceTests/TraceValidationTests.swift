@@ -108,18 +108,6 @@ func traceDirectory(_ name: String) throws -> URL {
     return directory
 }
 
-/// A small deterministic random generator (splitmix64), so that a seed
-/// names a workload.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension Conformance {
 @Suite("Trace validation of real runs by TLC")
@@ -140,7 +128,7 @@ struct TraceValidationTests {
         let inFlight = Mutex<[ContextRequest<Flavor>]>([])
         let threads = 3
         runThreads(threads) { index in
-            var random = SeededGenerator(state: seed &* 1_000_003 &+ UInt64(index))
+            var random = SplitMix(seed: seed &* 1_000_003 &+ UInt64(index))
             for _ in 0..<operations {
                 // A varied schedule: sometimes yield, sometimes spin.
                 switch Int.random(in: 0..<8, using: &random) {
@@ -288,17 +276,7 @@ struct TraceValidationTests {
     /// section. The reader is left parked (its context is freed: letting it
     /// go on would be the use after free), in a domain of its own.
     static func buggyReaderInsideTeardown() throws -> [LifecycleTraceRecorder.Entry] {
-        let run = try ModelRun(bounds: ModelBounds(contexts: 1, threads: 2, budget: 1), reclamation: FreeWithoutGracePeriod())
-        let unused: [String: TLAValue] = ["aioNr": .int(0)]
-        for step in [
-            SpecStep("CreateReserve", context: "c1", detail: "atomic"), SpecStep("CreatePublish", context: "c1"),
-            SpecStep("LookupLoad", context: "c1", thread: "t1"), SpecStep("LookupTrygetLiveOk", context: "c1", thread: "t1"),
-            SpecStep("LookupLoad", context: "c1", thread: "t2"), SpecStep("Destroy", context: "c1"),
-            SpecStep("LookupPut", context: "c1", thread: "t1"),
-        ] {
-            _ = try run.perform(step, in: unused)
-        }
-        for job in run.executor.pending { run.executor.run(job) }
+        let run = try ModelRun.readerInsideTeardown(reclamation: FreeWithoutGracePeriod())
         return run.recorder.recorded
     }
 }
