@@ -26,7 +26,12 @@ public enum MembarrierRCU: LiburcuFlavor {
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_memb_read_unlock() }
+    public static func _readUnlock() {
+        #if URCU_TSAN
+        tsanRelease(tsanGracePeriodToken)
+        #endif
+        _urcu_memb_read_unlock()
+    }
 
     @inlinable
     public static var isInReadSection: Bool { _urcu_memb_read_ongoing() != 0 }
@@ -57,7 +62,12 @@ public enum MemoryBarrierRCU: LiburcuFlavor {
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_mb_read_unlock() }
+    public static func _readUnlock() {
+        #if URCU_TSAN
+        tsanRelease(tsanGracePeriodToken)
+        #endif
+        _urcu_mb_read_unlock()
+    }
 
     @inlinable
     public static var isInReadSection: Bool { _urcu_mb_read_ongoing() != 0 }
@@ -84,7 +94,12 @@ public enum BulletproofRCU: LiburcuFlavor {
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_bp_read_unlock() }
+    public static func _readUnlock() {
+        #if URCU_TSAN
+        tsanRelease(tsanGracePeriodToken)
+        #endif
+        _urcu_bp_read_unlock()
+    }
 
     @inlinable
     public static var isInReadSection: Bool { _urcu_bp_read_ongoing() != 0 }

@@ -22,12 +22,18 @@ public protocol LiburcuFlavor: RCUFlavor {
 extension LiburcuFlavor {
     public static func _synchronize() {
         RCUStallMonitor.watch(flavor: name) { liburcu.synchronize_rcu() }
+        #if URCU_TSAN
+        tsanAcquire(tsanGracePeriodToken)
+        #endif
     }
 
     public static func call(_ callback: @escaping @Sendable () -> Void) {
         RCUExit.arm()
         applyBackPressure()
         let node = CallbackNode.make(running: callback, accounting: accounting)
+        #if URCU_TSAN
+        tsanRelease(UnsafeMutableRawPointer(node.head))
+        #endif
         withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runClosure) }
     }
 
@@ -35,6 +41,9 @@ extension LiburcuFlavor {
         RCUExit.arm()
         applyBackPressure()
         let node = CallbackNode.make(releasing: object, accounting: accounting)
+        #if URCU_TSAN
+        tsanRelease(UnsafeMutableRawPointer(node.head))
+        #endif
         withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runRelease) }
     }
 
@@ -137,6 +146,10 @@ struct CallbackNode {
     }
 
     static let runClosure: CallbackNode.Trampoline = { head in
+        #if URCU_TSAN
+        tsanAcquire(UnsafeMutableRawPointer(head!))
+        tsanAcquire(tsanGracePeriodToken)
+        #endif
         let node = CallbackNode(raw: UnsafeMutableRawPointer(head!))
         do {
             // The closure, and what it captured, is released at the end of
@@ -148,6 +161,10 @@ struct CallbackNode {
     }
 
     static let runRelease: CallbackNode.Trampoline = { head in
+        #if URCU_TSAN
+        tsanAcquire(UnsafeMutableRawPointer(head!))
+        tsanAcquire(tsanGracePeriodToken)
+        #endif
         let node = CallbackNode(raw: UnsafeMutableRawPointer(head!))
         let object = (node.raw + payloadOffset).load(as: Unmanaged<AnyObject>.self)
         object.release()

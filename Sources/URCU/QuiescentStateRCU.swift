@@ -37,6 +37,9 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     @inlinable
     @inline(__always)
     public static func _readUnlock() {
+        #if URCU_TSAN
+        tsanRelease(tsanGracePeriodToken)
+        #endif
         _urcu_qsbr_read_unlock()
         if _isDebugAssertConfiguration() { curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1) }
     }
@@ -92,6 +95,9 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         if _slowPath(isInReadSection || !curcu_qsbr_is_registered()) {
             requireRegistered(outsideReadSection: "quiescentState()")
         }
+        #if URCU_TSAN
+        tsanRelease(tsanGracePeriodToken)
+        #endif
         _urcu_qsbr_quiescent_state()
     }
 
@@ -99,6 +105,9 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// ``threadOnline()``.
     public static func threadOffline() {
         requireRegistered(outsideReadSection: "threadOffline()")
+        #if URCU_TSAN
+        tsanRelease(tsanGracePeriodToken)
+        #endif
         _urcu_qsbr_thread_offline()
     }
 

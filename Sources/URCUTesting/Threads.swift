@@ -20,20 +20,38 @@ public final class JoinableThread: @unchecked Sendable {
     ///   debuggers and stall reports show it.
     public init(name: String? = nil, _ body: @escaping @Sendable () -> Void) {
         final class Box {
+            let name: String?
             let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+            init(_ name: String?, _ body: @escaping @Sendable () -> Void) {
+                self.name = name
+                self.body = body
+            }
         }
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
         let status = pthread_create(&thread, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            // Named before the body runs: threads it creates inherit the
+            // name (liburcu's workers do).
+            if let name = box.name { pthread_setname_np(pthread_self(), name) }
+            box.body()
             return nil
         }, box)
         precondition(status == 0, "pthread_create failed: \(status)")
-        if let name { pthread_setname_np(thread, name) }
     }
 
+    private var joined = false
+
     /// Waits for the thread to finish.
-    public func join() { pthread_join(thread, nil) }
+    public func join() {
+        pthread_join(thread, nil)
+        joined = true
+    }
+
+    /// A thread nobody joins is detached, so that its resources go when it
+    /// ends.
+    deinit {
+        if !joined { pthread_detach(thread) }
+    }
 }
 
 /// A one-shot signal between threads.

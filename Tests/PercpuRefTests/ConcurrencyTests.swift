@@ -20,7 +20,6 @@ struct ConcurrencyTests {
         let operations = Counter()
         let threads = (0..<3).map { _ in
             JoinableThread {
-                var local = 0
                 // Keep taking and dropping references until the ref dies and
                 // the kill is confirmed.
                 while true {
@@ -30,15 +29,16 @@ struct ConcurrencyTests {
                         ref.get(count: 2)
                         ref.put()
                         ref.put(count: 2)
-                        local += 1
+                        operations.increment()
                     } else if confirmedBefore {
                         break
                     }
                 }
-                operations.increment(by: local)
             }
         }
-        usleep(UInt32(20_000 + round * 10_000))
+        // Kill while the threads are in full swing (however slow the build:
+        // sanitizers), at a different point each round.
+        #expect(eventually(seconds: 60) { operations.value > 100 * (round + 1) })
         ref.kill { confirmed.open() }
         threads.forEach { $0.join() }
         MembarrierRCU.barrier()

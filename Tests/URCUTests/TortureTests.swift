@@ -15,7 +15,8 @@ struct TortureTests {
             // this test's own blocking off the cooperative pool.
             let report = await offPool { GracePeriodTorture.run(F.self, seconds: 1, minimumUpdates: 20) }
             #expect(report.errors == 0)
-            #expect(report.reads > 10_000)
+            // Thousands of reads, even under ThreadSanitizer.
+            #expect(report.reads > 1_000)
             #expect(report.updates >= 20)
             // All five mechanisms took part.
             #expect(report.gracePeriods.count == 5, "\(report.gracePeriods)")

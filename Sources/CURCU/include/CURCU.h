@@ -95,6 +95,13 @@ static inline bool curcu_qsbr_is_registered(void) { return URCU_TLS(urcu_qsbr_re
 extern int pthread_getname_np(pthread_t thread, char *name, size_t len);
 extern int pthread_setname_np(pthread_t thread, const char *name);
 extern pid_t gettid(void);
+/*
+ * ThreadSanitizer's annotations, defined by its runtime. Weak: only the
+ * ThreadSanitizer pass (built with -D URCU_TSAN) calls them.
+ */
+void __tsan_acquire(void *addr) __attribute__((weak));
+void __tsan_release(void *addr) __attribute__((weak));
+
 /* fork(2), which Swift's Glibc module does not export. */
 #include <unistd.h>
 static inline pid_t curcu_fork(void) { return fork(); }
