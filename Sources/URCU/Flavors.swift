@@ -26,12 +26,7 @@ public enum MembarrierRCU: LiburcuFlavor {
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() {
-        #if URCU_TSAN
-        tsanRelease(tsanGracePeriodToken)
-        #endif
-        _urcu_memb_read_unlock()
-    }
+    public static func _readUnlock() { _urcu_memb_read_unlock() }
 
     @inlinable
     public static var isInReadSection: Bool { _urcu_memb_read_ongoing() != 0 }
@@ -62,12 +57,7 @@ public enum MemoryBarrierRCU: LiburcuFlavor {
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() {
-        #if URCU_TSAN
-        tsanRelease(tsanGracePeriodToken)
-        #endif
-        _urcu_mb_read_unlock()
-    }
+    public static func _readUnlock() { _urcu_mb_read_unlock() }
 
     @inlinable
     public static var isInReadSection: Bool { _urcu_mb_read_ongoing() != 0 }
@@ -94,12 +84,7 @@ public enum BulletproofRCU: LiburcuFlavor {
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() {
-        #if URCU_TSAN
-        tsanRelease(tsanGracePeriodToken)
-        #endif
-        _urcu_bp_read_unlock()
-    }
+    public static func _readUnlock() { _urcu_bp_read_unlock() }
 
     @inlinable
     public static var isInReadSection: Bool { _urcu_bp_read_ongoing() != 0 }

@@ -28,23 +28,24 @@ extension LiburcuFlavor {
     }
 
     public static func call(_ callback: @escaping @Sendable () -> Void) {
-        RCUExit.arm()
-        applyBackPressure()
-        let node = CallbackNode.make(running: callback, accounting: accounting)
-        #if URCU_TSAN
-        tsanRelease(UnsafeMutableRawPointer(node.head))
-        #endif
-        withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runClosure) }
+        enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: accounting) }
     }
 
     public static func retire(_ object: Unmanaged<AnyObject>) {
+        enqueue(CallbackNode.runRelease) { CallbackNode.make(releasing: object, accounting: accounting) }
+    }
+
+    /// Hands the node `makeNode` builds to liburcu's call_rcu, to be run by
+    /// `trampoline`: the one path of ``call(_:)`` and ``retire(_:)``.
+    @inline(__always)
+    private static func enqueue(_ trampoline: CallbackNode.Trampoline, _ makeNode: () -> CallbackNode) {
         RCUExit.arm()
         applyBackPressure()
-        let node = CallbackNode.make(releasing: object, accounting: accounting)
+        let node = makeNode()
         #if URCU_TSAN
         tsanRelease(UnsafeMutableRawPointer(node.head))
         #endif
-        withRegisteredThread { liburcu.call_rcu(node.head, CallbackNode.runRelease) }
+        withRegisteredThread { liburcu.call_rcu(node.head, trampoline) }
     }
 
     /// An upper bound on callbacks queued and not yet run; `nil` (the

@@ -37,9 +37,6 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     @inlinable
     @inline(__always)
     public static func _readUnlock() {
-        #if URCU_TSAN
-        tsanRelease(tsanGracePeriodToken)
-        #endif
         _urcu_qsbr_read_unlock()
         if _isDebugAssertConfiguration() { curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1) }
     }

@@ -93,7 +93,12 @@ extension RCUFlavor {
         _ body: (borrowing ReadSection<Self>) throws(Failure) -> Result
     ) throws(Failure) -> Result {
         _readLock()
-        defer { _readUnlock() }
+        defer {
+            #if URCU_TSAN
+            tsanRelease(tsanGracePeriodToken)
+            #endif
+            _readUnlock()
+        }
         return try body(ReadSection())
     }
 
