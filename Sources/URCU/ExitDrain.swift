@@ -59,7 +59,7 @@ public enum RCUExit {
             // The barrier runs on a thread of its own so that a grace period
             // that never ends (a reader stuck in a section) cannot hang the
             // exit: the process ends with that thread still waiting.
-            if startDetachedThread({ Flavor.barrier() }) {
+            if startDetachedThread({ Flavor.barrier() }) == 0 {
                 while Flavor.pendingCallbacks > 0 && monotonicSeconds() - started < Double(timeout) / 1e9 {
                     usleep(1_000)
                 }
@@ -74,8 +74,9 @@ public enum RCUExit {
     }
 }
 
-/// Runs `body` on a new detached thread; false if none could be created.
-private func startDetachedThread(_ body: @escaping () -> Void) -> Bool {
+/// Runs `body` on a new detached thread. Returns `pthread_create`'s
+/// status: 0, or why there is no thread.
+func startDetachedThread(_ body: @escaping () -> Void) -> Int32 {
     final class Box {
         let body: () -> Void
         init(_ body: @escaping () -> Void) { self.body = body }
@@ -88,8 +89,8 @@ private func startDetachedThread(_ body: @escaping () -> Void) -> Bool {
     }, box.toOpaque())
     guard status == 0 else {
         box.release()
-        return false
+        return status
     }
     pthread_detach(thread)
-    return true
+    return 0
 }

@@ -100,13 +100,8 @@ public enum RCUStallMonitor {
     private static func startWatchdog() {
         guard !watchdogStarted.load(ordering: .relaxed),
               !watchdogStarted.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        var thread = pthread_t()
-        let status = pthread_create(&thread, nil, { _ in
-            RCUStallMonitor.watchdog()
-            return nil
-        }, nil)
+        let status = startDetachedThread { RCUStallMonitor.watchdog() }
         precondition(status == 0, "swift-urcu: cannot start the stall watchdog (\(status))")
-        pthread_detach(thread)
     }
 
     /// Wakes a few times per threshold, and reports each grace period that
