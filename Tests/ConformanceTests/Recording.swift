@@ -198,7 +198,4 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
 
     /// The steps recorded so far, in order.
     var recorded: [Entry] { locked { entries.compactMap { $0 } } }
-
-    /// The threads that took thread steps.
-    var threads: [String] { locked { Array(Set(threadNames.values)).sorted() } }
 }

@@ -9,8 +9,8 @@ import URCUTesting
 
 /// A recorded run, written as a module of `Spec/TraceLifecycle.tla` for TLC.
 struct TraceModule {
-    let name: String
-    let records: [String]
+    var name: String
+    var records: [String]
     let threads: [String]
     let contexts: Int
     let slots: Int
@@ -28,22 +28,6 @@ struct TraceModule {
         self.slots = slots
         self.maxRequests = maxRequests
         self.budget = budget
-    }
-
-    func replacing(records: [String], name: String) -> TraceModule {
-        var copy = self
-        copy = TraceModule(copy, records: records, name: name)
-        return copy
-    }
-
-    private init(_ other: TraceModule, records: [String], name: String) {
-        self.name = name
-        self.records = records
-        threads = other.threads
-        contexts = other.contexts
-        slots = other.slots
-        maxRequests = other.maxRequests
-        budget = other.budget
     }
 
     func write(to directory: URL) throws {
@@ -250,12 +234,13 @@ struct TraceValidationTests {
             Issue.record("the scenario did not record the expected order: \(steps)")
             return
         }
-        var early = module.records
-        let freeRecords = [early[callback], early[work]]
-        early.remove(at: work)
-        early.remove(at: callback)
-        early.insert(contentsOf: freeRecords, at: readerLeaves)
-        try module.replacing(records: early, name: "Control_freed_before_reader_leaves").write(to: directory)
+        var early = module
+        early.name = "Control_freed_before_reader_leaves"
+        let freeRecords = [early.records[callback], early.records[work]]
+        early.records.remove(at: work)
+        early.records.remove(at: callback)
+        early.records.insert(contentsOf: freeRecords, at: readerLeaves)
+        try early.write(to: directory)
         // Recorded from the implementation with the 2018 bug (no grace
         // period before the free), in the same scenario.
         let buggy = try Self.buggyReaderInsideTeardown()
