@@ -1,4 +1,3 @@
-import Dispatch
 import PercpuRef
 import Synchronization
 import URCU

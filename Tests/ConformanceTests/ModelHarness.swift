@@ -1,6 +1,5 @@
 @testable import ContextTable
 import Dispatch
-import Foundation
 import PercpuRef
 import Synchronization
 import URCU
