@@ -60,3 +60,15 @@ void cbaseline_thread_local_get_put(uint64_t iterations)
         thread_local_count = thread_local_count - 1;
     }
 }
+
+void cbaseline_memb_sections_get_put(uint64_t iterations)
+{
+    for (uint64_t i = 0; i < iterations; i++) {
+        urcu_memb_read_lock();
+        thread_local_count = thread_local_count + 1;
+        urcu_memb_read_unlock();
+        urcu_memb_read_lock();
+        thread_local_count = thread_local_count - 1;
+        urcu_memb_read_unlock();
+    }
+}

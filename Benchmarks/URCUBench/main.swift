@@ -229,6 +229,9 @@ if selected("ref") {
                 Case(name: "C shared atomic get+put, \(threads) thread(s)", threads: threads, iterations: iterations / 4) { n in
                     cbaseline_atomic_get_put(counter, UInt64(n))
                 },
+                Case(name: "C memb read section around each, \(threads) thread(s)", threads: threads, iterations: iterations) { n in
+                    MembarrierRCU.withRegisteredThread { cbaseline_memb_sections_get_put(UInt64(n)) }
+                },
                 Case(name: "PercpuRef<memb> get+put, \(threads) thread(s)", threads: threads, iterations: iterations) { n in
                     for _ in 0..<n { membRef.get(); membRef.put() }
                 },

@@ -1,3 +1,4 @@
+import CURCU
 import Synchronization
 import URCU
 
@@ -41,20 +42,28 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// correct in either mode, only slower.
     public static var perThreadCounters: Int { 32 }
 
-    // The mode word. get, tryGet, tryGetLive and put load it inside a read
-    // section of `Flavor`, which is what lets the switch trust the per-thread
-    // counters after a grace period; it changes only under `control`'s lock.
+    // The flags of `countersAndMode`, in the low bits of the address of
+    // `counters` (the kernel's percpu_count_ptr): percpu mode is all three
+    // clear, and then the word is the address the fast path counts at.
     @usableFromInline static var atomicMode: UInt { 1 }
     @usableFromInline static var deadFlag: UInt { 2 }
     @usableFromInline static var exitedFlag: UInt { 4 }
+    @usableFromInline static var modeFlags: UInt { atomicMode | deadFlag | exitedFlag }
 
     /// Added to the shared count while in percpu mode, so that puts that
     /// reach it during a switch (after the mode flips, before the per-thread
     /// counters are summed) cannot take it to zero. The sum removes it.
     @usableFromInline static var bias: Int { 1 << 62 }
 
-    @usableFromInline let mode: Atomic<UInt>
+    /// The address of `counters` with the mode flags. get, tryGet,
+    /// tryGetLive and put load it inside a read section of `Flavor`, which
+    /// is what lets the switch trust the per-thread counters after a grace
+    /// period; it changes only under `control`'s lock. One load gives both
+    /// the mode and where to count.
+    @usableFromInline let countersAndMode: Atomic<UInt>
     @usableFromInline let count: Atomic<Int>
+    /// One padded counter per ``ThreadSlot``, after an entry that is no
+    /// thread's (slot `s` is entry `s + 1`).
     @usableFromInline let counters: UnsafeMutablePointer<CacheLinePadded<ThreadCounters>>
     @usableFromInline let release: @Sendable () -> Void
     /// Times `release` has run since the ref was created or reinitialised
@@ -104,12 +113,14 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         } else {
             startCount += 1
         }
-        mode = Atomic(startMode)
         count = Atomic(startCount)
-        counters = .allocate(capacity: Self.perThreadCounters)
-        for index in 0..<Self.perThreadCounters {
+        counters = .allocate(capacity: Self.perThreadCounters + 1)
+        for index in 0...Self.perThreadCounters {
             (counters + index).initialize(to: CacheLinePadded(ThreadCounters()))
         }
+        // The flags fit below the address: the array is aligned to at
+        // least its elements' 8 bytes.
+        countersAndMode = Atomic(UInt(bitPattern: counters) | startMode)
         self.release = release
         control = Mutex(Control(
             forceAtomic: options.contains(.startAtomic),
@@ -117,7 +128,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     deinit {
-        counters.deinitialize(count: Self.perThreadCounters)
+        counters.deinitialize(count: Self.perThreadCounters + 1)
         counters.deallocate()
     }
 
@@ -130,8 +141,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func get(count n: Int = 1) {
         if _slowPath(n <= 0) { countNotPositive(n) }
         Flavor.read { _ in
-            if _fastPath(mode.load(ordering: .acquiring) == 0) {
-                countInThread(gets: n)
+            let word = countersAndMode.load(ordering: .acquiring)
+            if _fastPath(word & Self.modeFlags == 0) {
+                countInThread(gets: n, counters: word)
             } else {
                 addToSharedCount(n)
             }
@@ -145,8 +157,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func tryGet(count n: Int = 1) -> Bool {
         if _slowPath(n <= 0) { countNotPositive(n) }
         return Flavor.read { _ in
-            if _fastPath(mode.load(ordering: .acquiring) == 0) {
-                countInThread(gets: n)
+            let word = countersAndMode.load(ordering: .acquiring)
+            if _fastPath(word & Self.modeFlags == 0) {
+                countInThread(gets: n, counters: word)
                 return true
             }
             checkNotExited("tryGet")
@@ -161,9 +174,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func tryGetLive(count n: Int = 1) -> Bool {
         if _slowPath(n <= 0) { countNotPositive(n) }
         return Flavor.read { _ in
-            let current = mode.load(ordering: .acquiring)
-            if _fastPath(current == 0) {
-                countInThread(gets: n)
+            let current = countersAndMode.load(ordering: .acquiring)
+            if _fastPath(current & Self.modeFlags == 0) {
+                countInThread(gets: n, counters: current)
                 return true
             }
             checkNotExited("tryGetLive")
@@ -178,8 +191,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func put(count n: Int = 1) {
         if _slowPath(n <= 0) { countNotPositive(n) }
         let reachedZero = Flavor.read { _ -> Bool in
-            if _fastPath(mode.load(ordering: .acquiring) == 0) {
-                countInThread(puts: n)
+            let word = countersAndMode.load(ordering: .acquiring)
+            if _fastPath(word & Self.modeFlags == 0) {
+                countInThread(puts: n, counters: word)
                 return false
             }
             return subtractFromSharedCount(n)
@@ -196,10 +210,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Counts gets in percpu mode, on the calling thread's counter.
     @inlinable
     @inline(__always)
-    func countInThread(gets n: Int) {
-        let slot = ThreadSlot.index
-        if _fastPath(slot < UInt(Self.perThreadCounters)) {
-            counters[Int(bitPattern: slot)].value.gets.add(n)
+    func countInThread(gets n: Int, counters address: UInt) {
+        let offset = ThreadSlot.counterOffset
+        // Offset zero (no slot yet) wraps around: one comparison covers it
+        // and a slot beyond the array.
+        if _fastPath(offset &- ThreadSlot.counterStride < Self.slotsByteCount) {
+            threadCounter(in: address, atOffset: offset).pointee.value.gets.add(n)
         } else {
             countInThreadSlowly(n)
         }
@@ -208,13 +224,27 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Counts puts in percpu mode, on the calling thread's counter.
     @inlinable
     @inline(__always)
-    func countInThread(puts n: Int) {
-        let slot = ThreadSlot.index
-        if _fastPath(slot < UInt(Self.perThreadCounters)) {
-            counters[Int(bitPattern: slot)].value.puts.add(n)
+    func countInThread(puts n: Int, counters address: UInt) {
+        let offset = ThreadSlot.counterOffset
+        if _fastPath(offset &- ThreadSlot.counterStride < Self.slotsByteCount) {
+            threadCounter(in: address, atOffset: offset).pointee.value.puts.add(n)
         } else {
             countInThreadSlowly(-n)
         }
+    }
+
+    /// The bytes of `counters` that belong to slots.
+    @inlinable
+    static var slotsByteCount: UInt { UInt(perThreadCounters) * ThreadSlot.counterStride }
+
+    /// The counter at `offset` bytes into the counter array at `address`.
+    /// It goes through `curcu_counter_address` so that the increment
+    /// reaches memory at a plain register address: measured, that halves a
+    /// get+put pair (see that function).
+    @inlinable
+    @inline(__always)
+    func threadCounter(in address: UInt, atOffset offset: UInt) -> UnsafeMutablePointer<CacheLinePadded<ThreadCounters>> {
+        curcu_counter_address(address, offset).assumingMemoryBound(to: CacheLinePadded<ThreadCounters>.self)
     }
 
     /// A thread's first count (it takes a slot), or a thread beyond the
@@ -226,9 +256,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         let slot = ThreadSlot.assigned
         if slot < Self.perThreadCounters {
             if delta >= 0 {
-                counters[slot].value.gets.add(delta)
+                counters[slot + 1].value.gets.add(delta)
             } else {
-                counters[slot].value.puts.add(-delta)
+                counters[slot + 1].value.puts.add(-delta)
             }
         } else {
             count.wrappingAdd(delta, ordering: .relaxed)
@@ -274,7 +304,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     @usableFromInline
     func checkNotExited(_ operation: String) {
-        if _slowPath(mode.load(ordering: .relaxed) & Self.exitedFlag != 0) {
+        if _slowPath(countersAndMode.load(ordering: .relaxed) & Self.exitedFlag != 0) {
             rcuMisuse("PercpuRef: \(operation)() after exit()")
         }
     }
@@ -284,21 +314,21 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Whether the count is zero (`percpu_ref_is_zero`). Always false in
     /// percpu mode, where the count is not known without a switch.
     public var isZero: Bool {
-        mode.load(ordering: .acquiring) & Self.atomicMode != 0 && count.load(ordering: .acquiring) == 0
+        countersAndMode.load(ordering: .acquiring) & Self.atomicMode != 0 && count.load(ordering: .acquiring) == 0
     }
 
     /// Whether the ref has been killed (`percpu_ref_is_dying`).
-    public var isDying: Bool { mode.load(ordering: .acquiring) & Self.deadFlag != 0 }
+    public var isDying: Bool { countersAndMode.load(ordering: .acquiring) & Self.deadFlag != 0 }
 
     /// Whether the ref is in percpu mode.
-    public var isPercpu: Bool { mode.load(ordering: .acquiring) == 0 }
+    public var isPercpu: Bool { countersAndMode.load(ordering: .acquiring) & Self.modeFlags == 0 }
 
     /// The ref as `Spec/RefCount.tla` sees it: the refinement mapping
     /// from this representation to the spec's record. Exact only while no
     /// other thread uses the ref.
     package var abstractState: AbstractRefState {
         control.withLock { control in
-            let word = mode.load(ordering: .acquiring)
+            let word = countersAndMode.load(ordering: .acquiring)
             var total = count.load(ordering: .acquiring)
             let mode: AbstractRefState.Mode
             if word & Self.atomicMode == 0 {
@@ -312,10 +342,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
                 // The bias, and in a switch its own reference, are not
                 // references anyone holds; the per-thread counters are.
                 total -= Self.bias + (mode == .switching ? 1 : 0)
-                for index in 0..<Self.perThreadCounters {
-                    total &+= counters[index].value.gets.load(ordering: .relaxed)
-                        &- counters[index].value.puts.load(ordering: .relaxed)
-                }
+                total &+= perThreadSum()
             }
             return AbstractRefState(
                 count: total, mode: mode, isDead: word & Self.deadFlag != 0,
@@ -342,9 +369,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func kill(confirm: (@Sendable () -> Void)? = nil) {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
             checkNotExited("kill")
-            let current = mode.load(ordering: .relaxed)
+            let current = countersAndMode.load(ordering: .relaxed)
             if current & Self.deadFlag != 0 { rcuMisuse("PercpuRef: kill() called on a ref that is already dead (killed twice?)") }
-            mode.store(current | Self.deadFlag, ordering: .releasing)
+            countersAndMode.store(current | Self.deadFlag, ordering: .releasing)
             return settleMode(&control, confirm: confirm)
         }
         ready.forEach { $0() }
@@ -388,11 +415,11 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func resurrect() {
         control.withLock { control in
             checkNotExited("resurrect")
-            let current = mode.load(ordering: .relaxed)
+            let current = countersAndMode.load(ordering: .relaxed)
             if current & Self.deadFlag == 0 { rcuMisuse("PercpuRef: resurrect() on a ref that is not dead") }
             // Still in atomic mode: the new reference goes to the shared count.
             count.wrappingAdd(1, ordering: .relaxed)
-            mode.store(current & ~Self.deadFlag, ordering: .releasing)
+            countersAndMode.store(current & ~Self.deadFlag, ordering: .releasing)
             _ = settleMode(&control, confirm: nil)
         }
     }
@@ -413,8 +440,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         control.withLock { control in
             if control.switchInFlight { rcuMisuse("PercpuRef: exit() while a switch to atomic mode is in flight") }
             // Like the kernel's __PERCPU_REF_ATOMIC_DEAD: dying from now on.
-            mode.store(
-                mode.load(ordering: .relaxed) | Self.atomicMode | Self.deadFlag | Self.exitedFlag,
+            countersAndMode.store(
+                countersAndMode.load(ordering: .relaxed) | Self.atomicMode | Self.deadFlag | Self.exitedFlag,
                 ordering: .releasing)
         }
     }
@@ -423,7 +450,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Runs under the control lock; returns the confirmations to run once
     /// the lock is released.
     private func settleMode(_ control: inout Control, confirm: (@Sendable () -> Void)?) -> [@Sendable () -> Void] {
-        if control.forceAtomic || mode.load(ordering: .relaxed) & Self.deadFlag != 0 {
+        if control.forceAtomic || countersAndMode.load(ordering: .relaxed) & Self.deadFlag != 0 {
             return startSwitchToAtomic(&control, confirm: confirm)
         }
         switchToPercpuNow(&control)
@@ -431,7 +458,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     private func startSwitchToAtomic(_ control: inout Control, confirm: (@Sendable () -> Void)?) -> [@Sendable () -> Void] {
-        let current = mode.load(ordering: .relaxed)
+        let current = countersAndMode.load(ordering: .relaxed)
         if current & Self.atomicMode != 0 {
             // Already atomic, or on the way: confirm now, or with the switch
             // in flight.
@@ -439,7 +466,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             if let confirm { control.confirmations.append(confirm) }
             return []
         }
-        mode.store(current | Self.atomicMode, ordering: .releasing)
+        countersAndMode.store(current | Self.atomicMode, ordering: .releasing)
         control.switchInFlight = true
         control.confirmations = confirm.map { [$0] } ?? []
         // Hold the ref across the grace period, so the sum cannot find a
@@ -458,12 +485,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// After the grace period: no section that saw percpu mode is still
     /// running, so the per-thread counters are final.
     private func finishSwitchToAtomic() {
-        var sum = 0
-        for index in 0..<Self.perThreadCounters {
-            sum &+= counters[index].value.gets.load(ordering: .relaxed)
-                &- counters[index].value.puts.load(ordering: .relaxed)
-        }
-        let total = count.wrappingAdd(sum &- Self.bias, ordering: .acquiringAndReleasing).newValue
+        let total = count.wrappingAdd(perThreadSum() &- Self.bias, ordering: .acquiringAndReleasing).newValue
         // The switch itself holds one reference.
         if total < 1 {
             rcuMisuse("PercpuRef: count is \(total - 1) after switching to atomic mode: more puts than gets in percpu mode")
@@ -473,7 +495,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             defer { control.confirmations = [] }
             // Requests made during the switch (switchToPercpu, resurrect)
             // take effect now.
-            if !control.forceAtomic && mode.load(ordering: .relaxed) & Self.deadFlag == 0 {
+            if !control.forceAtomic && countersAndMode.load(ordering: .relaxed) & Self.deadFlag == 0 {
                 switchToPercpuNow(&control)
             }
             return control.confirmations
@@ -482,8 +504,18 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         put()
     }
 
+    /// The references counted in the per-thread counters: gets minus puts.
+    private func perThreadSum() -> Int {
+        var sum = 0
+        for slot in 0..<Self.perThreadCounters {
+            sum &+= counters[slot + 1].value.gets.load(ordering: .relaxed)
+                &- counters[slot + 1].value.puts.load(ordering: .relaxed)
+        }
+        return sum
+    }
+
     private func switchToPercpuNow(_ control: inout Control) {
-        let current = mode.load(ordering: .relaxed)
+        let current = countersAndMode.load(ordering: .relaxed)
         guard current & Self.atomicMode != 0 else { return }
         // Checked before deferring, so the caller that asked is the one
         // stopped, not the callback thread that would settle it later.
@@ -492,12 +524,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         }
         guard !control.switchInFlight else { return }
         count.wrappingAdd(Self.bias, ordering: .relaxed)
-        for index in 0..<Self.perThreadCounters {
-            counters[index].value.gets.store(0, ordering: .relaxed)
-            counters[index].value.puts.store(0, ordering: .relaxed)
+        for slot in 0..<Self.perThreadCounters {
+            counters[slot + 1].value.gets.store(0, ordering: .relaxed)
+            counters[slot + 1].value.puts.store(0, ordering: .relaxed)
         }
         // Release: a reader that sees percpu mode also sees zeroed counters.
-        mode.store(current & ~Self.atomicMode, ordering: .releasing)
+        countersAndMode.store(current & ~Self.atomicMode, ordering: .releasing)
     }
 }
 

@@ -1,5 +1,6 @@
 import CURCU
 import Synchronization
+import URCU
 
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +14,11 @@ import Glibc
 /// it exits, so slots stay dense however many threads come and go. Counter
 /// values left by an exited thread stay valid: counters hold deltas, and the
 /// next owner adds to them.
+///
+/// The calling thread keeps its slot as the byte offset of its counter in
+/// a ref's counter array, ready to add to the array's address on every get
+/// and put. Entry 0 of every array is no thread's, so that an offset of
+/// zero can mean "no slot yet": slot `s` is entry `s + 1`.
 @usableFromInline
 enum ThreadSlot {
     private static let free = Mutex<(next: Int, released: [Int])>((0, []))
@@ -24,18 +30,21 @@ enum ThreadSlot {
         return key
     }()
 
-    /// The calling thread's slot, or `UInt.max` before the thread has one:
-    /// one comparison against a table size then covers both "no slot yet"
-    /// and "slot beyond the table".
+    /// The distance between two threads' counters in a counter array.
+    @inlinable
+    static var counterStride: UInt { UInt(MemoryLayout<CacheLinePadded<ThreadCounters>>.stride) }
+
+    /// The byte offset of the calling thread's counter, or zero before the
+    /// thread has a slot.
     @inlinable
     @inline(__always)
-    static var index: UInt { curcu_thread_slot_get() &- 1 }
+    static var counterOffset: UInt { curcu_thread_counter_offset_get() }
 
     /// The calling thread's slot, assigned on first use.
     @usableFromInline
     static var assigned: Int {
-        let stored = curcu_thread_slot_get()
-        return stored != 0 ? Int(stored - 1) : assign()
+        let offset = counterOffset
+        return offset != 0 ? Int(offset / counterStride) - 1 : assign()
     }
 
     private static func assign() -> Int {
@@ -44,17 +53,17 @@ enum ThreadSlot {
             defer { state.next += 1 }
             return state.next
         }
-        curcu_thread_slot_set(UInt(slot + 1))
+        curcu_thread_counter_offset_set(UInt(slot + 1) * counterStride)
         pthread_setspecific(releaseAtExit, UnsafeRawPointer(bitPattern: 1))
         return slot
     }
 
     private static func releaseCallingThread() {
-        let stored = curcu_thread_slot_get()
-        guard stored != 0 else { return }
-        curcu_thread_slot_set(0)
+        let offset = counterOffset
+        guard offset != 0 else { return }
+        curcu_thread_counter_offset_set(0)
         free.withLock { state in
-            state.released.append(Int(stored - 1))
+            state.released.append(Int(offset / counterStride) - 1)
             // Lowest first, so slots stay dense.
             state.released.sort(by: >)
         }

@@ -48,23 +48,36 @@ struct ConcurrencyTests {
         #expect(operations.value > 100)
     }
 
-    @Test("many threads (more than per-thread counters) keep the count exact")
+    @Test("more live threads than per-thread counters, then recycled slots, keep the count exact")
     func moreThreadsThanCounters() {
         let releases = Counter()
         let ref = PercpuRef<MembarrierRCU> { releases.increment() }
-        let threads = (0..<(PercpuRef<MembarrierRCU>.perThreadCounters + 8)).map { index in
-            JoinableThread {
-                // Unbalanced on purpose: each thread takes a reference that
-                // another thread drops below.
-                for _ in 0..<200 { ref.get(); ref.put() }
-                ref.get(count: index + 1)
+        let threadCount = PercpuRef<MembarrierRCU>.perThreadCounters + 8
+        let stragglers = Counter()
+        /// Runs `body` on `threadCount` threads that all stay alive until
+        /// every one has run it, so that they hold their slots at once.
+        func wave(_ body: @escaping @Sendable (Int) -> Void) {
+            let done = Counter()
+            let threads = (0..<threadCount).map { index in
+                JoinableThread {
+                    body(index)
+                    done.increment()
+                    if !eventually(seconds: 60, { done.value == threadCount }) { stragglers.increment() }
+                }
             }
+            threads.forEach { $0.join() }
         }
-        threads.forEach { $0.join() }
-        let total = threads.indices.reduce(0) { $0 + $1 + 1 }
-        ref.switchToAtomicSync()
-        ref.put(count: total)
-        #expect(releases.value == 0)
+        // All alive at once: 8 threads find no free slot and count on the
+        // shared count. Each keeps index + 1 references.
+        wave { index in
+            for _ in 0..<200 { ref.get(); ref.put() }
+            ref.get(count: index + 1)
+        }
+        // New threads, on the slots the first wave gave back, drop them.
+        wave { index in ref.put(count: index + 1) }
+        #expect(stragglers.value == 0)
+        #expect(ref.abstractState.count == 1, "only the initial reference is left")
+        #expect(ref.isPercpu)
         ref.kill()
         MembarrierRCU.barrier()
         #expect(releases.value == 1)

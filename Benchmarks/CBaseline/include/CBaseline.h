@@ -27,4 +27,8 @@ void cbaseline_atomic_get_put(uint64_t *count, uint64_t iterations);
  * increment+decrement pairs. */
 void cbaseline_thread_local_get_put(uint64_t iterations);
 
+/* The same pairs with each increment and decrement inside its own memb read
+ * section: the least a get+put on a memb-switched ref can cost. */
+void cbaseline_memb_sections_get_put(uint64_t iterations);
+
 #endif
