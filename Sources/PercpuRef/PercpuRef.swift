@@ -118,8 +118,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         for index in 0...Self.perThreadCounters {
             (counters + index).initialize(to: CacheLinePadded(ThreadCounters()))
         }
-        // The flags fit below the address: the array is aligned to at
-        // least its elements' 8 bytes.
+        // The flags fit below the address: the array is aligned to its
+        // elements' 8 bytes at least.
+        precondition(UInt(bitPattern: counters) & Self.modeFlags == 0, "PercpuRef: counters are not 8-byte aligned")
         countersAndMode = Atomic(UInt(bitPattern: counters) | startMode)
         self.release = release
         control = Mutex(Control(
