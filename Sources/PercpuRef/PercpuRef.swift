@@ -144,7 +144,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         Flavor.read { _ in
             let word = countersAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.modeFlags == 0) {
-                countInThread(gets: n, counters: word)
+                countInThread(n, counters: word)
             } else {
                 addToSharedCount(n)
             }
@@ -160,7 +160,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         return Flavor.read { _ in
             let word = countersAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.modeFlags == 0) {
-                countInThread(gets: n, counters: word)
+                countInThread(n, counters: word)
                 return true
             }
             checkNotExited("tryGet")
@@ -177,7 +177,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         return Flavor.read { _ in
             let current = countersAndMode.load(ordering: .acquiring)
             if _fastPath(current & Self.modeFlags == 0) {
-                countInThread(gets: n, counters: current)
+                countInThread(n, counters: current)
                 return true
             }
             checkNotExited("tryGetLive")
@@ -194,7 +194,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         let reachedZero = Flavor.read { _ -> Bool in
             let word = countersAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.modeFlags == 0) {
-                countInThread(puts: n, counters: word)
+                countInThread(-n, counters: word)
                 return false
             }
             return subtractFromSharedCount(n)
@@ -208,29 +208,20 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         release()
     }
 
-    /// Counts gets in percpu mode, on the calling thread's counter.
+    /// Counts `delta` gets (positive) or `-delta` puts (negative) in
+    /// percpu mode, on the calling thread's counter in the array at
+    /// `address`. Each caller's sign is known, so once inlined the test of
+    /// it folds away.
     @inlinable
     @inline(__always)
-    func countInThread(gets n: Int, counters address: UInt) {
+    func countInThread(_ delta: Int, counters address: UInt) {
         let offset = ThreadSlot.counterOffset
         // Offset zero (no slot yet) wraps around: one comparison covers it
         // and a slot beyond the array.
         if _fastPath(offset &- ThreadSlot.counterStride < Self.slotsByteCount) {
-            threadCounter(in: address, atOffset: offset).pointee.value.gets.add(n)
+            threadCounter(in: address, atOffset: offset).pointee.value.count(delta)
         } else {
-            countInThreadSlowly(n)
-        }
-    }
-
-    /// Counts puts in percpu mode, on the calling thread's counter.
-    @inlinable
-    @inline(__always)
-    func countInThread(puts n: Int, counters address: UInt) {
-        let offset = ThreadSlot.counterOffset
-        if _fastPath(offset &- ThreadSlot.counterStride < Self.slotsByteCount) {
-            threadCounter(in: address, atOffset: offset).pointee.value.puts.add(n)
-        } else {
-            countInThreadSlowly(-n)
+            countInThreadSlowly(delta)
         }
     }
 
@@ -256,11 +247,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     func countInThreadSlowly(_ delta: Int) {
         let slot = ThreadSlot.assigned
         if slot < Self.perThreadCounters {
-            if delta >= 0 {
-                counters[slot + 1].value.gets.add(delta)
-            } else {
-                counters[slot + 1].value.puts.add(-delta)
-            }
+            counters[slot + 1].value.count(delta)
         } else {
             count.wrappingAdd(delta, ordering: .relaxed)
         }
@@ -559,6 +546,17 @@ struct ThreadCounters: ~Copyable {
 
     @usableFromInline
     init() {}
+
+    /// Counts `delta` gets (positive) or `-delta` puts (negative).
+    @inlinable
+    @inline(__always)
+    func count(_ delta: Int) {
+        if delta >= 0 {
+            gets.add(delta)
+        } else {
+            puts.add(-delta)
+        }
+    }
 }
 
 extension Atomic where Value == Int {
