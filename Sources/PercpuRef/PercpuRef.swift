@@ -175,13 +175,13 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public func tryGetLive(count n: Int = 1) -> Bool {
         if _slowPath(n <= 0) { countNotPositive(n) }
         return Flavor.read { _ in
-            let current = countersAndMode.load(ordering: .acquiring)
-            if _fastPath(current & Self.modeFlags == 0) {
-                countInThread(n, counters: current)
+            let word = countersAndMode.load(ordering: .acquiring)
+            if _fastPath(word & Self.modeFlags == 0) {
+                countInThread(n, counters: word)
                 return true
             }
             checkNotExited("tryGetLive")
-            return current & Self.deadFlag == 0 && addUnlessZero(n)
+            return word & Self.deadFlag == 0 && addUnlessZero(n)
         }
     }
 
@@ -216,18 +216,21 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inline(__always)
     func countInThread(_ delta: Int, counters address: UInt) {
         let offset = ThreadSlot.counterOffset
-        // Offset zero (no slot yet) wraps around: one comparison covers it
-        // and a slot beyond the array.
-        if _fastPath(offset &- ThreadSlot.counterStride < Self.slotsByteCount) {
+        if _fastPath(Self.hasCounter(atOffset: offset)) {
             threadCounter(in: address, atOffset: offset).pointee.value.count(delta)
         } else {
             countInThreadSlowly(delta)
         }
     }
 
-    /// The bytes of `counters` that belong to slots.
+    /// Whether a thread whose counter offset is `offset` has a counter in
+    /// every ref. Offset zero (no slot yet) wraps around: one comparison
+    /// covers it and a slot beyond the array.
     @inlinable
-    static var slotsByteCount: UInt { UInt(perThreadCounters) * ThreadSlot.counterStride }
+    @inline(__always)
+    static func hasCounter(atOffset offset: UInt) -> Bool {
+        offset &- ThreadSlot.counterStride < UInt(perThreadCounters) * ThreadSlot.counterStride
+    }
 
     /// The counter at `offset` bytes into the counter array at `address`.
     /// It goes through `curcu_counter_address` so that the increment
@@ -245,9 +248,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// zero.
     @usableFromInline
     func countInThreadSlowly(_ delta: Int) {
-        let slot = ThreadSlot.assigned
-        if slot < Self.perThreadCounters {
-            counters[slot + 1].value.count(delta)
+        let offset = ThreadSlot.assignedCounterOffset
+        if Self.hasCounter(atOffset: offset) {
+            threadCounter(in: UInt(bitPattern: counters), atOffset: offset).pointee.value.count(delta)
         } else {
             count.wrappingAdd(delta, ordering: .relaxed)
         }
@@ -429,7 +432,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             if control.switchInFlight { rcuMisuse("PercpuRef: exit() while a switch to atomic mode is in flight") }
             // Like the kernel's __PERCPU_REF_ATOMIC_DEAD: dying from now on.
             countersAndMode.store(
-                countersAndMode.load(ordering: .relaxed) | Self.atomicMode | Self.deadFlag | Self.exitedFlag,
+                countersAndMode.load(ordering: .relaxed) | Self.modeFlags,
                 ordering: .releasing)
         }
     }
@@ -495,9 +498,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// The references counted in the per-thread counters: gets minus puts.
     private func perThreadSum() -> Int {
         var sum = 0
-        for slot in 0..<Self.perThreadCounters {
-            sum &+= counters[slot + 1].value.gets.load(ordering: .relaxed)
-                &- counters[slot + 1].value.puts.load(ordering: .relaxed)
+        for entry in 1...Self.perThreadCounters {
+            sum &+= counters[entry].value.gets.load(ordering: .relaxed)
+                &- counters[entry].value.puts.load(ordering: .relaxed)
         }
         return sum
     }
@@ -512,9 +515,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         }
         guard !control.switchInFlight else { return }
         count.wrappingAdd(Self.bias, ordering: .relaxed)
-        for slot in 0..<Self.perThreadCounters {
-            counters[slot + 1].value.gets.store(0, ordering: .relaxed)
-            counters[slot + 1].value.puts.store(0, ordering: .relaxed)
+        for entry in 1...Self.perThreadCounters {
+            counters[entry].value.gets.store(0, ordering: .relaxed)
+            counters[entry].value.puts.store(0, ordering: .relaxed)
         }
         // Release: a reader that sees percpu mode also sees zeroed counters.
         countersAndMode.store(current & ~Self.atomicMode, ordering: .releasing)

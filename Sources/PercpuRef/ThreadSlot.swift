@@ -21,7 +21,9 @@ import Glibc
 /// zero can mean "no slot yet": slot `s` is entry `s + 1`.
 @usableFromInline
 enum ThreadSlot {
-    private static let free = Mutex<(next: Int, released: [Int])>((0, []))
+    /// Slots never handed out start at `next`; `released` holds the
+    /// offsets of slots given back, highest first.
+    private static let free = Mutex<(next: UInt, released: [UInt])>((0, []))
 
     private static let releaseAtExit: pthread_key_t = {
         var key = pthread_key_t()
@@ -40,22 +42,23 @@ enum ThreadSlot {
     @inline(__always)
     static var counterOffset: UInt { curcu_thread_counter_offset_get() }
 
-    /// The calling thread's slot, assigned on first use.
+    /// The byte offset of the calling thread's counter, its slot assigned
+    /// on first use.
     @usableFromInline
-    static var assigned: Int {
+    static var assignedCounterOffset: UInt {
         let offset = counterOffset
-        return offset != 0 ? Int(offset / counterStride) - 1 : assign()
+        return offset != 0 ? offset : assign()
     }
 
-    private static func assign() -> Int {
-        let slot = free.withLock { state -> Int in
+    private static func assign() -> UInt {
+        let offset = free.withLock { state -> UInt in
             if let reused = state.released.popLast() { return reused }
             defer { state.next += 1 }
-            return state.next
+            return (state.next + 1) * counterStride
         }
-        curcu_thread_counter_offset_set(UInt(slot + 1) * counterStride)
+        curcu_thread_counter_offset_set(offset)
         pthread_setspecific(releaseAtExit, UnsafeRawPointer(bitPattern: 1))
-        return slot
+        return offset
     }
 
     private static func releaseCallingThread() {
@@ -63,7 +66,7 @@ enum ThreadSlot {
         guard offset != 0 else { return }
         curcu_thread_counter_offset_set(0)
         free.withLock { state in
-            state.released.append(Int(offset / counterStride) - 1)
+            state.released.append(offset)
             // Lowest first, so slots stay dense.
             state.released.sort(by: >)
         }
