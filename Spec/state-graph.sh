@@ -12,12 +12,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 spec="$root/Spec"
 [[ -f "$spec/$config.cfg" ]] || { echo "state-graph.sh: no $spec/$config.cfg" >&2; exit 1; }
 
-jar="$("$spec/tlc-jar.sh")"
 hash="$(cat "$spec/RCU.tla" "$spec/RefCount.tla" "$spec/Lifecycle.tla" "$spec/MBTLifecycle.tla" \
     "$spec/$config.cfg" | python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 graphs="$spec/states/graphs"
 graph="$graphs/$config-$hash.dot"
 if [[ ! -s "$graph" ]]; then
+    jar="$("$spec/tlc-jar.sh")"
     mkdir -p "$graphs"
     work="$(mktemp -d "$graphs/tlc.XXXXXX")"
     trap 'rm -rf "$work"' EXIT

@@ -118,6 +118,10 @@ final class CompletionRing: @unchecked Sendable {
     var availableSlots: Int { available.load(ordering: .relaxed) }
 
     func deallocate() {
+        // Poison before freeing: a reader that still reaches the ring after
+        // the free (no grace period) finds indices no live ring has, which
+        // the race tests check for.
+        userIndices.pointee = RingIndices(head: .max, tail: .max)
         events.deinitialize(count: capacity)
         events.deallocate()
         userIndices.deallocate()

@@ -258,12 +258,12 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// context object deallocated, letting callbacks and the cleanup queue
     /// run; gives up after `timeoutSeconds` and reports what is left.
     public func waitForAll(timeoutSeconds: Double = 30) -> LifecycleStatistics {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutSeconds * 1e9)
+        let deadline = monotonicSeconds() + timeoutSeconds
         while true {
             Flavor.barrier()
             let statistics = self.statistics
             let settled = statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0
-            if settled || DispatchTime.now().uptimeNanoseconds > deadline { return statistics }
+            if settled || monotonicSeconds() > deadline { return statistics }
             // Frees handed to the cleanup executor are still running.
             usleep(1_000)
         }

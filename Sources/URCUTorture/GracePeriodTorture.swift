@@ -15,9 +15,9 @@ import Glibc
 /// count of every element it removed. A reader that sees a pipe count above
 /// 1 inside one read section has watched a grace period end while it was
 /// still reading: a grace period that did not wait for it. The updater
-/// rotates through every way of waiting for a grace period the library has
-/// (synchronize, call, polling, the double bounce, async synchronize), so
-/// each one is checked.
+/// rotates through five ways of waiting for a grace period (synchronize,
+/// call, polling, the double bounce, async synchronize), so each one is
+/// checked.
 public enum GracePeriodTorture {
     /// How the updater waits for grace periods.
     public enum Waiting: Sendable {

@@ -2,15 +2,15 @@ import ContextTable
 import Foundation
 import Testing
 
-/// The implementation driven along every state and transition of TLC's
-/// state graph of `Spec/MBTLifecycle.tla`, with the state compared after
-/// every step (see ``ModelExplorer``).
 /// The checks of the implementation against `Spec/`. Serialized: the
 /// model-based tests and the negative controls share ``ModelFlavor``.
 @Suite("Conformance to the spec", .serialized)
 struct Conformance {}
 
 extension Conformance {
+/// The implementation driven along every state and transition of TLC's
+/// state graph of `Spec/MBTLifecycle.tla`, with the state compared after
+/// every step (see ``ModelExplorer``).
 @Suite("Model-based tests from the spec's state graph")
 struct ModelBasedTests {
     static let configurations: [(config: String, bounds: ModelBounds)] = [
@@ -19,7 +19,7 @@ struct ModelBasedTests {
         ("MBTLifecycleTableFull", ModelBounds(contexts: 2, threads: 1, budget: 2)),
     ]
 
-    @Test("every state and transition of the graph, on the implementation", arguments: 0..<3)
+    @Test("every state and transition of the graph, on the implementation", arguments: configurations.indices)
     func coverage(configuration: Int) throws {
         let (config, bounds) = Self.configurations[configuration]
         let graph = try StateGraph.load(config: config)

@@ -306,7 +306,7 @@ struct QSBRTests {
             report.wait()
             QuiescentStateRCU.quiescentState()
             reported.open()
-            QuiescentStateRCU.whileOffline { done.wait() }
+            _ = QuiescentStateRCU.whileOffline { done.wait() }
             QuiescentStateRCU.unregisterThread()
         }
         registered.wait()

@@ -7,9 +7,9 @@
  * library, so they inline into Swift callers. That places LGPL-2.1 code in
  * every binary built with this module: see "License" in README.md.
  *
- * This header holds declarations and thread-local storage only. Every
- * decision (auto-registration, misuse checks, closures, ownership) is made
- * in Swift.
+ * This header holds declarations, thread-local storage and one-line inline
+ * wrappers. Every decision (auto-registration, misuse checks, closures,
+ * ownership) is made in Swift.
  */
 #ifndef CURCU_H
 #define CURCU_H
@@ -42,13 +42,10 @@
     struct call_rcu_data *urcu_##flavor##_create_call_rcu_data(unsigned long flags,     \
                                                                int cpu_affinity);      \
     void urcu_##flavor##_call_rcu_data_free(struct call_rcu_data *crdp);               \
-    struct call_rcu_data *urcu_##flavor##_get_default_call_rcu_data(void);             \
     struct call_rcu_data *urcu_##flavor##_get_cpu_call_rcu_data(int cpu);              \
     struct call_rcu_data *urcu_##flavor##_get_thread_call_rcu_data(void);              \
-    struct call_rcu_data *urcu_##flavor##_get_call_rcu_data(void);                     \
     pthread_t urcu_##flavor##_get_call_rcu_thread(struct call_rcu_data *crdp);         \
     void urcu_##flavor##_set_thread_call_rcu_data(struct call_rcu_data *crdp);         \
-    int urcu_##flavor##_set_cpu_call_rcu_data(int cpu, struct call_rcu_data *crdp);    \
     int urcu_##flavor##_create_all_cpu_call_rcu_data(unsigned long flags);             \
     void urcu_##flavor##_free_all_cpu_call_rcu_data(void);                             \
     void urcu_##flavor##_call_rcu_before_fork(void);                                   \
