@@ -54,7 +54,7 @@ public enum RCUExit {
         var waited = 0.0
         // barrier() would wait for itself from inside a read section or a
         // callback: those exits only report.
-        if timeout > 0 && !Flavor.isInReadSection && !Flavor.isCallbackThread {
+        if timeout > 0 && Flavor.mayWaitForCallbacks {
             let started = monotonicSeconds()
             // The barrier runs on a thread of its own so that a grace period
             // that never ends (a reader stuck in a section) cannot hang the
@@ -70,7 +70,7 @@ public enum RCUExit {
         guard left > 0 else { return }
         let line = "swift-urcu: \(left) \(Flavor.name) callback\(left == 1 ? "" : "s") had not run at exit "
             + "(waited \((waited * 10).rounded() / 10) s)\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
+        writeStandardError(line)
     }
 }
 

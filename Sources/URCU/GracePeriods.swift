@@ -80,8 +80,6 @@ public final class GracePeriodAccounting: Sendable {
         }
     }
 
-    var hasPendingLimit: Bool { limit.load(ordering: .relaxed) > 0 }
-
     /// Sleeps, backing off up to a millisecond, until fewer callbacks than
     /// the limit are pending.
     func waitForRoom() {

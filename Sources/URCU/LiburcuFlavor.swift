@@ -63,10 +63,14 @@ extension LiburcuFlavor {
 
     @inline(__always)
     static func applyBackPressure() {
-        guard _slowPath(accounting.hasPendingLimit) else { return }
-        if isInReadSection || isCallbackThread { return }
-        accounting.waitForRoom()
+        guard _slowPath(accounting.pendingLimit != nil) else { return }
+        if mayWaitForCallbacks { accounting.waitForRoom() }
     }
+
+    /// Whether the calling thread may wait for this flavor's callbacks:
+    /// inside a read section, or on a callback thread, it would wait for
+    /// itself.
+    static var mayWaitForCallbacks: Bool { !isInReadSection && !isCallbackThread }
 
     public static func barrier() {
         if isInReadSection {

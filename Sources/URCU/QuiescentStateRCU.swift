@@ -64,9 +64,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
 
     @usableFromInline
     static func readOnUnprotectedThread() -> Never {
-        if !isRegistered {
-            rcuMisuse("qsbr: read section on a thread that is not registered; call QuiescentStateRCU.registerThread() first")
-        }
+        requireRegistered(for: "read section")
         rcuMisuse("qsbr: read section on an offline thread; grace periods do not wait for it (call threadOnline() or leave whileOffline first)")
     }
 
@@ -141,11 +139,15 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         return body()
     }
 
-    @usableFromInline
-    static func requireRegistered(outsideReadSection operation: String) {
+    static func requireRegistered(for operation: String) {
         if !isRegistered {
             rcuMisuse("qsbr: \(operation) on a thread that is not registered; call QuiescentStateRCU.registerThread() first")
         }
+    }
+
+    @usableFromInline
+    static func requireRegistered(outsideReadSection operation: String) {
+        requireRegistered(for: operation)
         if isInReadSection {
             rcuMisuse("qsbr: \(operation) inside a read section; it would end the protection of the references the section holds")
         }

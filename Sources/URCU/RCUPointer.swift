@@ -73,7 +73,9 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     public func dereferenceProtected(
         by lockHeld: @autoclosure () -> Bool, file: StaticString = #fileID, line: UInt = #line
     ) -> Value? {
-        assert(lockHeld(), "swift-urcu misuse: dereferenceProtected without the update-side lock", file: file, line: line)
+        if _isDebugAssertConfiguration() && !lockHeld() {
+            rcuMisuse("dereferenceProtected without the update-side lock", file: file, line: line)
+        }
         return storage.load(ordering: .relaxed)?.takeUnretainedValue()
     }
 

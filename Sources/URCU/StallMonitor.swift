@@ -44,9 +44,7 @@ public enum RCUStallMonitor {
 
     private static let thresholdNanoseconds = Atomic<UInt64>(10_000_000_000)
     private static let handler = Mutex<@Sendable (Report) -> Void>({ report in
-        let line = report.description + "\n"
-        // Standard error is file descriptor 2; write(2) needs no FILE lock.
-        _ = line.withCString { write(2, $0, strlen($0)) }
+        writeStandardError(report.description + "\n")
     })
 
     /// Seconds a grace period may take before it is reported (10 by
@@ -195,4 +193,10 @@ package func monotonicSeconds() -> Double {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
     return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// Writes `text` to standard error with write(2): no FILE lock, so it is
+/// safe at exit and from a watchdog thread.
+package func writeStandardError(_ text: String) {
+    _ = text.withCString { write(2, $0, strlen($0)) }
 }
