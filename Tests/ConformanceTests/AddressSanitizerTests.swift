@@ -1,5 +1,6 @@
 @testable import ContextTable
 import Foundation
+import TestSupport
 import Testing
 
 /// Whether this process runs under AddressSanitizer (its runtime is
@@ -32,7 +33,7 @@ struct AddressSanitizerTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             _ = try? AddressSanitizerTests.readerReadsRingAfterTeardown(reclamation: FreeWithoutGracePeriod())
         }
-        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        let report = standardError(of: result)
         #expect(report.contains("heap-use-after-free"), "stderr was: \(report.suffix(2000))")
         // Freed by the ring's deallocate (as the mangled name shows it).
         #expect(report.contains("CompletionRingC10deallocate"), "the freed memory should be the ring: \(report.suffix(2000))")

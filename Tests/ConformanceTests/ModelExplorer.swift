@@ -95,13 +95,9 @@ struct ModelExplorer {
         return true
     }
 
-    private func uncovered(_ node: Int) -> Int? {
-        graph.successors[node].first { !coveredEdges.contains(Edge(from: node, to: $0)) }
-    }
-
     /// The shortest path (of edges) from `start` to a node where `goal`
-    /// holds, skipping edges in `avoid`.
-    private func path(from start: Int, avoiding avoid: Set<Edge>, to goal: (Int) -> Bool) -> [Edge]? {
+    /// holds.
+    private func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
         var parent: [Int: Int] = [start: start]
         var frontier = [start]
         while !frontier.isEmpty {
@@ -116,8 +112,7 @@ struct ModelExplorer {
                     }
                     return edges.reversed()
                 }
-                for successor in graph.successors[node]
-                where parent[successor] == nil && !avoid.contains(Edge(from: node, to: successor)) {
+                for successor in graph.successors[node] where parent[successor] == nil {
                     parent[successor] = node
                     next.append(successor)
                 }
@@ -135,25 +130,21 @@ struct ModelExplorer {
         var unreachable: Set<Edge> = []
         var attempts: [Edge: Int] = [:]
         while runs < maxRuns {
-            let wanted: (Int) -> Bool = { [coveredEdges, graph] node in
-                graph.successors[node].contains {
-                    let edge = Edge(from: node, to: $0)
-                    return !coveredEdges.contains(edge) && !unreachable.contains(edge)
-                }
+            /// An edge out of `node` that is neither covered nor given up.
+            func wantedEdge(from node: Int) -> Edge? {
+                graph.successors[node].lazy.map { Edge(from: node, to: $0) }
+                    .first { !coveredEdges.contains($0) && !unreachable.contains($0) }
             }
-            guard graph.initial.contains(where: { path(from: $0, avoiding: [], to: wanted) != nil }) else { break }
+            func wanted(_ node: Int) -> Bool { wantedEdge(from: node) != nil }
+            guard graph.initial.contains(where: { path(from: $0, to: wanted) != nil }) else { break }
             runs += 1
             let run = try ModelRun(bounds: bounds, reclamation: reclamation)
             var current = graph.initial[0]
             var trail: [SpecStep] = []
             visitedNodes.insert(current)
-            while let route = path(from: current, avoiding: [], to: wanted) {
+            while let route = path(from: current, to: wanted) {
                 let target = route.last.map(\.to) ?? current
-                guard let next = graph.successors[target].first(where: {
-                    let edge = Edge(from: target, to: $0)
-                    return !coveredEdges.contains(edge) && !unreachable.contains(edge)
-                }) else { break }
-                let goal = Edge(from: target, to: next)
+                guard let goal = wantedEdge(from: target) else { break }
                 current = try follow(route + [goal], from: current, run: run, trail: &trail)
                 if !coveredEdges.contains(goal) {
                     attempts[goal, default: 0] += 1
@@ -163,7 +154,7 @@ struct ModelExplorer {
                 }
             }
             // Drive the run to a final state, so that it ends clean.
-            if let route = path(from: current, avoiding: [], to: { graph.successors[$0].isEmpty }) {
+            if let route = path(from: current, to: { graph.successors[$0].isEmpty }) {
                 current = try follow(route, from: current, run: run, trail: &trail)
             }
             guard graph.successors[current].isEmpty else {

@@ -184,7 +184,6 @@ final class ModelRun {
             worker.quit()
         }
         recorder.forgetContexts()
-        ids.withLock { $0 = [:] }
         let statistics = table.waitForAll(timeoutSeconds: 10)
         if !statistics.isClean { throw ConformanceFailure("the run ended with a leak: \(statistics)") }
         if !executor.pending.isEmpty || ModelFlavor.queuedCallbacks != 0 {

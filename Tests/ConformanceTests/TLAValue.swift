@@ -63,14 +63,6 @@ struct TLAParser {
 
     init(_ text: String) { bytes = Array(text.utf8) }
 
-    static func parse(_ text: String) throws -> TLAValue {
-        var parser = TLAParser(text)
-        let value = try parser.value()
-        parser.skipSpace()
-        guard parser.index == parser.bytes.count else { throw Failure.unexpected("trailing text", at: parser.index) }
-        return value
-    }
-
     /// The variables of a state printed as `/\ name = value` conjuncts.
     static func parseState(_ text: String) throws -> [String: TLAValue] {
         var parser = TLAParser(text)

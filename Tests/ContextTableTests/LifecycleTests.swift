@@ -1,6 +1,5 @@
 @testable import ContextTable
 import PropertyBased
-import Synchronization
 import Testing
 import URCU
 import URCUTesting

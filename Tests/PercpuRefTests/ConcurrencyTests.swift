@@ -1,5 +1,5 @@
 import PercpuRef
-import Synchronization
+import TestSupport
 import Testing
 import URCU
 import URCUTesting
@@ -58,14 +58,11 @@ struct ConcurrencyTests {
         /// every one has run it, so that they hold their slots at once.
         func wave(_ body: @escaping @Sendable (Int) -> Void) {
             let done = Counter()
-            let threads = (0..<threadCount).map { index in
-                JoinableThread {
-                    body(index)
-                    done.increment()
-                    if !eventually(seconds: 60, { done.value == threadCount }) { stragglers.increment() }
-                }
+            runThreads(threadCount) { index in
+                body(index)
+                done.increment()
+                if !eventually(seconds: 60, { done.value == threadCount }) { stragglers.increment() }
             }
-            threads.forEach { $0.join() }
         }
         // All alive at once: 8 threads find no free slot and count on the
         // shared count. Each keeps index + 1 references.

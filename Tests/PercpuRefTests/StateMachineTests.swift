@@ -38,7 +38,7 @@ struct RefModel {
     /// only, and never while a switch holds its own reference.
     mutating func put() {
         count -= 1
-        if atomic && !switchInFlight && count == 0 { releases += 1 }
+        if isZero { releases += 1 }
     }
 
     mutating func settle() {
@@ -57,7 +57,7 @@ struct RefModel {
         switchInFlight = false
         settle()
         // The switch drops its own reference last.
-        if atomic && count == 0 { releases += 1 }
+        if isZero { releases += 1 }
     }
 }
 

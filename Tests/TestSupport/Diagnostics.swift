@@ -8,8 +8,14 @@ import URCUTesting
 public func expectDiagnostic(
     _ result: ExitTest.Result?, _ message: String, sourceLocation: SourceLocation = #_sourceLocation
 ) {
-    let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    let stderr = standardError(of: result)
     #expect(stderr.contains("swift-urcu misuse: \(message)"), "stderr was: \(stderr)", sourceLocation: sourceLocation)
+}
+
+/// What the child process of an exit test wrote to standard error (observe
+/// `\.standardErrorContent` to have it).
+public func standardError(of result: ExitTest.Result?) -> String {
+    String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
 }
 
 /// Runs blocking `body` on its own thread and awaits it, so a test that

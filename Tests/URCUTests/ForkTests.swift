@@ -1,4 +1,3 @@
-import Synchronization
 import TestSupport
 import Testing
 import URCU
@@ -102,8 +101,8 @@ struct ForkTests {
             // The child must have died of the diagnostic, not exited.
             exit((status & 0x7F) != 0 ? 0 : 1)
         }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(stderr.contains("swift-urcu misuse: forkProcess() while thread"), "stderr was: \(stderr)")
+        expectDiagnostic(result, "forkProcess() while thread")
+        let stderr = standardError(of: result)
         #expect(stderr.contains("\"stuck-reader\" was inside a read section of memb"), "stderr was: \(stderr)")
     }
 }

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import URCUTesting
 
@@ -25,7 +26,7 @@ struct SanitizerTests {
             threads.forEach { $0.join() }
             exit(0)
         }
-        let report = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        let report = standardError(of: result)
         // A data race, or the same race seen through Swift's access tracking.
         #expect(report.contains("WARNING: ThreadSanitizer:") && report.contains("race"), "stderr was: \(report.suffix(2000))")
     }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import TestSupport
 import Testing
 import URCU
@@ -36,7 +35,7 @@ struct ShutdownTests {
             }
             exit(0)
         }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        let stderr = standardError(of: result)
         #expect(stderr.contains("all 200 ran"), "stderr was: \(stderr)")
         #expect(!stderr.contains("had not run at exit"), "stderr was: \(stderr)")
     }
@@ -53,7 +52,7 @@ struct ShutdownTests {
             for _ in 0..<7 { MembarrierRCU.call {} }
             exit(0)
         }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        let stderr = standardError(of: result)
         #expect(stderr.contains("swift-urcu: 7 memb callbacks had not run at exit (waited 0.3 s)"), "stderr was: \(stderr)")
     }
 

@@ -1,4 +1,5 @@
 import Synchronization
+import TestSupport
 import Testing
 import URCU
 import URCUTesting
@@ -71,7 +72,7 @@ struct StallTests {
             for _ in 0..<20 { MembarrierRCU.synchronize() }
             exit(0)
         }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        let stderr = standardError(of: result)
         #expect(!stderr.contains("stalled"), "\(stderr)")
     }
 
@@ -91,7 +92,7 @@ struct StallTests {
             updater.join()
             exit(0)
         }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        let stderr = standardError(of: result)
         #expect(stderr.contains("swift-urcu: memb grace period stalled for"), "\(stderr)")
         #expect(stderr.contains("\"stuck-default\""), "\(stderr)")
     }
