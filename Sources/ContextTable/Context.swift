@@ -127,16 +127,9 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// `free_ioctx`: the context's memory is returned.
     private func free() {
         services.step(.freed(context: tag)) {
-            guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
-                rcuMisuse("ContextTable: \(id) freed twice")
-            }
+            tearDown()
             counters.pendingFrees.decrement()
-            ring.deallocate()
-            users.exit()
-            reqs.exit()
             counters.freed.increment()
-            counters.live.decrement()
-            lifeline.release()
         }
     }
 
@@ -145,10 +138,18 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// retired without a kill (the kernel's error path frees them the same
     /// way).
     func abandon() {
+        tearDown()
+    }
+
+    /// What every end of a context gives back: its ring, its refs, its
+    /// place among the live contexts, and the hold that kept it alive.
+    private func tearDown() {
+        guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
+            rcuMisuse("ContextTable: \(id) freed twice")
+        }
+        ring.deallocate()
         users.exit()
         reqs.exit()
-        ring.deallocate()
-        freed.store(true, ordering: .releasing)
         counters.live.decrement()
         lifeline.release()
     }

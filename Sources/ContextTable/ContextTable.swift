@@ -56,8 +56,9 @@ public enum ContextError: Error, Equatable, Sendable {
 /// back exactly what it took (the 2013 `aio_nr_sub` fix).
 public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     let slots: [TableSlot<Flavor>]
-    /// Serialises updaters of the slots (the kernel's `mm->ioctx_lock`).
-    private let tableLock = Mutex<[UInt64]>([])
+    /// Serialises updaters of the slots (the kernel's `mm->ioctx_lock`),
+    /// and holds each slot's generation.
+    private let tableLock: Mutex<[UInt64]>
     /// Requests charged against the budget (`aio_nr`), and its limit
     /// (`aio_max_nr`).
     private let budget: Mutex<Int>
@@ -89,7 +90,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     ) {
         precondition(capacity > 0 && requestBudget > 0, "ContextTable needs a positive capacity and budget")
         slots = (0..<capacity).map { _ in TableSlot() }
-        tableLock.withLock { $0 = Array(repeating: 0, count: capacity) }
+        tableLock = Mutex(Array(repeating: 0, count: capacity))
         budget = Mutex(0)
         self.requestBudget = requestBudget
         services = TableServices(

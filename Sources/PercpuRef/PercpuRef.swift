@@ -37,9 +37,9 @@ import URCU
 public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     public typealias Options = PercpuRefOptions
 
-    /// Threads whose ``ThreadSlot`` is below this count own a padded
-    /// counter in every ref; any others use the shared count, which is
-    /// correct in either mode, only slower.
+    /// The first this many threads to hold a ``ThreadSlot`` at once own a
+    /// padded counter in every ref; any others use the shared count, which
+    /// is correct in either mode, only slower.
     public static var perThreadCounters: Int { 32 }
 
     // The flags of `countersAndMode`, in the low bits of the address of
@@ -146,7 +146,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             if _fastPath(word & Self.modeFlags == 0) {
                 countInThread(n, counters: word)
             } else {
-                addToSharedCount(n)
+                addToSharedCount(n, word: word)
             }
         }
     }
@@ -163,7 +163,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
                 countInThread(n, counters: word)
                 return true
             }
-            checkNotExited("tryGet")
+            checkNotExited("tryGet", word: word)
             return addUnlessZero(n)
         }
     }
@@ -180,7 +180,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
                 countInThread(n, counters: word)
                 return true
             }
-            checkNotExited("tryGetLive")
+            checkNotExited("tryGetLive", word: word)
             return word & Self.deadFlag == 0 && addUnlessZero(n)
         }
     }
@@ -197,7 +197,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
                 countInThread(-n, counters: word)
                 return false
             }
-            return subtractFromSharedCount(n)
+            return subtractFromSharedCount(n, word: word)
         }
         if _slowPath(reachedZero) { runRelease() }
     }
@@ -259,8 +259,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// `get` in atomic mode. A count of zero means the ref was released
     /// (or starts dead): a get would revive it, and run `release` twice.
     @usableFromInline
-    func addToSharedCount(_ n: Int) {
-        checkNotExited("get")
+    func addToSharedCount(_ n: Int, word: UInt) {
+        checkNotExited("get", word: word)
         if count.wrappingAdd(n, ordering: .relaxed).oldValue == 0 {
             rcuMisuse("PercpuRef: get() on a ref whose count is zero (already released); use tryGet() or reinit()")
         }
@@ -279,8 +279,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     @usableFromInline
-    func subtractFromSharedCount(_ n: Int) -> Bool {
-        checkNotExited("put")
+    func subtractFromSharedCount(_ n: Int, word: UInt) -> Bool {
+        checkNotExited("put", word: word)
         let remaining = count.wrappingSubtract(n, ordering: .acquiringAndReleasing).newValue
         if _slowPath(remaining < 0) {
             rcuMisuse("PercpuRef: put() below zero (count \(remaining)): more puts than gets")
@@ -294,8 +294,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     @usableFromInline
-    func checkNotExited(_ operation: String) {
-        if _slowPath(countersAndMode.load(ordering: .relaxed) & Self.exitedFlag != 0) {
+    func checkNotExited(_ operation: String, word: UInt) {
+        if _slowPath(word & Self.exitedFlag != 0) {
             rcuMisuse("PercpuRef: \(operation)() after exit()")
         }
     }
@@ -359,8 +359,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     ///   Every ``tryGetLive()`` that starts after it runs fails.
     public func kill(confirm: (@Sendable () -> Void)? = nil) {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
-            checkNotExited("kill")
             let current = countersAndMode.load(ordering: .relaxed)
+            checkNotExited("kill", word: current)
             if current & Self.deadFlag != 0 { rcuMisuse("PercpuRef: kill() called on a ref that is already dead (killed twice?)") }
             countersAndMode.store(current | Self.deadFlag, ordering: .releasing)
             return settleMode(&control, confirm: confirm)
@@ -375,7 +375,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// - Parameter confirm: runs once the ref is in atomic mode.
     public func switchToAtomic(confirm: (@Sendable () -> Void)? = nil) {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
-            checkNotExited("switchToAtomic")
+            checkNotExited("switchToAtomic", word: countersAndMode.load(ordering: .relaxed))
             control.forceAtomic = true
             return settleMode(&control, confirm: confirm)
         }
@@ -395,7 +395,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// ``Options/allowReinit``.
     public func switchToPercpu() {
         control.withLock { control in
-            checkNotExited("switchToPercpu")
+            checkNotExited("switchToPercpu", word: countersAndMode.load(ordering: .relaxed))
             control.forceAtomic = false
             _ = settleMode(&control, confirm: nil)
         }
@@ -405,8 +405,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// (`percpu_ref_resurrect`); the count need not be zero.
     public func resurrect() {
         control.withLock { control in
-            checkNotExited("resurrect")
             let current = countersAndMode.load(ordering: .relaxed)
+            checkNotExited("resurrect", word: current)
             if current & Self.deadFlag == 0 { rcuMisuse("PercpuRef: resurrect() on a ref that is not dead") }
             // Still in atomic mode: the new reference goes to the shared count.
             count.wrappingAdd(1, ordering: .relaxed)

@@ -6,9 +6,9 @@ import URCU
 import Glibc
 #endif
 
-/// Small integers for live threads, so that per-thread counters can be
-/// arrays indexed by thread: user space has no per-CPU variables, and a
-/// counter that one thread owns needs no atomic read-modify-write.
+/// A place for each live thread in every ref's array of per-thread
+/// counters: user space has no per-CPU variables, and a counter that one
+/// thread owns needs no atomic read-modify-write.
 ///
 /// A thread takes the lowest free slot on first use and gives it back when
 /// it exits, so slots stay dense however many threads come and go. Counter
@@ -22,7 +22,8 @@ import Glibc
 @usableFromInline
 enum ThreadSlot {
     /// Slots never handed out start at `next`; `released` holds the
-    /// offsets of slots given back, highest first.
+    /// offsets of slots given back, sorted so that `popLast()` hands out
+    /// the lowest.
     private static let free = Mutex<(next: UInt, released: [UInt])>((0, []))
 
     private static let releaseAtExit: pthread_key_t = {
@@ -67,7 +68,7 @@ enum ThreadSlot {
         curcu_thread_counter_offset_set(0)
         free.withLock { state in
             state.released.append(offset)
-            // Lowest first, so slots stay dense.
+            // Descending: the lowest goes out first, so slots stay dense.
             state.released.sort(by: >)
         }
     }

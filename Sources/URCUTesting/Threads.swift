@@ -68,12 +68,7 @@ public final class Latch: Sendable {
     /// from hanging: on a loaded machine a correct step can take seconds.
     @discardableResult
     public func wait(seconds: Double = 120) -> Bool {
-        let deadline = monotonicSeconds() + seconds
-        while !isOpen {
-            if monotonicSeconds() > deadline { return false }
-            usleep(100)
-        }
-        return true
+        eventually(seconds: seconds) { isOpen }
     }
 }
 
@@ -83,7 +78,7 @@ public final class Counter: Sendable {
 
     public init() {}
 
-    public func increment(by amount: Int = 1) { storage.wrappingAdd(amount, ordering: .relaxed) }
+    public func increment() { storage.wrappingAdd(1, ordering: .relaxed) }
     public var value: Int { storage.load(ordering: .acquiring) }
 }
 
