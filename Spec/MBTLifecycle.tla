@@ -1,6 +1,7 @@
 ---------------------------- MODULE MBTLifecycle ----------------------------
 (***************************************************************************)
-(* The state graph that the model-based tests walk (Tests/Conformance).    *)
+(* The state graph that the model-based tests walk                         *)
+(* (Tests/ConformanceTests).                                               *)
 (*                                                                         *)
 (* The implementation, like the kernel, runs some steps inline, in the     *)
 (* same call as the step that made them due: percpu_ref_put runs release  *)

@@ -30,11 +30,6 @@ RefRecords ==
     [count: Int, mode: Modes, dead: BOOLEAN, forceAtomic: BOOLEAN,
      releases: Nat]
 
-(* The same set with the count bounded, for enumerating states.            *)
-BoundedRefRecords(maxCount, maxReleases) ==
-    [count: 0..maxCount, mode: Modes, dead: BOOLEAN, forceAtomic: BOOLEAN,
-     releases: 0..maxReleases]
-
 (* percpu_ref_init(ref, release, flags): one reference, held by the        *)
 (* creator.  PERCPU_REF_INIT_ATOMIC starts (and keeps) it in atomic mode.  *)
 (* Swift: PercpuRef.init(options: .startAtomic, release:).                 *)
@@ -107,5 +102,4 @@ IsZero(r) == r.mode = "atomic" /\ r.count = 0
 (* life with one reference.  Swift: PercpuRef.reinit().                    *)
 Reinitialized(r) == [Resurrected(r) EXCEPT !.releases = 0]
 
-RefTypeOK(r) == r \in RefRecords
 =============================================================================

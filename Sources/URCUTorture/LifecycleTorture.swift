@@ -25,7 +25,7 @@ public enum LifecycleTorture {
         /// period.
         public var callbacksRun = 0
         /// A clean final state (see ``LifecycleStatistics/isClean``).
-        public var clean = false
+        public var clean: Bool { statistics.isClean }
 
         public var errors: [String] {
             var errors: [String] = []
@@ -65,19 +65,21 @@ public enum LifecycleTorture {
             usleep(20_000)
             if let progress, monotonicSeconds() >= nextProgress {
                 nextProgress += 1
-                progress(report(shared, elapsed: monotonicSeconds() - start, callbacks: Flavor.callbacksRun - callbacksBefore))
+                progress(report(
+                    shared, elapsed: monotonicSeconds() - start, callbacks: Flavor.callbacksRun - callbacksBefore,
+                    statistics: shared.table.statistics))
             }
         }
         shared.stop.store(true, ordering: .releasing)
         threads.forEach { $0.join() }
-        var final = report(shared, elapsed: monotonicSeconds() - start, callbacks: 0)
-        final.statistics = shared.table.shutdown()
-        final.callbacksRun = Flavor.callbacksRun - callbacksBefore
-        final.clean = final.statistics.isClean
-        return final
+        let elapsed = monotonicSeconds() - start
+        let statistics = shared.table.shutdown()
+        return report(shared, elapsed: elapsed, callbacks: Flavor.callbacksRun - callbacksBefore, statistics: statistics)
     }
 
-    static func report<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, elapsed: Double, callbacks: Int) -> Report {
+    static func report<Flavor: RCUFlavor>(
+        _ shared: Shared<Flavor>, elapsed: Double, callbacks: Int, statistics: LifecycleStatistics
+    ) -> Report {
         Report(
             flavor: Flavor.name, seconds: elapsed,
             lookups: shared.lookups.load(ordering: .relaxed),
@@ -85,7 +87,7 @@ public enum LifecycleTorture {
             submits: shared.submits.load(ordering: .relaxed),
             completes: shared.completes.load(ordering: .relaxed),
             ringIndexWrites: shared.ringIndexWrites.load(ordering: .relaxed),
-            statistics: shared.table.statistics, callbacksRun: callbacks)
+            statistics: statistics, callbacksRun: callbacks)
     }
 
     static func reader<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, seed: UInt64) {
