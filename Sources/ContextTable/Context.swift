@@ -127,9 +127,11 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// `free_ioctx`: the context's memory is returned.
     private func free() {
         services.step(.freed(context: tag)) {
-            tearDown()
+            // Counted before the teardown drops `live`: waitForAll settles
+            // once `live` is zero, and must find this free counted by then.
             counters.pendingFrees.decrement()
             counters.freed.increment()
+            tearDown()
         }
     }
 
