@@ -36,8 +36,10 @@ public struct LifecycleStatistics: Sendable, Equatable {
 final class LifecycleCounter: Sendable {
     private let value = Atomic<Int>(0)
     func increment() { value.wrappingAdd(1, ordering: .relaxed) }
-    func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
-    var current: Int { value.load(ordering: .relaxed) }
+    /// Releasing: whoever reads the lower value sees what the thread did
+    /// before (a teardown counts its free before `live` drops).
+    func decrement() { value.wrappingSubtract(1, ordering: .releasing) }
+    var current: Int { value.load(ordering: .acquiring) }
 }
 
 final class LifecycleCounters: Sendable {
@@ -55,17 +57,19 @@ final class LifecycleCounters: Sendable {
 
     func snapshot(budgetInUse: Int) -> LifecycleStatistics {
         var statistics = LifecycleStatistics()
+        // The counters that settle first: once they read zero, every
+        // counter the teardowns changed before them is up to date below.
+        statistics.live = live.current
+        statistics.pendingFrees = pendingFrees.current
+        statistics.objects = objects.current
         statistics.created = created.current
         statistics.failedCreates = failedCreates.current
         statistics.destroyed = destroyed.current
         statistics.freed = freed.current
-        statistics.live = live.current
         statistics.submitted = submitted.current
         statistics.completed = completed.current
         statistics.cancelled = cancelled.current
         statistics.useAfterFree = useAfterFree.current
-        statistics.pendingFrees = pendingFrees.current
-        statistics.objects = objects.current
         statistics.budgetInUse = budgetInUse
         return statistics
     }
