@@ -9,6 +9,16 @@ let package = Package(
         .library(name: "ContextTable", targets: ["ContextTable"]),
         .library(name: "URCUTesting", targets: ["URCUTesting"]),
     ],
+    traits: [
+        .trait(
+            name: "QSBRReadSideChecks",
+            description: """
+                Diagnose QSBR misuse that only the read side can see (a section on an unregistered or \
+                offline thread; synchronize, barrier, quiescentState or going offline inside a section), \
+                in every build. On by default; turning it off leaves liburcu's bare QSBR read side.
+                """),
+        .default(enabledTraits: ["QSBRReadSideChecks"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -28,7 +38,7 @@ let package = Package(
         .target(name: "URCU", dependencies: ["CURCU"]),
         .target(name: "PercpuRef", dependencies: ["URCU", "CURCU"]),
         // The seeds' fs/aio context lifecycle over PercpuRef and RCU.
-        .target(name: "ContextTable", dependencies: ["PercpuRef", "URCU"]),
+        .target(name: "ContextTable", dependencies: ["PercpuRef", "URCU", "CURCU"]),
         // A flavor whose grace periods the test controls.
         .target(name: "URCUTesting", dependencies: ["URCU", "CURCU"]),
         // The torture run (`make torture`): its scenarios are a library so
@@ -36,7 +46,7 @@ let package = Package(
         .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         // Helpers shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["URCUTesting"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting"], path: "Tests/TestSupport"),
         .testTarget(
             name: "URCUTests", dependencies: ["URCU", "URCUTorture", "ContextTable", "URCUTesting", "TestSupport"]),
         .testTarget(

@@ -1,3 +1,4 @@
+import CURCU
 import Synchronization
 import URCU
 
@@ -81,7 +82,7 @@ final class CompletionRing: @unchecked Sendable {
             events[state.tail] = event
             state.tail = (state.tail + 1) % capacity
             state.postedNotCredited += 1
-            userIndices.pointee.tail = UInt32(state.tail)
+            storeUserIndex(\.tail, UInt32(state.tail))
         }
     }
 
@@ -90,13 +91,13 @@ final class CompletionRing: @unchecked Sendable {
     /// events.
     func reap(maximum: Int) -> [CompletionEvent] {
         lock.withLock { state in
-            var head = Int(userIndices.pointee.head) % capacity
+            var head = Int(loadUserIndex(\.head)) % capacity
             var reaped: [CompletionEvent] = []
             while head != state.tail, reaped.count < maximum {
                 reaped.append(events[head])
                 head = (head + 1) % capacity
             }
-            userIndices.pointee.head = UInt32(head)
+            storeUserIndex(\.head, UInt32(head))
             refill(&state)
             return reaped
         }
@@ -106,12 +107,27 @@ final class CompletionRing: @unchecked Sendable {
     /// those no longer between the user's head and the tail have been
     /// reaped; their slots are free again.
     private func refill(_ state: inout State) {
-        let head = Int(userIndices.pointee.head) % capacity
+        let head = Int(loadUserIndex(\.head)) % capacity
         let stillInRing = (state.tail - head + capacity) % capacity
         let reaped = state.postedNotCredited - stillInRing
         guard reaped > 0 else { return }
         state.postedNotCredited -= reaped
         available.wrappingAdd(reaped, ordering: .relaxed)
+    }
+
+    /// The user-writable index at `field`, read atomically: user threads
+    /// write it while the library reads.
+    private func loadUserIndex(_ field: KeyPath<RingIndices, UInt32>) -> UInt32 {
+        curcu_load_relaxed_u32(userIndexAddress(field))
+    }
+
+    private func storeUserIndex(_ field: KeyPath<RingIndices, UInt32>, _ value: UInt32) {
+        curcu_store_relaxed_u32(userIndexAddress(field), value)
+    }
+
+    private func userIndexAddress(_ field: KeyPath<RingIndices, UInt32>) -> UnsafeMutablePointer<UInt32> {
+        (UnsafeMutableRawPointer(userIndices) + MemoryLayout<RingIndices>.offset(of: field)!)
+            .assumingMemoryBound(to: UInt32.self)
     }
 
     /// Slots free for new requests (the spec's `reqsAvail`).
@@ -121,7 +137,8 @@ final class CompletionRing: @unchecked Sendable {
         // Poison before freeing: a reader that still reaches the ring after
         // the free (no grace period) finds indices no live ring has, which
         // the race tests check for.
-        userIndices.pointee = RingIndices(head: .max, tail: .max)
+        storeUserIndex(\.head, .max)
+        storeUserIndex(\.tail, .max)
         events.deinitialize(count: capacity)
         events.deallocate()
         userIndices.deallocate()

@@ -249,25 +249,56 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
 
     /// Destroys every context left, then waits until all of them are freed
     /// and no callback or free is pending. Returns what it saw; a
-    /// ``LifecycleStatistics/isClean`` result proves nothing leaked.
+    /// ``LifecycleStatistics/isClean`` result proves nothing leaked. Blocks
+    /// the calling thread: async code uses `await shutdown()`.
+    @available(*, noasync, message: "blocks the thread; use 'await shutdown()' in async code")
     public func shutdown(timeoutSeconds: Double = 30) -> LifecycleStatistics {
         for id in liveContexts { try? destroy(id) }
         return waitForAll(timeoutSeconds: timeoutSeconds)
     }
 
+    /// ``shutdown(timeoutSeconds:)`` for async code: suspends instead of
+    /// blocking.
+    public func shutdown(timeoutSeconds: Double = 30) async -> LifecycleStatistics {
+        for id in liveContexts { try? destroy(id) }
+        return await waitForAll(timeoutSeconds: timeoutSeconds)
+    }
+
     /// Waits until every destroyed context has been freed and every
     /// context object deallocated, letting callbacks and the cleanup queue
     /// run; gives up after `timeoutSeconds` and reports what is left.
+    /// Blocks the calling thread (an online QSBR caller goes offline
+    /// meanwhile): async code uses `await waitForAll()`.
+    @available(*, noasync, message: "blocks the thread; use 'await waitForAll()' in async code")
     public func waitForAll(timeoutSeconds: Double = 30) -> LifecycleStatistics {
+        whileBlocked {
+            let deadline = monotonicSeconds() + timeoutSeconds
+            while true {
+                Flavor.barrier()
+                if let settled = settledStatistics(deadline: deadline) { return settled }
+                // Frees handed to the cleanup executor are still running.
+                usleep(1_000)
+            }
+        }
+    }
+
+    /// ``waitForAll(timeoutSeconds:)`` for async code: suspends instead of
+    /// blocking.
+    public func waitForAll(timeoutSeconds: Double = 30) async -> LifecycleStatistics {
         let deadline = monotonicSeconds() + timeoutSeconds
         while true {
-            Flavor.barrier()
-            let statistics = self.statistics
-            let settled = statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0
-            if settled || monotonicSeconds() > deadline { return statistics }
-            // Frees handed to the cleanup executor are still running.
-            usleep(1_000)
+            await Flavor.barrier()
+            if let settled = settledStatistics(deadline: deadline) { return settled }
+            try? await Task.sleep(nanoseconds: 1_000_000)
         }
+    }
+
+    /// The statistics once everything is freed, or once `deadline` has
+    /// passed; `nil` while frees are still on their way.
+    private func settledStatistics(deadline: Double) -> LifecycleStatistics? {
+        let statistics = self.statistics
+        let settled = statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0
+        return settled || monotonicSeconds() > deadline ? statistics : nil
     }
 }
 

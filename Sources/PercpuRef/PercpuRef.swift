@@ -384,35 +384,48 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     /// Switches to atomic mode and waits until the switch is complete
     /// (`percpu_ref_switch_to_atomic_sync`). Must not be called inside a
-    /// read section of `Flavor` or from one of its callbacks.
+    /// read section of `Flavor` or from one of its callbacks. Blocks the
+    /// calling thread (an online QSBR caller goes offline meanwhile): async
+    /// code uses `await switchToAtomicSync()`.
+    @available(*, noasync, message: "blocks the thread; use 'await switchToAtomicSync()' in async code")
     public func switchToAtomicSync() {
         switchToAtomic()
         if control.withLock({ $0.switchInFlight }) { Flavor.barrier() }
+    }
+
+    /// ``switchToAtomicSync()`` for async code: suspends until the switch
+    /// is complete.
+    public func switchToAtomicSync() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            switchToAtomic { continuation.resume() }
+        }
     }
 
     /// Lets the ref return to percpu mode once it is alive and no switch is
     /// pending (`percpu_ref_switch_to_percpu`). Requires
     /// ``Options/allowReinit``.
     public func switchToPercpu() {
-        control.withLock { control in
+        let ready = control.withLock { control -> [@Sendable () -> Void] in
             checkNotExited("switchToPercpu", word: countersAndMode.load(ordering: .relaxed))
             control.forceAtomic = false
-            _ = settleMode(&control, confirm: nil)
+            return settleMode(&control, confirm: nil)
         }
+        ready.forEach { $0() }
     }
 
     /// Brings a killed ref back to life with one reference
     /// (`percpu_ref_resurrect`); the count need not be zero.
     public func resurrect() {
-        control.withLock { control in
+        let ready = control.withLock { control -> [@Sendable () -> Void] in
             let current = countersAndMode.load(ordering: .relaxed)
             checkNotExited("resurrect", word: current)
             if current & Self.deadFlag == 0 { rcuMisuse("PercpuRef: resurrect() on a ref that is not dead") }
             // Still in atomic mode: the new reference goes to the shared count.
             count.wrappingAdd(1, ordering: .relaxed)
             countersAndMode.store(current & ~Self.deadFlag, ordering: .releasing)
-            _ = settleMode(&control, confirm: nil)
+            return settleMode(&control, confirm: nil)
         }
+        ready.forEach { $0() }
     }
 
     /// Reinitialises a released ref to one reference, in the mode it was
@@ -438,8 +451,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     /// Moves the ref to the mode its flags ask for (`__percpu_ref_switch_mode`).
-    /// Runs under the control lock; returns the confirmations to run once
-    /// the lock is released.
+    /// Runs under the control lock; returns what to do once the lock is
+    /// released (confirmations, or queueing the switch's completion).
     private func settleMode(_ control: inout Control, confirm: (@Sendable () -> Void)?) -> [@Sendable () -> Void] {
         if control.forceAtomic || countersAndMode.load(ordering: .relaxed) & Self.deadFlag != 0 {
             return startSwitchToAtomic(&control, confirm: confirm)
@@ -463,14 +476,20 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         // Hold the ref across the grace period, so the sum cannot find a
         // count of zero; the callback drops this reference last.
         count.wrappingAdd(1, ordering: .relaxed)
-        Flavor.call {
+        return [{ self.queueSwitchCompletion() }]
+    }
+
+    /// Queues the end of a switch to atomic mode, after a grace period.
+    /// Runs once the control lock is released (nothing is called out under
+    /// it), and never waits: a kill does not block, like the kernel's.
+    private func queueSwitchCompletion() {
+        Flavor._callWithoutBackPressure {
             if let completingSwitch = self.completingSwitch {
                 completingSwitch { self.finishSwitchToAtomic() }
             } else {
                 self.finishSwitchToAtomic()
             }
         }
-        return []
     }
 
     /// After the grace period: no section that saw percpu mode is still

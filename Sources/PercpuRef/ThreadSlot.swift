@@ -52,10 +52,13 @@ enum ThreadSlot {
     }
 
     private static func assign() -> UInt {
-        let offset = free.withLock { state -> UInt in
-            if let reused = state.released.popLast() { return reused }
-            defer { state.next += 1 }
-            return (state.next + 1) * counterStride
+        // A fork step: a child must not inherit the slot lock held.
+        let offset = ForkGuard.excludingFork {
+            free.withLock { state -> UInt in
+                if let reused = state.released.popLast() { return reused }
+                defer { state.next += 1 }
+                return (state.next + 1) * counterStride
+            }
         }
         curcu_thread_counter_offset_set(offset)
         pthread_setspecific(releaseAtExit, UnsafeRawPointer(bitPattern: 1))
@@ -66,10 +69,12 @@ enum ThreadSlot {
         let offset = counterOffset
         guard offset != 0 else { return }
         curcu_thread_counter_offset_set(0)
-        free.withLock { state in
-            state.released.append(offset)
-            // Descending: the lowest goes out first, so slots stay dense.
-            state.released.sort(by: >)
+        ForkGuard.excludingFork {
+            free.withLock { state in
+                state.released.append(offset)
+                // Descending: the lowest goes out first, so slots stay dense.
+                state.released.sort(by: >)
+            }
         }
     }
 }

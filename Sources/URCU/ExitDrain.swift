@@ -10,18 +10,24 @@ import Musl
 /// reported. Never lost in silence.
 ///
 /// From the first ``RCUFlavor/call(_:)`` or ``RCUFlavor/retire(_:)`` of a
-/// liburcu flavor, an `atexit` handler waits, at exit, for each flavor's
-/// queued callbacks to run (its ``RCUFlavor/barrier()``, on a thread of
-/// its own) for at most ``drainTimeout`` seconds, then writes one line to
-/// standard error for each flavor that still has callbacks pending:
+/// liburcu flavor, an `atexit` handler waits, at exit, until no flavor has
+/// callbacks pending (barriers on a thread of their own, round after round,
+/// so that a callback of one flavor that queues a callback of another is
+/// waited for too), for at most ``drainTimeout`` seconds in all, then
+/// writes one line to standard error for each flavor that still has
+/// callbacks pending:
 /// `swift-urcu: 12 memb callbacks had not run at exit (waited 5.0 s)`.
-/// A process that ends with `_exit` or a signal runs no handler.
+/// Nothing is written when every callback ran. An exiting thread that is
+/// an online QSBR reader goes offline for the wait; one inside a read
+/// section of a flavor, or running one of its callbacks, cannot wait for
+/// that flavor's callbacks (they would wait for it): those are reported at
+/// once. A process that ends with `_exit` or a signal runs no handler.
 public enum RCUExit {
     private static let timeoutNanoseconds = Atomic<UInt64>(5_000_000_000)
     private static let armed = Atomic<Bool>(false)
 
-    /// Seconds exit waits for each flavor's queued callbacks (5 by
-    /// default); `nil`: report them without waiting.
+    /// Seconds exit waits for queued callbacks (5 by default); `nil`:
+    /// report them without waiting.
     public static var drainTimeout: Double? {
         get {
             let value = timeoutNanoseconds.load(ordering: .relaxed)
@@ -30,7 +36,7 @@ public enum RCUExit {
         set { timeoutNanoseconds.store(newValue.map { UInt64(max($0, 1e-9) * 1e9) } ?? 0, ordering: .relaxed) }
     }
 
-    /// Installs the exit handler, once.
+    /// Installs the exit handler and starts the stall watchdog, once.
     @inline(__always)
     static func arm() {
         if _slowPath(!armed.load(ordering: .relaxed)) { armSlowly() }
@@ -39,58 +45,36 @@ public enum RCUExit {
     private static func armSlowly() {
         guard !armed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         atexit { RCUExit.drainAll() }
+        RCUStallMonitor.startWatchdog()
     }
 
     private static func drainAll() {
-        drain(MembarrierRCU.self)
-        drain(MemoryBarrierRCU.self)
-        drain(BulletproofRCU.self)
-        drain(QuiescentStateRCU.self)
-    }
-
-    private static func drain<Flavor: LiburcuFlavor>(_: Flavor.Type) {
-        guard Flavor.pendingCallbacks > 0 else { return }
-        let timeout = timeoutNanoseconds.load(ordering: .relaxed)
-        var waited = 0.0
-        // barrier() would wait for itself from inside a read section or a
-        // callback: those exits only report.
-        if timeout > 0 && Flavor.mayWaitForCallbacks {
-            let started = monotonicSeconds()
-            // The barrier runs on a thread of its own so that a grace period
-            // that never ends (a reader stuck in a section) cannot hang the
-            // exit: the process ends with that thread still waiting.
-            if startDetachedThread({ Flavor.barrier() }) == 0 {
-                while Flavor.pendingCallbacks > 0 && monotonicSeconds() - started < Double(timeout) / 1e9 {
-                    usleep(1_000)
+        let timeout = Double(timeoutNanoseconds.load(ordering: .relaxed)) / 1e9
+        let started = monotonicSeconds()
+        whileBlocked {
+            // Waiting for a flavor the exiting thread holds up would wait
+            // for the whole timeout, and then in vain.
+            let drainable = liburcuFlavors.filter { $0.mayWaitForCallbacks }
+            func quiet() -> Bool { drainable.allSatisfy { $0.pendingCallbacks == 0 } }
+            guard timeout > 0, !quiet() else { return }
+            // The barriers run on a thread of their own so that a grace
+            // period that never ends (a reader stuck in a section) cannot
+            // hang the exit: the process ends with that thread waiting.
+            let barriers = startDetachedThread {
+                while !quiet() {
+                    for flavor in drainable where flavor.pendingCallbacks > 0 { flavor.barrier() }
                 }
             }
-            waited = monotonicSeconds() - started
+            guard barriers == 0 else { return }
+            while !quiet() && monotonicSeconds() - started < timeout { usleep(1_000) }
         }
-        let left = Flavor.pendingCallbacks
-        guard left > 0 else { return }
-        let line = "swift-urcu: \(left) \(Flavor.name) callback\(left == 1 ? "" : "s") had not run at exit "
-            + "(waited \((waited * 10).rounded() / 10) s)\n"
-        writeStandardError(line)
+        let waited = monotonicSeconds() - started
+        for flavor in liburcuFlavors {
+            let left = flavor.pendingCallbacks
+            guard left > 0 else { continue }
+            writeStandardError(
+                "swift-urcu: \(left) \(flavor.name) callback\(left == 1 ? "" : "s") had not run at exit "
+                    + "(waited \((waited * 10).rounded() / 10) s)\n")
+        }
     }
-}
-
-/// Runs `body` on a new detached thread. Returns `pthread_create`'s
-/// status: 0, or why there is no thread.
-func startDetachedThread(_ body: @escaping () -> Void) -> Int32 {
-    final class Box {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body))
-    let status = pthread_create(&thread, nil, { raw in
-        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, box.toOpaque())
-    guard status == 0 else {
-        box.release()
-        return status
-    }
-    pthread_detach(thread)
-    return 0
 }

@@ -123,8 +123,10 @@ final class AutoRegistration: Sendable {
 
     @usableFromInline
     func registerCallingThread() {
-        register()
-        ReaderRegistry.addCallingThread(flavor: flavor, counter: counter()!, blocks: blocks)
+        ForkGuard.excludingFork {
+            register()
+            ReaderRegistry.addCallingThread(flavor: flavor, counter: counter()!, blocks: blocks)
+        }
         // Any non-nil value arms the destructor.
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
     }
@@ -138,8 +140,10 @@ let membRegistration = AutoRegistration(
     blocks: curcu_memb_reader_blocks
 ) { _ in
     guard curcu_memb_is_registered() else { return }
-    ReaderRegistry.removeCallingThread(flavor: "memb")
-    urcu_memb_unregister_thread()
+    ForkGuard.excludingFork {
+        ReaderRegistry.removeCallingThread(flavor: "memb")
+        urcu_memb_unregister_thread()
+    }
 }
 
 @usableFromInline
@@ -148,6 +152,8 @@ let mbRegistration = AutoRegistration(
     blocks: curcu_mb_reader_blocks
 ) { _ in
     guard curcu_mb_is_registered() else { return }
-    ReaderRegistry.removeCallingThread(flavor: "mb")
-    urcu_mb_unregister_thread()
+    ForkGuard.excludingFork {
+        ReaderRegistry.removeCallingThread(flavor: "mb")
+        urcu_mb_unregister_thread()
+    }
 }

@@ -1,4 +1,5 @@
 import CURCU
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -15,6 +16,14 @@ import Musl
 /// run in the parent, and their copies run in the child, where each flavor
 /// gets a new callback thread.
 ///
+/// Threads registering or unregistering meanwhile (memb and mb readers on
+/// their first section and at their exit, QSBR's ``QuiescentStateRCU/registerThread()``,
+/// a thread taking a ``PercpuRef`` counter slot) hold locks the child would
+/// inherit held: the fork waits until none is inside such a step, and they
+/// wait for the fork (``ForkGuard``). A calling thread that is an online
+/// QSBR reader is taken offline while the fork waits, and back online in
+/// both processes.
+///
 /// Rules, as liburcu states them (only the calling thread survives in the
 /// child, with a copy of everyone's memory):
 /// - memb, mb: no other thread may be inside a read section of the flavor;
@@ -27,41 +36,132 @@ import Musl
 ///   is on, grace period included: a thread inside a read section of a
 ///   flavor with callbacks in flight delays the fork until it leaves, and a
 ///   callback that waits for the calling thread deadlocks it.
+/// - ``CallbackWorker``s do not survive in the child (liburcu frees them
+///   there): using one in the child is a misuse, and its `shutdown()` does
+///   nothing.
 ///
 /// Returns what `fork(2)` returns: the child's PID in the parent, 0 in the
 /// child, -1 (with `errno`) if there is no child.
 public func forkProcess() -> pid_t {
-    let readers = ReaderRegistry.otherReaders()
-    urcu_memb_call_rcu_before_fork()
-    urcu_mb_call_rcu_before_fork()
-    urcu_qsbr_call_rcu_before_fork()
-    urcu_bp_call_rcu_before_fork()
-    urcu_bp_before_fork()
-    let pid = curcu_fork()
-    if pid == 0 {
-        urcu_bp_after_fork_child()
-        urcu_bp_call_rcu_after_fork_child()
-        urcu_qsbr_call_rcu_after_fork_child()
-        urcu_mb_call_rcu_after_fork_child()
-        urcu_memb_call_rcu_after_fork_child()
-        RCUStallMonitor.forgetWatchdog()
-        // The copies of other threads' reader counters say what they were
-        // doing at the fork, and will say it forever.
-        for reader in readers where reader.counter.pointee & (reader.flavor == "qsbr" ? ~0 : readNestingMask) != 0 {
-            let state = reader.flavor == "qsbr" ? "online" : "inside a read section"
-            rcuMisuse(
-                "forkProcess() while \(reader.thread) was \(state) of \(reader.flavor): every \(reader.flavor) grace period in the child would wait for it forever")
+    whileBlocked {
+        // Callback threads first: paused, they can no longer enter a
+        // registration step, which the exclusive hold below would then wait
+        // for while they wait for it.
+        urcu_memb_call_rcu_before_fork()
+        urcu_mb_call_rcu_before_fork()
+        urcu_qsbr_call_rcu_before_fork()
+        urcu_bp_call_rcu_before_fork()
+        urcu_bp_before_fork()
+        let (pid, readers) = ForkGuard.excludingEveryoneElse { () -> (pid_t, [ReaderRegistry.Snapshot]) in
+            // Read before the fork, under the hold: no thread is changing
+            // the registry now.
+            let readers = ReaderRegistry.otherReaders()
+            return (curcu_fork(), readers)
         }
-    } else {
-        urcu_bp_after_fork_parent()
-        urcu_bp_call_rcu_after_fork_parent()
-        urcu_qsbr_call_rcu_after_fork_parent()
-        urcu_mb_call_rcu_after_fork_parent()
-        urcu_memb_call_rcu_after_fork_parent()
+        if pid == 0 {
+            urcu_bp_after_fork_child()
+            urcu_bp_call_rcu_after_fork_child()
+            urcu_qsbr_call_rcu_after_fork_child()
+            urcu_mb_call_rcu_after_fork_child()
+            urcu_memb_call_rcu_after_fork_child()
+            ForkGuard.enteredChild()
+            RCUStallMonitor.restartWatchdogInChild()
+            // The copies of other threads' reader counters say what they were
+            // doing at the fork, and will say it forever.
+            for reader in readers where reader.counter.pointee & (reader.flavor == "qsbr" ? ~0 : readNestingMask) != 0 {
+                let state = reader.flavor == "qsbr" ? "online" : "inside a read section"
+                rcuMisuse(
+                    "forkProcess() while \(reader.thread) was \(state) of \(reader.flavor): every \(reader.flavor) grace period in the child would wait for it forever")
+            }
+        } else {
+            urcu_bp_after_fork_parent()
+            urcu_bp_call_rcu_after_fork_parent()
+            urcu_qsbr_call_rcu_after_fork_parent()
+            urcu_mb_call_rcu_after_fork_parent()
+            urcu_memb_call_rcu_after_fork_parent()
+        }
+        return pid
     }
-    return pid
 }
 
 /// The nesting count in a memb or mb reader counter
 /// (`URCU_GP_CTR_NEST_MASK`: the low half of the word).
 private let readNestingMask: UInt = (1 << (UInt.bitWidth / 2)) - 1
+
+/// Keeps ``forkProcess()`` out of the short steps that hold a lock a child
+/// process would inherit held, and those steps out of a fork in progress.
+///
+/// Every such step of the package runs inside ``excludingFork(_:)``:
+/// registering and unregistering a reader thread (liburcu's registry lock,
+/// and the package's reader registry), taking or giving back a PercpuRef
+/// counter slot, and the stall monitor's bookkeeping. The fork holds the
+/// guard alone (``excludingEveryoneElse(_:)``), so it happens only when no
+/// thread is inside one of them. A step that finds a fork pending waits for
+/// it: the fork goes first, so a steady stream of steps cannot hold it off.
+///
+/// A reader-writer lock on one atomic word, not a pthread one: in the
+/// child, the forking thread has a new thread id, which glibc's rwlock
+/// compares to its recorded writer, and a `Synchronization.Mutex` (a
+/// priority-inheriting futex holding its owner's thread id) cannot be
+/// unlocked there either. Steps are short and forks rare, so waiting
+/// sleeps with backoff instead of blocking on a futex.
+package enum ForkGuard {
+    /// How many threads are inside a step, counting one that has just
+    /// announced itself and may be about to back out.
+    private static let steps = Atomic<Int>(0)
+    /// Whether a fork holds, or is waiting for, the guard.
+    private static let forkPending = Atomic<Bool>(false)
+
+    /// Runs `step`, which takes a lock a forked child would inherit held,
+    /// while no fork is in progress. Steps must not nest.
+    package static func excludingFork<Result, Failure: Error>(
+        _ step: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        while true {
+            // Announce first, then look for a fork (both sequentially
+            // consistent): with the fork's own announce-then-look, at
+            // least one of the two sees the other (Dekker).
+            steps.wrappingAdd(1, ordering: .sequentiallyConsistent)
+            if !forkPending.load(ordering: .sequentiallyConsistent) { break }
+            steps.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+            sleepWithBackoff { forkPending.load(ordering: .acquiring) }
+        }
+        defer { steps.wrappingSubtract(1, ordering: .releasing) }
+        return try step()
+    }
+
+    /// Runs `fork` once no other thread is inside a step, and keeps them
+    /// out until it returns. In the child, ``enteredChild()`` must be
+    /// called before anything else of the package.
+    static func excludingEveryoneElse<Result>(_ fork: () -> Result) -> Result {
+        // One fork at a time.
+        sleepWithBackoff { forkPending.exchange(true, ordering: .sequentiallyConsistent) }
+        sleepWithBackoff { steps.load(ordering: .sequentiallyConsistent) != 0 }
+        defer { forkPending.store(false, ordering: .releasing) }
+        return fork()
+    }
+
+    /// In a forked child: the child's only thread forked, and a step that
+    /// had announced itself and was backing out in another thread never
+    /// will here.
+    static func enteredChild() {
+        steps.store(0, ordering: .relaxed)
+        forkGeneration.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// How many times this process descends from a ``forkProcess()``
+    /// child: state made by liburcu before a fork (a callback worker's
+    /// `call_rcu_data`) is stale when this has changed since.
+    package static var generation: Int { forkGeneration.load(ordering: .relaxed) }
+    private static let forkGeneration = Atomic<Int>(0)
+
+    /// Sleeps, from a few microseconds up to a millisecond, while
+    /// `condition` holds.
+    private static func sleepWithBackoff(while condition: () -> Bool) {
+        var delay: UInt32 = 2
+        while condition() {
+            usleep(delay)
+            delay = min(delay * 2, 1_000)
+        }
+    }
+}

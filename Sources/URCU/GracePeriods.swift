@@ -60,12 +60,14 @@ public final class GracePeriodAccounting: Sendable {
         queued.value.wrappingAdd(1, ordering: .relaxed)
     }
 
-    /// Counts a callback out; call once it has run.
+    /// Counts a callback out; call once it has run. Releasing: a thread
+    /// that reads the count (acquiring) also sees everything the callback
+    /// did, which is what ``RCUFlavor/pendingCallbacks`` `== 0` promises.
     public func callbackRan() {
-        ran.value.wrappingAdd(1, ordering: .relaxed)
+        ran.value.wrappingAdd(1, ordering: .releasing)
     }
 
-    var callbacksRun: Int { ran.value.load(ordering: .relaxed) }
+    var callbacksRun: Int { ran.value.load(ordering: .acquiring) }
 
     var pendingLimit: Int? {
         get {
@@ -80,13 +82,17 @@ public final class GracePeriodAccounting: Sendable {
         }
     }
 
-    /// Sleeps, backing off up to a millisecond, until fewer callbacks than
-    /// the limit are pending.
+    /// Whether there is no limit, or fewer callbacks than the limit are
+    /// pending.
+    var hasRoom: Bool {
+        let bound = limit.load(ordering: .relaxed)
+        return bound == 0 || pendingCallbacks < bound
+    }
+
+    /// Sleeps, backing off up to a millisecond, until ``hasRoom``.
     func waitForRoom() {
         var delay: UInt32 = 20
-        while true {
-            let bound = limit.load(ordering: .relaxed)
-            if bound == 0 || pendingCallbacks < bound { return }
+        while !hasRoom {
             usleep(delay)
             delay = min(delay * 2, 1_000)
         }
@@ -115,7 +121,7 @@ extension RCUFlavor {
     /// (`start_poll_synchronize_rcu`). Never blocks.
     public static func startPoll() -> GracePeriodCookie<Self> {
         let ticket = accounting.nextTicket()
-        call { accounting.complete(through: ticket) }
+        _callWithoutBackPressure { accounting.complete(through: ticket) }
         return GracePeriodCookie(ticket: ticket)
     }
 
@@ -127,8 +133,15 @@ extension RCUFlavor {
 
     /// Waits for a grace period unless one has already elapsed since
     /// `cookie` was started (`cond_synchronize_rcu`).
+    @available(*, noasync, message: "may block the thread; use 'await synchronize(ifNotCompleted:)' in async code")
     public static func synchronize(ifNotCompleted cookie: GracePeriodCookie<Self>) {
         if !poll(cookie) { synchronize() }
+    }
+
+    /// ``synchronize(ifNotCompleted:)`` for async code: suspends instead
+    /// of blocking.
+    public static func synchronize(ifNotCompleted cookie: GracePeriodCookie<Self>) async {
+        if !poll(cookie) { await synchronize() }
     }
 
     /// Runs `work` on `executor` (a `DispatchQueue`, say) after a grace

@@ -19,28 +19,43 @@ public protocol LiburcuFlavor: RCUFlavor {
     static func withRegisteredThread<Result>(_ body: () -> Result) -> Result
 }
 
+/// The four flavors of liburcu, for what the library does for each of them
+/// (the exit drain, the stall watchdog).
+let liburcuFlavors: [any LiburcuFlavor.Type] = [
+    MembarrierRCU.self, MemoryBarrierRCU.self, BulletproofRCU.self, QuiescentStateRCU.self,
+]
+
+/// Whether the calling code runs in a Swift task (synchronous code called
+/// from async code included): then it runs on a thread that must not sleep.
+var isInTask: Bool { withUnsafeCurrentTask { $0 != nil } }
+
 extension LiburcuFlavor {
     public static func _synchronize() {
-        RCUStallMonitor.watch(flavor: name) { liburcu.synchronize_rcu() }
+        RCUStallMonitor.watch(flavor: name) { whileBlocked { liburcu.synchronize_rcu() } }
         #if URCU_TSAN
         tsanAcquire(tsanGracePeriodToken)
         #endif
     }
 
     public static func call(_ callback: @escaping @Sendable () -> Void) {
+        applyBackPressure()
+        enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: accounting) }
+    }
+
+    public static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void) {
         enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: accounting) }
     }
 
     public static func retire(_ object: Unmanaged<AnyObject>) {
+        applyBackPressure()
         enqueue(CallbackNode.runRelease) { CallbackNode.make(releasing: object, accounting: accounting) }
     }
 
     /// Hands the node `makeNode` builds to liburcu's call_rcu, to be run by
-    /// `trampoline`: the one path of ``call(_:)`` and ``retire(_:)``.
+    /// `trampoline`: the one path of every callback.
     @inline(__always)
     private static func enqueue(_ trampoline: CallbackNode.Trampoline, _ makeNode: () -> CallbackNode) {
         RCUExit.arm()
-        applyBackPressure()
         let node = makeNode()
         #if URCU_TSAN
         tsanRelease(UnsafeMutableRawPointer(node.head))
@@ -53,9 +68,16 @@ extension LiburcuFlavor {
     ///
     /// When a flood of ``call(_:)`` and ``retire(_:)`` outruns the callback
     /// thread, memory grows with the queue. With a limit, a call that finds
-    /// the limit reached sleeps until callbacks have run below it. Calls
-    /// that cannot wait go through: inside a read section of this flavor or
-    /// on one of its callback threads, waiting could wait for itself.
+    /// the limit reached waits until callbacks have run below it: a thread
+    /// sleeps (an online QSBR thread goes offline meanwhile), and the
+    /// `async` forms (`await call(_:)`, `await retire(_:)`,
+    /// ``RCUFlavor/waitForCallbackRoom()``) suspend. Calls that cannot wait go
+    /// through: inside a read section of this flavor or on one of its
+    /// callback threads (waiting could wait for itself), and synchronous
+    /// calls made from a task (sleeping would hold a thread of Swift's
+    /// cooperative pool; use the `async` forms there). The library's own
+    /// bookkeeping callbacks (``startPoll()``, a ``PercpuRef`` switch) never
+    /// wait.
     public static var pendingCallbackLimit: Int? {
         get { accounting.pendingLimit }
         set { accounting.pendingLimit = newValue }
@@ -63,8 +85,8 @@ extension LiburcuFlavor {
 
     @inline(__always)
     static func applyBackPressure() {
-        guard _slowPath(accounting.pendingLimit != nil) else { return }
-        if mayWaitForCallbacks { accounting.waitForRoom() }
+        guard _slowPath(!accounting.hasRoom) else { return }
+        if mayWaitForCallbacks && !isInTask { whileBlocked { accounting.waitForRoom() } }
     }
 
     /// Whether the calling thread may wait for this flavor's callbacks:
@@ -72,14 +94,26 @@ extension LiburcuFlavor {
     /// itself.
     static var mayWaitForCallbacks: Bool { !isInReadSection && !isCallbackThread }
 
+    @available(*, noasync, message: "blocks until callbacks have run; use 'await barrier()' in async code")
     public static func barrier() {
+        requireMayWaitForBarrier()
+        whileBlocked { liburcu.barrier() }
+    }
+
+    /// ``barrier()`` for async code: the task suspends while a thread of
+    /// its own waits.
+    public static func barrier() async {
+        requireMayWaitForBarrier()
+        await onThreadOfItsOwn { liburcu.barrier() }
+    }
+
+    private static func requireMayWaitForBarrier() {
         if isInReadSection {
             rcuMisuse("\(name): barrier() called inside a read section; it would wait for callbacks that wait for this section")
         }
         if isCallbackThread {
             rcuMisuse("\(name): barrier() called from a call_rcu callback; the callback thread would wait for itself forever")
         }
-        liburcu.barrier()
     }
 
     /// Whether the calling thread is one of this flavor's callback threads.

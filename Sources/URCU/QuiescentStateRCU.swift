@@ -1,5 +1,11 @@
 import CURCU
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// liburcu's `urcu-qsbr`: quiescent-state-based reclamation, the fastest
 /// read side (a read section costs nothing).
 ///
@@ -22,15 +28,14 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     @inlinable
     @inline(__always)
     public static func _readLock() {
-        // A QSBR read section costs nothing in C; any check here would
-        // double its cost, so the checks are made in debug builds only, as
-        // liburcu makes its own. An unregistered thread and an offline one
-        // both have a zero reader counter: one load covers both mistakes.
-        if _isDebugAssertConfiguration() {
-            let depth = curcu_qsbr_read_depth_get()
-            if depth == 0, _urcu_qsbr_read_ongoing() == 0 { readOnUnprotectedThread() }
-            curcu_qsbr_read_depth_set(depth &+ 1)
-        }
+        #if QSBRReadSideChecks
+        // An unregistered thread and an offline one both have a zero
+        // reader counter: one load covers both mistakes, and only for the
+        // outermost section.
+        let depth = curcu_qsbr_read_depth_get()
+        if _slowPath(depth == 0 && _urcu_qsbr_read_ongoing() == 0) { readOnUnprotectedThread() }
+        curcu_qsbr_read_depth_set(depth &+ 1)
+        #endif
         _urcu_qsbr_read_lock()
     }
 
@@ -38,21 +43,31 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     @inline(__always)
     public static func _readUnlock() {
         _urcu_qsbr_read_unlock()
-        if _isDebugAssertConfiguration() { curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1) }
+        #if QSBRReadSideChecks
+        curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1)
+        #endif
     }
 
     /// Whether the calling thread is inside a ``read(_:)`` body.
     ///
     /// liburcu's `rcu_read_ongoing` for QSBR reports whether the thread is
-    /// online, which is not the same thing. Tracking sections costs a
-    /// thread-local update per section, more than the section itself, so it
-    /// is done in debug builds only: in release builds this is always false,
-    /// and the checks built on it (``synchronize()``, ``barrier()``,
-    /// ``quiescentState()`` inside a section, reading on an unregistered or
-    /// offline thread) are off, as liburcu's own checks are.
+    /// online, which is not the same thing, so the library tracks the
+    /// nesting depth of the thread's sections itself. That tracking is the
+    /// package trait `QSBRReadSideChecks`, on by default: with it, every
+    /// misuse below is diagnosed in every build. An application that turns
+    /// the trait off (for the last nanosecond of a section: see the README's
+    /// performance table) gets liburcu's bare read side, this property is
+    /// always false, and the checks built on it are off: ``synchronize()``,
+    /// ``barrier()``, ``quiescentState()``, ``threadOffline()`` and
+    /// ``whileOffline(_:)`` inside a section, and reading on an unregistered
+    /// or offline thread.
     @inlinable
     public static var isInReadSection: Bool {
-        _isDebugAssertConfiguration() && curcu_qsbr_read_depth_get() != 0
+        #if QSBRReadSideChecks
+        curcu_qsbr_read_depth_get() != 0
+        #else
+        false
+        #endif
     }
 
     /// Whether the calling thread is registered with the QSBR flavor.
@@ -69,19 +84,42 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     }
 
     /// Registers the calling thread as a QSBR reader; it starts online.
+    ///
+    /// The thread must call ``unregisterThread()`` before it exits: one that
+    /// exits registered would leave liburcu waiting for it in every grace
+    /// period, so its exit stops the process with a diagnostic instead.
     public static func registerThread() {
         if isRegistered { rcuMisuse("qsbr: registerThread() called twice on the same thread") }
-        urcu_qsbr_register_thread()
-        ReaderRegistry.addCallingThread(flavor: name, counter: curcu_qsbr_reader_counter(), blocks: curcu_qsbr_reader_blocks)
+        ForkGuard.excludingFork {
+            urcu_qsbr_register_thread()
+            ReaderRegistry.addCallingThread(flavor: name, counter: curcu_qsbr_reader_counter(), blocks: curcu_qsbr_reader_blocks)
+        }
+        // Any non-nil value arms the exit check.
+        pthread_setspecific(exitWhileRegistered, UnsafeRawPointer(bitPattern: 1))
     }
 
     /// Unregisters the calling thread. Required before a registered thread
     /// exits.
     public static func unregisterThread() {
         requireRegistered(outsideReadSection: "unregisterThread()")
-        ReaderRegistry.removeCallingThread(flavor: name)
-        urcu_qsbr_unregister_thread()
+        pthread_setspecific(exitWhileRegistered, nil)
+        ForkGuard.excludingFork {
+            ReaderRegistry.removeCallingThread(flavor: name)
+            urcu_qsbr_unregister_thread()
+        }
     }
+
+    /// Runs at the exit of a thread that registered and has not
+    /// unregistered since.
+    private static let exitWhileRegistered: pthread_key_t = {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key) { _ in
+            guard curcu_qsbr_is_registered() else { return }
+            rcuMisuse("qsbr: a thread exited while registered; call QuiescentStateRCU.unregisterThread() before it exits (liburcu would wait for it in every grace period)")
+        }
+        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
+        return key
+    }()
 
     /// Reports a quiescent state: the thread holds no reference obtained in
     /// an earlier read section.
@@ -100,6 +138,11 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// ``threadOnline()``.
     public static func threadOffline() {
         requireRegistered(outsideReadSection: "threadOffline()")
+        goOffline()
+    }
+
+    /// Takes a registered thread outside any read section offline.
+    static func goOffline() {
         #if URCU_TSAN
         tsanRelease(tsanGracePeriodToken)
         #endif
@@ -127,8 +170,8 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// online, so that callers need not be QSBR readers.
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
         if !isRegistered {
-            urcu_qsbr_register_thread()
-            defer { urcu_qsbr_unregister_thread() }
+            ForkGuard.excludingFork { urcu_qsbr_register_thread() }
+            defer { ForkGuard.excludingFork { urcu_qsbr_unregister_thread() } }
             return body()
         }
         if !isOnline {

@@ -37,6 +37,11 @@ public protocol RCUFlavor: Sendable {
     /// Use ``afterGracePeriod(on:execute:)`` for work that may block.
     static func call(_ callback: @escaping @Sendable () -> Void)
 
+    /// ``call(_:)`` for the library's own bookkeeping callbacks (a polled
+    /// grace period, a ``PercpuRef`` switch), which never wait for
+    /// back-pressure: the APIs that queue them promise not to block.
+    static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void)
+
     /// Releases `object` after a grace period: the retire step of every
     /// update. Equivalent to `call { object.release() }`, which is the
     /// default; liburcu flavors do it with a single allocation.
@@ -46,8 +51,13 @@ public protocol RCUFlavor: Sendable {
     /// (`rcu_barrier`).
     ///
     /// Must not be called inside a read section of this flavor, nor from one
-    /// of the flavor's callbacks: both would wait for themselves.
+    /// of the flavor's callbacks: both would wait for themselves. Blocks the
+    /// calling thread: async code uses `await barrier()`.
+    @available(*, noasync, message: "blocks until callbacks have run; use 'await barrier()' in async code")
     static func barrier()
+
+    /// ``barrier()`` for async code: suspends instead of blocking.
+    static func barrier() async
 
     /// The flavor's grace-period and callback accounting, shared by the
     /// polling API and by ``pendingCallbacks``.
@@ -55,6 +65,10 @@ public protocol RCUFlavor: Sendable {
 }
 
 extension RCUFlavor {
+    public static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void) {
+        call(callback)
+    }
+
     public static func retire(_ object: Unmanaged<AnyObject>) {
         // Releasing from another thread is the point of retiring: the last
         // reference moves to the callback, and no one else touches it.
@@ -108,6 +122,9 @@ extension RCUFlavor {
     ///
     /// Calling it inside a read section of the same flavor would wait for
     /// itself forever; it stops the process with a diagnostic instead.
+    /// Blocks the calling thread (an online QSBR caller goes offline
+    /// meanwhile): async code uses `await synchronize()`.
+    @available(*, noasync, message: "blocks the thread; use 'await synchronize()' in async code")
     public static func synchronize() {
         if isInReadSection {
             rcuMisuse("\(name): synchronize() called inside a read section of the same flavor; it would wait for itself forever")
@@ -118,11 +135,41 @@ extension RCUFlavor {
     }
 
     /// Waits for a grace period without blocking the calling thread: the
-    /// task resumes from a callback of this flavor.
+    /// task resumes from a callback of this flavor. Waits for
+    /// back-pressure first, suspended, like `await call(_:)`.
     public static func synchronize() async {
+        await waitForCallbackRoom()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            call { continuation.resume() }
+            _callWithoutBackPressure { continuation.resume() }
         }
+    }
+
+    /// Suspends until fewer than `pendingCallbackLimit` callbacks are
+    /// pending (at once if there is no limit): back-pressure for async
+    /// code, which must not sleep on a thread of the cooperative pool.
+    public static func waitForCallbackRoom() async {
+        var delay: UInt64 = 20_000
+        while !accounting.hasRoom {
+            try? await Task.sleep(nanoseconds: delay)
+            delay = min(delay * 2, 1_000_000)
+        }
+    }
+
+    /// ``call(_:)`` for async code: suspends, rather than sleeps, while
+    /// the flavor's pending-callback limit is reached.
+    public static func call(_ callback: @escaping @Sendable () -> Void) async {
+        await waitForCallbackRoom()
+        _callWithoutBackPressure(callback)
+    }
+
+    /// ``retire(_:)`` for async code: suspends, rather than sleeps, while
+    /// the flavor's pending-callback limit is reached.
+    public static func retire(_ object: Unmanaged<AnyObject>) async {
+        await waitForCallbackRoom()
+        // The synchronous form, which never sleeps in a task (a nested
+        // function is a synchronous context, where it is the one chosen).
+        func retireWithoutSleeping() { retire(object) }
+        retireWithoutSleeping()
     }
 
     /// The number of callbacks queued with ``call(_:)`` or ``retire(_:)``

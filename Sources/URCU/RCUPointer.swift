@@ -69,11 +69,11 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     /// lock keeps it from being replaced (`rcu_dereference_protected`).
     ///
     /// - Parameter lockHeld: states the lock that serialises updaters, as
-    ///   the kernel's lockdep expression does; checked in debug builds.
+    ///   the kernel's lockdep expression does; checked in every build.
     public func dereferenceProtected(
         by lockHeld: @autoclosure () -> Bool, file: StaticString = #fileID, line: UInt = #line
     ) -> Value? {
-        if _isDebugAssertConfiguration() && !lockHeld() {
+        if !lockHeld() {
             rcuMisuse("dereferenceProtected without the update-side lock", file: file, line: line)
         }
         return storage.load(ordering: .relaxed)?.takeUnretainedValue()

@@ -11,14 +11,26 @@ import Musl
 /// that hold them up (the kernel's RCU CPU stall warnings, for user space).
 ///
 /// A reader stuck in a read section, or a QSBR thread that stays online
-/// without reporting quiescent states, stalls every ``RCUFlavor/synchronize()``
-/// (and every callback behind it) forever. Rather than hang silently, a
-/// `synchronize()` that has waited ``threshold`` seconds is reported once,
-/// with the registered threads liburcu is waiting for:
+/// without reporting quiescent states, stalls every grace period of its
+/// flavor, and every callback behind it, forever. Rather than let that hang
+/// silently, the monitor reports, once per stall, with the registered
+/// threads liburcu is waiting for:
+/// - a ``RCUFlavor/synchronize()`` that has waited ``threshold`` seconds:
 ///
-/// ```text
-/// swift-urcu: memb grace period stalled for 10.0 s, waiting for 1 reader: thread 4242 "worker-3"
-/// ```
+///   ```text
+///   swift-urcu: memb grace period stalled for 10.0 s, waiting for 1 reader: thread 4242 "worker-3"
+///   ```
+/// - callbacks pending with none run for ``threshold`` seconds: the grace
+///   periods of the callback threads, which everything asynchronous waits
+///   for (``RCUFlavor/call(_:)``, ``RCUFlavor/retire(_:)``, `RCUPointer`'s
+///   updates, polling, `afterGracePeriod`, `await synchronize()`):
+///
+///   ```text
+///   swift-urcu: memb callbacks stalled: 1200 pending, none run for 10.0 s, waiting for 1 reader: thread 4242 "worker-3"
+///   ```
+///
+///   A callback that blocks its callback thread stalls the callbacks
+///   behind it the same way; then no reader may be named.
 ///
 /// memb, mb and qsbr readers are named; bp keeps its readers to itself, so
 /// a bp stall is reported without names.
@@ -27,17 +39,24 @@ public enum RCUStallMonitor {
     public struct Report: Sendable {
         /// The flavor's name ("memb", "qsbr", ...).
         public let flavor: String
-        /// How long the grace period had been running.
+        /// How long the grace period had been running, or how long no
+        /// callback had run.
         public let seconds: Double
         /// The threads holding it up, as "thread <tid> \"<name>\"".
         public let blockingReaders: [String]
+        /// For a callback stall, the callbacks pending; `nil` for a stalled
+        /// ``RCUFlavor/synchronize()``.
+        public let pendingCallbacks: Int?
 
         public var description: String {
             let readers = blockingReaders.isEmpty
-                ? "no registered reader named (bp readers, or liburcu's own threads)"
+                ? "no registered reader named (bp readers, a blocked callback, or liburcu's own threads)"
                 : "waiting for \(blockingReaders.count) reader\(blockingReaders.count == 1 ? "" : "s"): "
                     + blockingReaders.joined(separator: ", ")
             let rounded = (seconds * 10).rounded() / 10
+            if let pendingCallbacks {
+                return "swift-urcu: \(flavor) callbacks stalled: \(pendingCallbacks) pending, none run for \(rounded) s, \(readers)"
+            }
             return "swift-urcu: \(flavor) grace period stalled for \(rounded) s, \(readers)"
         }
     }
@@ -47,9 +66,9 @@ public enum RCUStallMonitor {
         writeStandardError(report.description + "\n")
     })
 
-    /// Seconds a grace period may take before it is reported (10 by
-    /// default, as a kernel stall warning comes after about 21); `nil`
-    /// turns reports off.
+    /// Seconds a grace period may take, or callbacks may wait with none
+    /// running, before it is reported (10 by default, as a kernel stall
+    /// warning comes after about 21); `nil` turns reports off.
     public static var threshold: Double? {
         get {
             let value = thresholdNanoseconds.load(ordering: .relaxed)
@@ -65,7 +84,7 @@ public enum RCUStallMonitor {
 
     /// Where reports go; they are printed to standard error by default.
     public static func setHandler(_ newHandler: @escaping @Sendable (Report) -> Void) {
-        handler.withLock { $0 = newHandler }
+        ForkGuard.excludingFork { handler.withLock { $0 = newHandler } }
     }
 
     // MARK: Grace periods in flight
@@ -83,49 +102,86 @@ public enum RCUStallMonitor {
     static func watch(flavor: String, _ wait: () -> Void) {
         guard thresholdNanoseconds.load(ordering: .relaxed) != 0 else { return wait() }
         startWatchdog()
-        let token = inFlight.withLock { state -> Int in
-            defer { state.next += 1 }
-            state.waits[state.next] = InFlight(flavor: flavor, started: monotonicSeconds())
-            return state.next
+        let token = ForkGuard.excludingFork {
+            inFlight.withLock { state -> Int in
+                defer { state.next += 1 }
+                state.waits[state.next] = InFlight(flavor: flavor, started: monotonicSeconds())
+                return state.next
+            }
         }
         wait()
-        _ = inFlight.withLock { $0.waits.removeValue(forKey: token) }
+        ForkGuard.excludingFork { _ = inFlight.withLock { $0.waits.removeValue(forKey: token) } }
     }
 
-    /// In a forked child: the watchdog thread did not survive the fork.
-    static func forgetWatchdog() { watchdogStarted.store(false, ordering: .relaxed) }
+    /// In a forked child: the watchdog thread did not survive the fork;
+    /// start a new one if the parent had one.
+    static func restartWatchdogInChild() {
+        if watchdogStarted.exchange(false, ordering: .relaxed) { startWatchdog() }
+    }
 
-    private static func startWatchdog() {
+    /// Starts the watchdog thread, once. Without a thread (none can be
+    /// created) stalls go unreported, which is said once.
+    static func startWatchdog() {
         guard !watchdogStarted.load(ordering: .relaxed),
               !watchdogStarted.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let status = startDetachedThread { RCUStallMonitor.watchdog() }
-        precondition(status == 0, "swift-urcu: cannot start the stall watchdog (\(status))")
+        if status != 0 {
+            writeStandardError("swift-urcu: cannot start the stall watchdog thread (error \(status)); stalls will not be reported\n")
+        }
+    }
+
+    /// Progress of one flavor's callbacks, as the watchdog last saw it.
+    private struct CallbackProgress {
+        var ran = 0
+        var since = 0.0
+        var reported = false
     }
 
     /// Wakes a few times per threshold, and reports each grace period that
-    /// has run past it, once.
+    /// has run past it, and each flavor whose callbacks have made no
+    /// progress for that long, once per stall.
     private static func watchdog() -> Never {
+        var progress = [CallbackProgress](repeating: CallbackProgress(), count: liburcuFlavors.count)
         while true {
             let threshold = thresholdNanoseconds.load(ordering: .relaxed)
             let period = threshold == 0 ? 1_000_000 : min(max(threshold / 4_000, 10_000), 1_000_000)
             usleep(UInt32(period))
-            guard threshold != 0 else { continue }
             let current = monotonicSeconds()
-            let due = inFlight.withLock { state -> [InFlight] in
-                var due: [InFlight] = []
-                for (token, wait) in state.waits
-                where !wait.reported && current - wait.started >= Double(threshold) / 1e9 {
-                    state.waits[token]?.reported = true
-                    due.append(wait)
+            var reports: [Report] = []
+            for (index, flavor) in liburcuFlavors.enumerated() {
+                let ran = flavor.callbacksRun
+                let pending = flavor.pendingCallbacks
+                if pending == 0 || ran != progress[index].ran {
+                    progress[index] = CallbackProgress(ran: ran, since: current)
+                } else if threshold != 0 && !progress[index].reported
+                    && current - progress[index].since >= Double(threshold) / 1e9 {
+                    progress[index].reported = true
+                    reports.append(Report(
+                        flavor: flavor.name, seconds: current - progress[index].since,
+                        blockingReaders: ReaderRegistry.blockingReaders(of: flavor.name),
+                        pendingCallbacks: pending))
                 }
-                return due
+            }
+            guard threshold != 0 else { continue }
+            let due = ForkGuard.excludingFork {
+                inFlight.withLock { state -> [InFlight] in
+                    var due: [InFlight] = []
+                    for (token, wait) in state.waits
+                    where !wait.reported && current - wait.started >= Double(threshold) / 1e9 {
+                        state.waits[token]?.reported = true
+                        due.append(wait)
+                    }
+                    return due
+                }
             }
             for wait in due {
-                let report = Report(
+                reports.append(Report(
                     flavor: wait.flavor, seconds: current - wait.started,
-                    blockingReaders: ReaderRegistry.blockingReaders(of: wait.flavor))
-                handler.withLock { $0 }(report)
+                    blockingReaders: ReaderRegistry.blockingReaders(of: wait.flavor), pendingCallbacks: nil))
             }
+            guard !reports.isEmpty else { continue }
+            let report = ForkGuard.excludingFork { handler.withLock { $0 } }
+            reports.forEach(report)
         }
     }
 
@@ -135,6 +191,8 @@ public enum RCUStallMonitor {
 /// counter lives, so a stall report can name the ones liburcu waits for.
 /// Entries are removed before a thread's storage goes away (at unregister
 /// or in the thread-exit destructor), under the same lock the scan holds.
+/// Every use of the lock is a ``ForkGuard`` step: registration steps
+/// already are, and the scans take one.
 enum ReaderRegistry {
     typealias BlockingTest = @convention(c) (UnsafeMutablePointer<UInt>?) -> Bool
 
@@ -148,25 +206,49 @@ enum ReaderRegistry {
         let blocks: BlockingTest
     }
 
-    private static let entries = Mutex<[Entry]>([])
+    /// A registered reader as a forked child checks it.
+    struct Snapshot {
+        let flavor: String
+        let thread: String
+        nonisolated(unsafe) let counter: UnsafeMutablePointer<UInt>
+    }
 
-    /// Records the calling thread as a reader of `flavor`.
+    private static let entries = Mutex<(list: [Entry], hook: (@Sendable (_ adding: Bool) -> Void)?)>(([], nil))
+
+    /// Records the calling thread as a reader of `flavor`. Called inside a
+    /// registration step.
     static func addCallingThread(flavor: String, counter: UnsafeMutablePointer<UInt>, blocks: BlockingTest) {
         let entry = Entry(
             flavor: flavor, thread: pthread_self(), tid: gettid(),
             counter: counter, blocks: blocks)
-        entries.withLock { $0.append(entry) }
+        entries.withLock {
+            $0.list.append(entry)
+            $0.hook?(true)
+        }
     }
 
+    /// Called inside a registration step.
     static func removeCallingThread(flavor: String) {
         let me = pthread_self()
-        entries.withLock { $0.removeAll { $0.flavor == flavor && pthread_equal($0.thread, me) != 0 } }
+        entries.withLock {
+            $0.list.removeAll { $0.flavor == flavor && pthread_equal($0.thread, me) != 0 }
+            $0.hook?(false)
+        }
+    }
+
+    /// For the fork tests: `hook` runs inside every registration and
+    /// unregistration, with the registry's lock held (`adding` says which),
+    /// so a test can park a thread there while another forks.
+    package static func setRegistrationHook(_ hook: (@Sendable (_ adding: Bool) -> Void)?) {
+        ForkGuard.excludingFork { entries.withLock { $0.hook = hook } }
     }
 
     /// The registered readers of `flavor` holding up its grace period.
     static func blockingReaders(of flavor: String) -> [String] {
-        entries.withLock { entries in
-            entries.filter { $0.flavor == flavor && $0.blocks($0.counter) }.map(describe)
+        ForkGuard.excludingFork {
+            entries.withLock { state in
+                state.list.filter { $0.flavor == flavor && $0.blocks($0.counter) }.map(describe)
+            }
         }
     }
 
@@ -178,11 +260,14 @@ enum ReaderRegistry {
     }
 
     /// The registered readers other than the calling thread, described
-    /// now, with their counters, for a check in a forked child.
-    static func otherReaders() -> [(flavor: String, thread: String, counter: UnsafeMutablePointer<UInt>)] {
+    /// now, with their counters, for a check in a forked child. Called by
+    /// the fork, which holds the guard alone.
+    static func otherReaders() -> [Snapshot] {
         let me = pthread_self()
-        return entries.withLock { entries in
-            entries.filter { pthread_equal($0.thread, me) == 0 }.map { ($0.flavor, describe($0), $0.counter) }
+        return entries.withLock { state in
+            state.list.filter { pthread_equal($0.thread, me) == 0 }.map {
+                Snapshot(flavor: $0.flavor, thread: describe($0), counter: $0.counter)
+            }
         }
     }
 }

@@ -139,7 +139,7 @@ struct RaceTests {
                     break
                 }
             }
-            let statistics = table.shutdown()
+            let statistics = await table.shutdown()
             #expect(statistics.isClean, "\(statistics)")
         }
     }

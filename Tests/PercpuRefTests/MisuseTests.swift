@@ -34,7 +34,7 @@ struct PercpuRefMisuseTests {
                 let ref = PercpuRef<MembarrierRCU> {}
                 ref.put()
                 ref.put()
-                ref.switchToAtomicSync()
+                await ref.switchToAtomicSync()
             },
             "PercpuRef: count is -1 after switching to atomic mode: more puts than gets in percpu mode")
     }
@@ -63,7 +63,7 @@ struct PercpuRefMisuseTests {
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                 let ref = PercpuRef<MembarrierRCU> {}
                 ref.kill()
-                MembarrierRCU.barrier()
+                await MembarrierRCU.barrier()
                 ref.reinit()
             },
             "PercpuRef: switch to percpu mode on a ref created without .allowReinit")
@@ -84,7 +84,7 @@ struct PercpuRefMisuseTests {
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                 let ref = PercpuRef<MembarrierRCU> {}
                 ref.kill()
-                MembarrierRCU.barrier()
+                await MembarrierRCU.barrier()
                 ref.get()
             },
             "PercpuRef: get() on a ref whose count is zero (already released)")

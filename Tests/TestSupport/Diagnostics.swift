@@ -1,4 +1,5 @@
 import Testing
+import URCU
 import URCUTesting
 
 /// Expects the child process of an exit test to have printed the library's
@@ -22,9 +23,7 @@ public func standardError(of result: ExitTest.Result?) -> String {
 /// blocks for long does not hold one of the few cooperative-pool threads
 /// that tasks queued by the code under test need in order to run.
 public func offPool<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
-    await withCheckedContinuation { continuation in
-        _ = JoinableThread { continuation.resume(returning: body()) }
-    }
+    await onThreadOfItsOwn(body)
 }
 
 /// Runs `count` threads to completion.

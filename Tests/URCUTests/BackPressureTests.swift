@@ -40,7 +40,7 @@ struct BackPressureTests {
                 for _ in 0..<10 { MembarrierRCU.call {} }
             }
             gate.open()
-            MembarrierRCU.barrier()
+            await MembarrierRCU.barrier()
             // The running callback counts as pending: its own calls find the
             // limit reached, and must not wait for themselves.
             MembarrierRCU.call { for _ in 0..<10 { MembarrierRCU.call {} } }

@@ -43,13 +43,13 @@ struct MisuseTests {
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                 MembarrierRCU.call { MembarrierRCU.barrier() }
-                MembarrierRCU.barrier()
+                await MembarrierRCU.barrier()
             },
             "memb: barrier() called from a call_rcu callback")
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                 QuiescentStateRCU.call { QuiescentStateRCU.barrier() }
-                QuiescentStateRCU.barrier()
+                await QuiescentStateRCU.barrier()
             },
             "qsbr: barrier() called from a call_rcu callback")
     }

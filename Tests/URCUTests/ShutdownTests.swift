@@ -74,7 +74,7 @@ struct ShutdownTests {
                 for _ in 0..<1_000 { MembarrierRCU.call { ran.increment() } }
             }
             for _ in 0..<1_000 { MembarrierRCU.call { ran.increment() } }
-            MembarrierRCU.barrier()
+            await MembarrierRCU.barrier()
             worker!.shutdown()
             MembarrierRCU.removePerCPUCallbackWorkers()
             let gone = eventually(seconds: 10) { ShutdownTests.threads(named: name) == 0 }

@@ -69,7 +69,7 @@ struct StallTests {
     func noFalseAlarm() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             RCUStallMonitor.threshold = 0.2
-            for _ in 0..<20 { MembarrierRCU.synchronize() }
+            for _ in 0..<20 { await MembarrierRCU.synchronize() }
             exit(0)
         }
         let stderr = standardError(of: result)

@@ -158,6 +158,15 @@ extern __thread void *curcu_node_cache;
 static inline void *curcu_node_cache_get(void) { return curcu_node_cache; }
 static inline void curcu_node_cache_set(void *head) { curcu_node_cache = head; }
 
+/*
+ * Relaxed atomic access to a word another party writes too: the
+ * completion ring's head and tail, which user code writes through the
+ * pointer it is given. Atomic so that the accesses are not a data race;
+ * relaxed because the values are untrusted anyway.
+ */
+static inline uint32_t curcu_load_relaxed_u32(const uint32_t *_Nonnull word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+static inline void curcu_store_relaxed_u32(uint32_t *_Nonnull word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
+
 #pragma clang diagnostic pop
 
 #endif /* CURCU_H */
