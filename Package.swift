@@ -48,7 +48,8 @@ let package = Package(
         // Helpers shared by the test targets.
         .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting"], path: "Tests/TestSupport"),
         .testTarget(
-            name: "URCUTests", dependencies: ["URCU", "URCUTorture", "ContextTable", "URCUTesting", "TestSupport"]),
+            name: "URCUTests",
+            dependencies: ["URCU", "URCUTorture", "ContextTable", "PercpuRef", "URCUTesting", "TestSupport"]),
         .testTarget(
             name: "ContextTableTests",
             dependencies: [

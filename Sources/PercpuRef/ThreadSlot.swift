@@ -52,16 +52,18 @@ enum ThreadSlot {
     }
 
     private static func assign() -> UInt {
-        // A fork step: a child must not inherit the slot lock held.
+        // A fork step: a child must not inherit the slot lock held, nor a
+        // lazy initialisation (the lock's, the key's) in progress.
         let offset = ForkGuard.excludingFork {
-            free.withLock { state -> UInt in
+            let offset = free.withLock { state -> UInt in
                 if let reused = state.released.popLast() { return reused }
                 defer { state.next += 1 }
                 return (state.next + 1) * counterStride
             }
+            pthread_setspecific(releaseAtExit, UnsafeRawPointer(bitPattern: 1))
+            return offset
         }
         curcu_thread_counter_offset_set(offset)
-        pthread_setspecific(releaseAtExit, UnsafeRawPointer(bitPattern: 1))
         return offset
     }
 

@@ -40,6 +40,9 @@ enum CallbackNodePool {
         return key
     }()
 
+    /// See `forkProcess()`: the key is first touched outside any fork step.
+    static func finishLazyInitialization() { _ = freeCacheAtExit }
+
     /// Once its callback has run, liburcu no longer uses a node's
     /// `rcu_head`: its first word links the node in a list.
     private static func next(_ node: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {

@@ -20,7 +20,7 @@ public enum MembarrierRCU: LiburcuFlavor {
     @inlinable
     @inline(__always)
     public static func _readLock() {
-        if _slowPath(!curcu_memb_is_registered()) { membRegistration.registerCallingThread() }
+        if _slowPath(!curcu_memb_is_registered()) { registerWithMemb() }
         _urcu_memb_read_lock()
     }
 
@@ -32,7 +32,7 @@ public enum MembarrierRCU: LiburcuFlavor {
     public static var isInReadSection: Bool { _urcu_memb_read_ongoing() != 0 }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
-        if !curcu_memb_is_registered() { membRegistration.registerCallingThread() }
+        if !curcu_memb_is_registered() { registerWithMemb() }
         return body()
     }
 }
@@ -51,7 +51,7 @@ public enum MemoryBarrierRCU: LiburcuFlavor {
     @inlinable
     @inline(__always)
     public static func _readLock() {
-        if _slowPath(!curcu_mb_is_registered()) { mbRegistration.registerCallingThread() }
+        if _slowPath(!curcu_mb_is_registered()) { registerWithMb() }
         _urcu_mb_read_lock()
     }
 
@@ -63,7 +63,7 @@ public enum MemoryBarrierRCU: LiburcuFlavor {
     public static var isInReadSection: Bool { _urcu_mb_read_ongoing() != 0 }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
-        if !curcu_mb_is_registered() { mbRegistration.registerCallingThread() }
+        if !curcu_mb_is_registered() { registerWithMb() }
         return body()
     }
 }
@@ -96,7 +96,6 @@ public enum BulletproofRCU: LiburcuFlavor {
 /// unregisters them when they exit, through a thread-specific key whose
 /// destructor runs at thread exit. A thread that exits while registered
 /// would otherwise stall every later grace period.
-@usableFromInline
 final class AutoRegistration: Sendable {
     private let key: pthread_key_t
     private let flavor: String
@@ -121,20 +120,26 @@ final class AutoRegistration: Sendable {
         self.blocks = blocks
     }
 
-    @usableFromInline
+    /// Registers the calling thread. Runs inside a ``ForkGuard`` step.
     func registerCallingThread() {
-        ForkGuard.excludingFork {
-            register()
-            ReaderRegistry.addCallingThread(flavor: flavor, counter: counter()!, blocks: blocks)
-        }
+        register()
+        ReaderRegistry.addCallingThread(flavor: flavor, counter: counter()!, blocks: blocks)
         // Any non-nil value arms the destructor.
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
     }
 }
 
+// One fork step each, around the first use of the registration object
+// too: a lazy global's initialisation in progress at a fork would leave
+// the child waiting for it forever.
+@usableFromInline
+func registerWithMemb() { ForkGuard.excludingFork { membRegistration.registerCallingThread() } }
+
+@usableFromInline
+func registerWithMb() { ForkGuard.excludingFork { mbRegistration.registerCallingThread() } }
+
 // The destructors check the registered bit because liburcu's unregister
 // corrupts its reader list when called for a thread that is not in it.
-@usableFromInline
 let membRegistration = AutoRegistration(
     flavor: "memb", register: urcu_memb_register_thread, counter: curcu_memb_reader_counter,
     blocks: curcu_memb_reader_blocks
@@ -146,7 +151,6 @@ let membRegistration = AutoRegistration(
     }
 }
 
-@usableFromInline
 let mbRegistration = AutoRegistration(
     flavor: "mb", register: urcu_mb_register_thread, counter: curcu_mb_reader_counter,
     blocks: curcu_mb_reader_blocks

@@ -52,6 +52,7 @@ public func forkProcess() -> pid_t {
         urcu_qsbr_call_rcu_before_fork()
         urcu_bp_call_rcu_before_fork()
         urcu_bp_before_fork()
+        finishLazyInitialization()
         let (pid, readers) = ForkGuard.excludingEveryoneElse { () -> (pid_t, [ReaderRegistry.Snapshot]) in
             // Read before the fork, under the hold: no thread is changing
             // the registry now.
@@ -67,12 +68,13 @@ public func forkProcess() -> pid_t {
             ForkGuard.enteredChild()
             RCUStallMonitor.restartWatchdogInChild()
             // The copies of other threads' reader counters say what they were
-            // doing at the fork, and will say it forever.
+            // doing at the fork, and would say it forever.
             for reader in readers where reader.counter.pointee & (reader.flavor == "qsbr" ? ~0 : readNestingMask) != 0 {
                 let state = reader.flavor == "qsbr" ? "online" : "inside a read section"
                 rcuMisuse(
                     "forkProcess() while \(reader.thread) was \(state) of \(reader.flavor): every \(reader.flavor) grace period in the child would wait for it forever")
             }
+            ReaderRegistry.forgetOtherThreadsInChild(readers)
         } else {
             urcu_bp_after_fork_parent()
             urcu_bp_call_rcu_after_fork_parent()
@@ -82,6 +84,19 @@ public func forkProcess() -> pid_t {
         }
         return pid
     }
+}
+
+/// Finishes the lazy initialisation of the package's globals that code
+/// outside ``ForkGuard`` steps may touch first: one in progress in another
+/// thread at the fork would leave the child waiting for it forever
+/// (Swift's one-time initialisation). Touching them waits for any such
+/// initialisation to end. The registration globals are first touched inside
+/// steps, which the fork already waits for.
+private func finishLazyInitialization() {
+    for flavor in liburcuFlavors { _ = flavor.accounting }
+    CallbackNodePool.finishLazyInitialization()
+    _ = RCUStallMonitor.threshold
+    _ = RCUExit.drainTimeout
 }
 
 /// The nesting count in a memb or mb reader counter

@@ -93,17 +93,18 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         ForkGuard.excludingFork {
             urcu_qsbr_register_thread()
             ReaderRegistry.addCallingThread(flavor: name, counter: curcu_qsbr_reader_counter(), blocks: curcu_qsbr_reader_blocks)
+            // Any non-nil value arms the exit check. In the step: the key's
+            // lazy initialisation must not be in progress at a fork.
+            pthread_setspecific(exitWhileRegistered, UnsafeRawPointer(bitPattern: 1))
         }
-        // Any non-nil value arms the exit check.
-        pthread_setspecific(exitWhileRegistered, UnsafeRawPointer(bitPattern: 1))
     }
 
     /// Unregisters the calling thread. Required before a registered thread
     /// exits.
     public static func unregisterThread() {
         requireRegistered(outsideReadSection: "unregisterThread()")
-        pthread_setspecific(exitWhileRegistered, nil)
         ForkGuard.excludingFork {
+            pthread_setspecific(exitWhileRegistered, nil)
             ReaderRegistry.removeCallingThread(flavor: name)
             urcu_qsbr_unregister_thread()
         }

@@ -97,4 +97,21 @@ struct PercpuRefMisuseTests {
             },
             "PercpuRef: reference count operation with count -1")
     }
+
+    @Test func qsbrRefOnUnprotectedThread() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                ref.get()
+            },
+            "qsbr: read section on a thread that is not registered")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.threadOffline()
+                ref.put()
+            },
+            "qsbr: read section on an offline thread")
+    }
 }

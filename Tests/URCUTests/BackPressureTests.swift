@@ -43,11 +43,53 @@ struct BackPressureTests {
             await MembarrierRCU.barrier()
             // The running callback counts as pending: its own calls find the
             // limit reached, and must not wait for themselves.
-            MembarrierRCU.call { for _ in 0..<10 { MembarrierRCU.call {} } }
+            await MembarrierRCU.call { for _ in 0..<10 { MembarrierRCU.call {} } }
             // A barrier waits for what was queued before it: the nested
             // calls need a second one.
             let drained = eventually(seconds: 30) { MembarrierRCU.barrier(); return MembarrierRCU.pendingCallbacks == 0 }
             exit(drained ? 0 : 1)
+        }
+    }
+
+    /// More tasks than the cooperative pool has threads queue callbacks
+    /// while the limit is reached and the callback thread is held up; the
+    /// task that lets it go must still get a thread. Sleeping in a task
+    /// would take every pool thread and never let it run.
+    static func tasksNeverSleep(async: Bool) async -> Bool {
+        alarm(30)
+        MembarrierRCU.pendingCallbackLimit = 1
+        let gate = Latch()
+        await MembarrierRCU.call { gate.wait() }
+        let ran = Counter()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    if async {
+                        await MembarrierRCU.call { ran.increment() }
+                    } else {
+                        // A synchronous call made from a task never sleeps.
+                        func queue() { MembarrierRCU.call { ran.increment() } }
+                        queue()
+                    }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(nanoseconds: 50_000_000)
+                gate.open()
+            }
+        }
+        await MembarrierRCU.barrier()
+        await MembarrierRCU.barrier()
+        return ran.value == 16 && MembarrierRCU.pendingCallbacks == 0
+    }
+
+    @Test("from tasks: `await call` suspends and a synchronous call never sleeps, so the pool keeps running")
+    func tasks() async {
+        await #expect(processExitsWith: .success) {
+            exit(await BackPressureTests.tasksNeverSleep(async: true) ? 0 : 1)
+        }
+        await #expect(processExitsWith: .success) {
+            exit(await BackPressureTests.tasksNeverSleep(async: false) ? 0 : 1)
         }
     }
 }

@@ -1,5 +1,7 @@
+import Synchronization
 import TestSupport
 import Testing
+import PercpuRef
 import URCU
 import URCUTesting
 
@@ -105,5 +107,114 @@ struct ForkTests {
         let stderr = standardError(of: result)
         #expect(stderr.contains("\"stuck-reader\" was inside a read section of memb"), "stderr was: \(stderr)")
     }
-}
 
+    /// Waits up to `seconds` for `child` to exit; kills it if it has not.
+    /// Returns whether it exited with status 0.
+    static func childSucceeded(_ child: pid_t, within seconds: Double) -> Bool {
+        var status: Int32 = 0
+        let exited = eventually(seconds: seconds) { waitpid(child, &status, WNOHANG) == child }
+        if !exited {
+            kill(child, SIGKILL)
+            waitpid(child, &status, 0)
+            return false
+        }
+        return status == 0
+    }
+
+    /// What a child does to show RCU works in it: a new thread registers
+    /// with memb and QSBR (liburcu's registry lock, the package's reader
+    /// registry and counter slots) and reads, and grace periods complete.
+    static func childWorks() -> Never {
+        JoinableThread {
+            MembarrierRCU.read { _ in }
+            QuiescentStateRCU.registerThread()
+            QuiescentStateRCU.read { _ in }
+            QuiescentStateRCU.unregisterThread()
+        }.join()
+        MembarrierRCU.synchronize()
+        QuiescentStateRCU.synchronize()
+        _exit(0)
+    }
+
+    /// A thread is parked inside a registration step (`registering`) or an
+    /// unregistration step at its exit, holding the reader registry's lock,
+    /// when the process forks. Returns whether the child worked.
+    static func forkWhileParked(registering: Bool) -> Bool {
+        RCUStallMonitor.threshold = nil
+        let parked = Latch(), release = Latch()
+        let parkOnce = Atomic<Bool>(true)
+        ReaderRegistry.setRegistrationHook { adding in
+            guard adding == registering, parkOnce.exchange(false, ordering: .relaxed) else { return }
+            parked.open()
+            release.wait()
+        }
+        // Registers on its first section; unregisters as it exits.
+        let stepper = JoinableThread { MembarrierRCU.read { _ in } }
+        parked.wait()
+        // The fork must wait for the parked step: let it go a little later.
+        let releaser = JoinableThread { usleep(100_000); release.open() }
+        let child = forkProcess()
+        if child == 0 { childWorks() }
+        releaser.join()
+        stepper.join()
+        return child > 0 && childSucceeded(child, within: 20)
+    }
+
+    @Test("a thread parked inside registration when another thread forks: the child works")
+    func forkDuringRegistration() async {
+        await #expect(processExitsWith: .success) { exit(ForkTests.forkWhileParked(registering: true) ? 0 : 1) }
+    }
+
+    @Test("a thread parked inside unregistration at its exit when another thread forks: the child works")
+    func forkDuringUnregistration() async {
+        await #expect(processExitsWith: .success) { exit(ForkTests.forkWhileParked(registering: false) ? 0 : 1) }
+    }
+
+    /// Forks `forks` times while threads keep registering and unregistering
+    /// (short-lived memb and mb threads, and short-lived threads taking a
+    /// PercpuRef counter slot); each child starts a reader thread and
+    /// completes grace periods. Returns how many children hung or failed.
+    /// The churning threads register without entering a read section
+    /// (`withRegisteredThread`): a fork while another thread is inside a
+    /// memb section is a misuse of its own, diagnosed in the child.
+    static func forkStorm(forks: Int) -> Int {
+        RCUStallMonitor.threshold = nil
+        let stop = Latch()
+        let ref = PercpuRef<BulletproofRCU> {}
+        let churners = [
+            JoinableThread { while !stop.isOpen { JoinableThread { MembarrierRCU.withRegisteredThread {} }.join() } },
+            JoinableThread { while !stop.isOpen { JoinableThread { MemoryBarrierRCU.withRegisteredThread {} }.join() } },
+            JoinableThread { while !stop.isOpen { JoinableThread { ref.get(); ref.put() }.join() } },
+        ]
+        var failed = 0
+        for _ in 0..<forks {
+            let child = forkProcess()
+            if child == 0 {
+                // A hung child must not outlive the test.
+                alarm(10)
+                childWorks()
+            }
+            if child < 0 || !childSucceeded(child, within: 15) { failed += 1 }
+        }
+        stop.open()
+        churners.forEach { $0.join() }
+        return failed
+    }
+
+    /// 30,000 by default; `URCU_FORK_STORM` sets it (the ASan pass, where
+    /// each fork copies the shadow memory, runs fewer).
+    static var stormForks: Int {
+        getenv("URCU_FORK_STORM").flatMap { Int(String(cString: $0)) } ?? 30_000
+    }
+
+    @Test("a fork storm with threads registering and unregistering: no child hangs")
+    func forkStorm() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let forks = ForkTests.stormForks
+            let failed = ForkTests.forkStorm(forks: forks)
+            writeStandardError("fork storm: \(forks) forks, \(failed) children hung or failed\n")
+            exit(failed == 0 ? 0 : 1)
+        }
+        print(standardError(of: result), terminator: "")
+    }
+}

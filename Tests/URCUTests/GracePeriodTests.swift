@@ -213,6 +213,29 @@ struct GracePeriodTests {
     }
 }
 
+/// Plain storage a callback writes and the test reads without a lock:
+/// only the library's ordering makes that read safe.
+final class PlainBox: @unchecked Sendable {
+    var values = [Int]()
+}
+
+extension GracePeriodTests {
+    /// `pendingCallbacks == 0` promises that every payload has finished:
+    /// what the callbacks wrote is visible to the thread that saw the zero.
+    /// x86 orders this on its own; ThreadSanitizer (`make sanitize-thread`)
+    /// checks the release/acquire pair that makes it hold on every
+    /// architecture, and reports a data race without it.
+    @Test("pendingCallbacks reaching zero publishes what the callbacks wrote")
+    func pendingZeroPublishesPayloads() {
+        for _ in 0..<20 {
+            let box = PlainBox()
+            for value in 0..<50 { MembarrierRCU.call { box.values.append(value) } }
+            while MembarrierRCU.pendingCallbacks != 0 { usleep(100) }
+            #expect(box.values.count == 50)
+        }
+    }
+}
+
 @Suite("Callback workers", .serialized)
 struct CallbackWorkerTests {
     @Test("per-CPU callback workers run callbacks, and removing them loses none", arguments: allFlavors)

@@ -42,13 +42,13 @@ struct MisuseTests {
     @Test func barrierFromCallback() async {
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                MembarrierRCU.call { MembarrierRCU.barrier() }
+                await MembarrierRCU.call { MembarrierRCU.barrier() }
                 await MembarrierRCU.barrier()
             },
             "memb: barrier() called from a call_rcu callback")
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                QuiescentStateRCU.call { QuiescentStateRCU.barrier() }
+                await QuiescentStateRCU.call { QuiescentStateRCU.barrier() }
                 await QuiescentStateRCU.barrier()
             },
             "qsbr: barrier() called from a call_rcu callback")
@@ -102,5 +102,40 @@ struct MisuseTests {
                 worker.shutdown()
             },
             "memb: CallbackWorker.shutdown() called twice")
+    }
+
+    // QSBR's read-side checks hold in every build (the default trait
+    // QSBRReadSideChecks), not only in debug builds.
+
+    @Test func qsbrGoingOfflineInsideReadSection() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.read { _ in QuiescentStateRCU.threadOffline() }
+            },
+            "qsbr: threadOffline() inside a read section")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.read { _ in QuiescentStateRCU.whileOffline {} }
+            },
+            "qsbr: threadOffline() inside a read section")
+    }
+
+    @Test func qsbrBarrierInsideReadSection() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.read { _ in QuiescentStateRCU.barrier() }
+            },
+            "qsbr: barrier() called inside a read section")
+    }
+
+    @Test func qsbrThreadExitsRegistered() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                JoinableThread { QuiescentStateRCU.registerThread() }.join()
+            },
+            "qsbr: a thread exited while registered")
     }
 }

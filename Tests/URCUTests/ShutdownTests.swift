@@ -73,7 +73,7 @@ struct ShutdownTests {
             MembarrierRCU.withCallbackWorker(worker!) {
                 for _ in 0..<1_000 { MembarrierRCU.call { ran.increment() } }
             }
-            for _ in 0..<1_000 { MembarrierRCU.call { ran.increment() } }
+            for _ in 0..<1_000 { await MembarrierRCU.call { ran.increment() } }
             await MembarrierRCU.barrier()
             worker!.shutdown()
             MembarrierRCU.removePerCPUCallbackWorkers()

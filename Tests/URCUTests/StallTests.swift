@@ -69,7 +69,12 @@ struct StallTests {
     func noFalseAlarm() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             RCUStallMonitor.threshold = 0.2
-            for _ in 0..<20 { await MembarrierRCU.synchronize() }
+            // Blocking grace periods, and callbacks (watched too).
+            (0..<20).forEach { _ in MembarrierRCU.synchronize() }
+            let ran = Counter()
+            (0..<20).forEach { _ in MembarrierRCU.call { ran.increment() } }
+            while ran.value < 20 { usleep(1_000) }
+            usleep(500_000)
             exit(0)
         }
         let stderr = standardError(of: result)
@@ -95,5 +100,37 @@ struct StallTests {
         let stderr = standardError(of: result)
         #expect(stderr.contains("swift-urcu: memb grace period stalled for"), "\(stderr)")
         #expect(stderr.contains("\"stuck-default\""), "\(stderr)")
+    }
+
+    /// A reader named `name` sits in a memb read section; updaters only
+    /// queue callbacks (`retire`, `call`), never `synchronize()`. The
+    /// callbacks' stall must be reported, naming the reader.
+    static func callbackStallIsReported() -> Bool {
+        RCUStallMonitor.threshold = 0.3
+        let reports = Mutex<[RCUStallMonitor.Report]>([])
+        RCUStallMonitor.setHandler { report in reports.withLock { $0.append(report) } }
+        let entered = Latch(), release = Latch()
+        let reader = JoinableThread(name: "stuck-cb") {
+            MembarrierRCU.read { _ in entered.open(); release.wait() }
+        }
+        entered.wait()
+        let pointer = RCUPointer<Canary, MembarrierRCU>(Canary(0))
+        for value in 1...100 { pointer.assign(Canary(value)) }
+        MembarrierRCU.call {}
+        let reported = eventually(seconds: 10) { !reports.withLock { $0.isEmpty } }
+        release.open()
+        reader.join()
+        let report = reports.withLock { $0.first }
+        print(report?.description ?? "no report")
+        return reported && report?.flavor == "memb" && (report?.pendingCallbacks ?? 0) > 0
+            && report?.blockingReaders.contains { $0.contains("\"stuck-cb\"") } == true
+            && report?.description.contains("memb callbacks stalled") == true
+    }
+
+    @Test("callbacks that make no progress are reported, naming the reader that holds them up")
+    func callbackStall() async {
+        await #expect(processExitsWith: .success) {
+            exit(StallTests.callbackStallIsReported() ? 0 : 1)
+        }
     }
 }

@@ -116,6 +116,25 @@ static inline bool curcu_mb_reader_blocks(unsigned long *ctr) { return urcu_comm
 static inline bool curcu_qsbr_reader_blocks(unsigned long *ctr) { return urcu_qsbr_reader_state(ctr) == URCU_READER_ACTIVE_OLD; }
 
 /*
+ * In a forked child: unlinks the reader record of a thread that did not
+ * survive the fork from its flavor's registry (liburcu has no call for it;
+ * see ReaderRegistry.forgetOtherThreadsInChild). memb and mb share the
+ * record's type.
+ */
+static inline void curcu_common_forget_reader(unsigned long *ctr)
+{
+    struct urcu_reader *reader = caa_container_of(ctr, struct urcu_reader, ctr);
+    cds_list_del(&reader->node);
+    reader->registered = 0;
+}
+static inline void curcu_qsbr_forget_reader(unsigned long *ctr)
+{
+    struct urcu_qsbr_reader *reader = caa_container_of(ctr, struct urcu_qsbr_reader, ctr);
+    cds_list_del(&reader->node);
+    reader->registered = 0;
+}
+
+/*
  * QSBR's read_lock is empty and its read_ongoing means "online", so liburcu
  * cannot say whether a QSBR thread is inside a read section. Swift has no
  * thread-local storage of its own: this is that storage, the nesting depth
