@@ -129,6 +129,14 @@ let cSlot = UnsafeMutablePointer<UnsafeMutablePointer<cbaseline_node>?>.allocate
 cSlot.initialize(to: cNode)
 nonisolated(unsafe) let slot = cSlot
 
+/// Whether QSBR's read side carries its checks (the default trait
+/// QSBRReadSideChecks; `make bench` also runs the read group without it).
+#if QSBRReadSideChecks
+let qsbrReadSide = "checked"
+#else
+let qsbrReadSide = "unchecked: trait QSBRReadSideChecks off"
+#endif
+
 @MainActor
 func readCases<F: RCUFlavor>(
     _ flavor: F.Type, c: @escaping @Sendable (UnsafeMutablePointer<UnsafeMutablePointer<cbaseline_node>?>, UInt64) -> UInt64,
@@ -138,7 +146,8 @@ func readCases<F: RCUFlavor>(
     compare(
         Case(name: "C \(F.name): read section + rcu_dereference", iterations: readIterations,
              setUp: setUp, tearDown: tearDown) { n in consume(c(slot, UInt64(n))) },
-        [Case(name: "Swift \(F.name): read { dereference(in:) }", iterations: readIterations,
+        [Case(name: "Swift \(F.name)\(F.self == QuiescentStateRCU.self ? " (\(qsbrReadSide))" : ""): read { dereference(in:) }",
+              iterations: readIterations,
               setUp: setUp, tearDown: tearDown) { n in consume(swiftReadLoop(shared, n)) }])
 }
 
