@@ -130,7 +130,7 @@ public enum GracePeriodTorture {
     static func updater<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, waiting: Waiting) {
         var removed: [Element] = []
         var serial = 0
-        let queue = DispatchQueue(label: "urcu.torture.work")
+        let executor = QueueExecutor(label: "urcu.torture.updater")
         while !shared.stop.load(ordering: .relaxed) {
             serial += 1
             if let old = shared.current.exchange(Element(serial: serial)) {
@@ -138,7 +138,7 @@ public enum GracePeriodTorture {
                 removed.append(old)
             }
             if waiting == .real {
-                let mechanism = waitForGracePeriod(Flavor.self, rotation: serial, queue: queue)
+                let mechanism = waitForGracePeriod(Flavor.self, rotation: serial, executor: executor)
                 shared.gracePeriods.withLock { $0[mechanism, default: 0] += 1 }
             }
             // Every element removed before that grace period is one period
@@ -151,8 +151,13 @@ public enum GracePeriodTorture {
     }
 
     /// Waits for one grace period, by the mechanism `rotation` selects.
+    ///
+    /// The double bounce and the async synchronize run on the updater's own
+    /// executor: a task on the cooperative pool waits for as long as other
+    /// code blocks the pool's few threads (two on a 2-core machine), and a
+    /// torture run inside a busy test process then stalls on it.
     static func waitForGracePeriod<Flavor: RCUFlavor>(
-        _: Flavor.Type, rotation: Int, queue: DispatchQueue
+        _: Flavor.Type, rotation: Int, executor: QueueExecutor
     ) -> String {
         switch rotation % 5 {
         case 0:
@@ -169,12 +174,12 @@ public enum GracePeriodTorture {
             return "poll"
         case 3:
             let done = Atomic<Bool>(false)
-            Flavor.afterGracePeriod(on: queue) { done.store(true, ordering: .releasing) }
+            Flavor.afterGracePeriod(on: executor.queue) { done.store(true, ordering: .releasing) }
             while !done.load(ordering: .acquiring) { usleep(50) }
             return "double bounce"
         default:
             let done = Atomic<Bool>(false)
-            Task { await Flavor.synchronize(); done.store(true, ordering: .releasing) }
+            Task(executorPreference: executor) { await Flavor.synchronize(); done.store(true, ordering: .releasing) }
             while !done.load(ordering: .acquiring) { usleep(50) }
             return "async synchronize"
         }
