@@ -110,6 +110,13 @@ public struct SplitMix: RandomNumberGenerator {
     }
 }
 
+/// The calling thread's name (`pthread_getname_np`).
+public func currentThreadName() -> String {
+    var buffer = [CChar](repeating: 0, count: 16)
+    pthread_getname_np(pthread_self(), &buffer, buffer.count)
+    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
 /// The threads of this process named `name` (their `comm` in
 /// `/proc/self/task`). A thread that has returned leaves the list even if
 /// nobody joins it: that is how a test sees that a worker thread is gone.
