@@ -109,3 +109,33 @@ public struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// The calling thread's name (`pthread_getname_np`).
+public func currentThreadName() -> String {
+    var buffer = [CChar](repeating: 0, count: 16)
+    pthread_getname_np(pthread_self(), &buffer, buffer.count)
+    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
+/// The threads of this process named `name` (their `comm` in
+/// `/proc/self/task`). A thread that has returned leaves the list even if
+/// nobody joins it: that is how a test sees that a worker thread is gone.
+public func threadCount(named name: String) -> Int {
+    guard let directory = opendir("/proc/self/task") else { return 0 }
+    defer { closedir(directory) }
+    var count = 0
+    while let entry = readdir(directory) {
+        let task = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard task.first?.isNumber == true else { continue }
+        let file = open("/proc/self/task/\(task)/comm", O_RDONLY)
+        // The thread may have exited since the directory was read.
+        guard file >= 0 else { continue }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let length = read(file, &buffer, buffer.count)
+        close(file)
+        guard length > 0 else { continue }
+        // comm ends with a newline.
+        if String(decoding: buffer[..<length].prefix { $0 != 10 }, as: UTF8.self) == name { count += 1 }
+    }
+    return count
+}

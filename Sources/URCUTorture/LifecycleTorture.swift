@@ -51,8 +51,12 @@ public enum LifecycleTorture {
         init(table: ContextTable<Flavor>) { self.table = table }
     }
 
+    /// Runs the readers and the updater for `seconds`, then on until the
+    /// updater has created `minimumCreated` contexts (so that a loaded
+    /// machine makes the run longer, not thinner), but never past
+    /// `timeLimit` (by default `10 * seconds + 10`).
     public static func run<Flavor: RCUFlavor>(
-        _ flavor: Flavor.Type, seconds: Double, readers: Int = 2,
+        _ flavor: Flavor.Type, seconds: Double, minimumCreated: Int = 0, timeLimit: Double? = nil, readers: Int = 2,
         progress: (@Sendable (Report) -> Void)? = nil
     ) -> Report {
         let shared = Shared(table: ContextTable<Flavor>(capacity: 16, requestBudget: 16 * 24))
@@ -60,8 +64,13 @@ public enum LifecycleTorture {
         let start = monotonicSeconds()
         var threads = (0..<readers).map { index in JoinableThread { reader(shared, seed: UInt64(index) + 1) } }
         threads.append(JoinableThread { updater(shared) })
+        let limit = timeLimit ?? 10 * seconds + 10
+        func finished() -> Bool {
+            let elapsed = monotonicSeconds() - start
+            return elapsed >= limit || (elapsed >= seconds && shared.table.statistics.created >= minimumCreated)
+        }
         var nextProgress = start + 1
-        while monotonicSeconds() - start < seconds {
+        while !finished() {
             usleep(20_000)
             if let progress, monotonicSeconds() >= nextProgress {
                 nextProgress += 1

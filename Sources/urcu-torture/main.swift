@@ -4,7 +4,7 @@
 //
 // Two suites share the time: the seeds' context lifecycle (ContextTable
 // over PercpuRef and RCU), and the grace-period torture (rcutorture's pipe
-// count) on each flavor.
+// count), a matrix of flavor x mode x call_rcu workers.
 
 import ContextTable
 import URCU
@@ -14,28 +14,55 @@ import URCUTorture
 import Glibc
 #endif
 
+typealias Mode = GracePeriodTorture.Mode
+typealias CallbackWorkers = GracePeriodTorture.CallbackWorkers
+
 struct Options {
     var seconds = 20.0
     var readers = 2
     var flavors = ["memb", "qsbr", "mb", "bp"]
+    var modes = Mode.allCases
+    var callbackWorkers = CallbackWorkers.allCases
     var suites = ["lifecycle", "grace-periods"]
     var floodCallbacks = 10_000_000
 }
 
+/// The shortest time a grace-period cell runs (set-up and tear-down not
+/// counted): below it, the run leaves cells out rather than thin them.
+let minimumCellSeconds = 0.25
+
 func usage() -> Never {
     print("""
-        usage: urcu-torture [--seconds S] [--readers N] [--flavor memb|qsbr|mb|bp|all]
-                            [--suite lifecycle|grace-periods|all|flood] [--callbacks N]
+        usage: urcu-torture [--seconds S] [--readers N] [--flavor F,...] [--mode M,...]
+                            [--callrcu W,...] [--suite lifecycle|grace-periods|all|flood]
+                            [--callbacks N]
           --seconds S   total duration (default 20): half to the lifecycle on memb,
-                        half shared by the flavors in the grace-period torture
-          --readers N   reader threads (default 2)
-          --flavor F    grace-period torture on one flavor, or all (default)
+                        half shared by the cells of the grace-period torture, each at
+                        least \(minimumCellSeconds) s (cells the time cannot hold are left out, and named)
+          --readers N   reader threads (default 2); update-heavy runs 1 reader and N+1
+                        updaters
+          --flavor F    memb, qsbr, mb, bp, or all (default)
+          --mode M      read-heavy (N readers, 1 updater), update-heavy (1 reader,
+                        N+1 updaters), stress (N readers with nested sections, 1
+                        updater, 5 threads waiting for grace periods), or all (default)
+          --callrcu W   callback workers: global (the default worker), per-cpu,
+                        per-thread (one per updating thread), or all (default)
           --suite S     run one suite, or both timed ones (all, the default); the
                         flood (N closures from 2 threads through memb's call_rcu,
                         without and with back-pressure) runs only when named
           --callbacks N closures in the flood (default 10000000)
         """)
     exit(2)
+}
+
+/// A comma-separated selection among `all`, or all of them for "all".
+func parseList<Choice>(_ value: String?, _ all: [Choice], name: (Choice) -> String) -> [Choice] {
+    guard let value else { usage() }
+    if value == "all" { return all }
+    let names = Set(value.split(separator: ",").map(String.init))
+    let chosen = all.filter { names.contains(name($0)) }
+    guard chosen.count == names.count else { usage() }
+    return chosen
 }
 
 func parseOptions() -> Options {
@@ -50,11 +77,11 @@ func parseOptions() -> Options {
             guard let value = arguments.popFirst().flatMap(Int.init), value > 0 else { usage() }
             options.readers = value
         case "--flavor":
-            guard let value = arguments.popFirst() else { usage() }
-            if value != "all" {
-                guard options.flavors.contains(value) else { usage() }
-                options.flavors = [value]
-            }
+            options.flavors = parseList(arguments.popFirst(), options.flavors) { $0 }
+        case "--mode":
+            options.modes = parseList(arguments.popFirst(), Mode.allCases, name: \.rawValue)
+        case "--callrcu":
+            options.callbackWorkers = parseList(arguments.popFirst(), CallbackWorkers.allCases, name: \.rawValue)
         case "--suite":
             guard let value = arguments.popFirst() else { usage() }
             if value != "all" {
@@ -112,39 +139,89 @@ if options.suites.contains("lifecycle") {
     failures += report.errors.map { "lifecycle: \($0)" }
 }
 
-// MARK: Grace periods on every flavor
+// MARK: The grace-period matrix
 
-func runGracePeriodTorture<F: RCUFlavor>(_ flavor: F.Type, seconds: Double, readers: Int) -> TortureReport {
-    GracePeriodTorture.run(flavor, seconds: seconds, readers: readers) { report in
-        print("[\(report.flavor) \(Int(report.seconds))s] reads \(rate(report.reads, report.seconds)), "
+struct Cell {
+    var flavor: String
+    var mode: Mode
+    var callbackWorkers: CallbackWorkers
+
+    var name: String { GracePeriodTorture.cellName(flavor: flavor, mode: mode, callbackWorkers: callbackWorkers) }
+}
+
+/// The selected cells in rounds: each round runs every mode x call_rcu
+/// workers pair once, the flavors rotating from pair to pair and round to
+/// round, so that a run with time for one round still covers every flavor,
+/// mode and configuration, and the rounds together cover every cell once.
+func matrix(_ options: Options) -> [Cell] {
+    let pairs = options.modes.flatMap { mode in options.callbackWorkers.map { (mode, $0) } }
+    return (0..<options.flavors.count).flatMap { round in
+        pairs.enumerated().map { index, pair in
+            Cell(flavor: options.flavors[(index + round) % options.flavors.count], mode: pair.0, callbackWorkers: pair.1)
+        }
+    }
+}
+
+func runCell<F: LiburcuFlavor>(_: F.Type, _ cell: Cell, seconds: Double, readers: Int) -> TortureReport {
+    GracePeriodTorture.run(
+        F.self, mode: cell.mode, callbackWorkers: cell.callbackWorkers, goal: .init(seconds: seconds), readers: readers
+    ) { report in
+        print("[\(report.cell) \(Int(report.seconds))s] reads \(rate(report.reads, report.seconds)), "
             + "updates \(rate(report.updates, report.seconds)), grace periods \(report.totalGracePeriods), "
             + "errors \(report.errors)")
     }
 }
 
-if options.suites.contains("grace-periods") {
-    let perFlavor = share / Double(options.flavors.count)
-    print("urcu-torture: grace-period torture, \(options.readers) readers + 1 updater per flavor, \(perFlavor)s each")
-    var reports: [TortureReport] = []
-    for name in options.flavors {
-        switch name {
-        case "memb": reports.append(runGracePeriodTorture(MembarrierRCU.self, seconds: perFlavor, readers: options.readers))
-        case "qsbr": reports.append(runGracePeriodTorture(QuiescentStateRCU.self, seconds: perFlavor, readers: options.readers))
-        case "mb": reports.append(runGracePeriodTorture(MemoryBarrierRCU.self, seconds: perFlavor, readers: options.readers))
-        default: reports.append(runGracePeriodTorture(BulletproofRCU.self, seconds: perFlavor, readers: options.readers))
-        }
+func runCell(_ cell: Cell, seconds: Double, readers: Int) -> TortureReport {
+    switch cell.flavor {
+    case "memb": runCell(MembarrierRCU.self, cell, seconds: seconds, readers: readers)
+    case "qsbr": runCell(QuiescentStateRCU.self, cell, seconds: seconds, readers: readers)
+    case "mb": runCell(MemoryBarrierRCU.self, cell, seconds: seconds, readers: readers)
+    default: runCell(BulletproofRCU.self, cell, seconds: seconds, readers: readers)
     }
+}
+
+if options.suites.contains("grace-periods") {
+    let selected = matrix(options)
+    let cells = Array(selected.prefix(max(1, Int(share / minimumCellSeconds))))
+    let threads = options.modes.map { mode in
+        let roles = GracePeriodTorture.threads(mode, readers: options.readers)
+        return "\(mode.rawValue) \(roles.readers)+\(roles.updaters)" + (roles.waiters > 0 ? "+\(roles.waiters)" : "")
+    }
+    print("urcu-torture: grace-period torture, \(cells.count) cells (flavor x mode x call_rcu workers), "
+        + "\((share / Double(cells.count) * 100).rounded() / 100)s each; readers+updaters(+waiters): \(threads.joined(separator: ", "))")
+    if cells.count < selected.count {
+        let needed = (Double(selected.count) * minimumCellSeconds * Double(options.suites.count)).rounded(.up)
+        print("urcu-torture: time for \(cells.count) of \(selected.count) cells (--seconds \(Int(needed)) runs them all); "
+            + "left out: \(selected.dropFirst(cells.count).map(\.name).joined(separator: ", "))")
+    }
+    // Each cell gets an equal part of what is left, so that set-up and
+    // tear-down come out of the share instead of adding to it.
+    let start = monotonicSeconds()
+    var reports: [TortureReport] = []
+    for (index, cell) in cells.enumerated() {
+        let left = share - (monotonicSeconds() - start)
+        let seconds = max(left / Double(cells.count - index), minimumCellSeconds)
+        reports.append(runCell(cell, seconds: seconds, readers: options.readers))
+    }
+    func order(_ report: TortureReport) -> [Int] {
+        [options.flavors.firstIndex(of: report.flavor) ?? 0, options.modes.firstIndex(of: report.mode) ?? 0,
+         options.callbackWorkers.firstIndex(of: report.callbackWorkers) ?? 0]
+    }
+    reports.sort { order($0).lexicographicallyPrecedes(order($1)) }
     print("")
-    print("| flavor | reads/s | updates/s | grace periods (by mechanism) | pipe 0 / 1 / >1 | errors |")
-    print("|---|---:|---:|---|---|---:|")
+    print("| flavor | mode | call_rcu | reads/s | updates/s | grace periods: sync / call / poll / bounce / async | "
+        + "calls on its workers | pipe 0 / 1 / >1 | errors |")
+    print("|---|---|---|---:|---:|---|---:|---|---:|")
     for report in reports {
-        let mechanisms = report.gracePeriods.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        let mechanisms = GracePeriodTorture.Mechanism.allCases.map { "\(report.gracePeriods[$0, default: 0])" }
+        let calls = report.callsOnConfiguredWorkers + report.callsElsewhere
         let older = report.pipeHistogram.dropFirst(2).reduce(0, +)
-        print("| \(report.flavor) | \(rate(report.reads, report.seconds)) | \(rate(report.updates, report.seconds)) | "
-            + "\(report.totalGracePeriods) (\(mechanisms)) | \(report.pipeHistogram[0]) / \(report.pipeHistogram[1]) / \(older) | \(report.errors) |")
-        if report.errors > 0 { failures.append("\(report.flavor): \(report.errors) reads saw a grace period end under them") }
-        if report.reads == 0 { failures.append("\(report.flavor): readers made no progress") }
-        if report.totalGracePeriods == 0 { failures.append("\(report.flavor): no grace period completed (stall)") }
+        print("| \(report.flavor) | \(report.mode.rawValue) | \(report.callbackWorkers.rawValue) | "
+            + "\(rate(report.reads, report.seconds)) | \(rate(report.updates, report.seconds)) | "
+            + "\(mechanisms.joined(separator: " / ")) | \(report.callsOnConfiguredWorkers)/\(calls) | "
+            + "\(report.pipeHistogram[0]) / \(report.pipeHistogram[1]) / \(older) | \(report.errors) |")
+        failures += report.problems.map { "\(report.cell): \($0)" }
     }
 }
 

@@ -268,15 +268,6 @@ struct CallbackWorkerTests {
     }
 }
 
-/// A task executor on its own dispatch queue, for the async double bounce.
-final class QueueExecutor: TaskExecutor {
-    let queue = DispatchQueue(label: "urcu.test.executor")
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-}
-
 @Suite("Async double bounce")
 struct AsyncDoubleBounceTests {
     @Test("afterGracePeriod(on: executor) runs the task after pre-existing readers leave", arguments: allFlavors)

@@ -1,4 +1,3 @@
-import Foundation
 import TestSupport
 import Testing
 import URCU
@@ -12,15 +11,6 @@ import Glibc
 /// callback workers leave no thread behind.
 @Suite("Shutdown")
 struct ShutdownTests {
-    /// Threads of this process named `name`, from /proc.
-    static func threads(named name: String) -> Int {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-        return tasks.filter { task in
-            let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)
-            return comm?.trimmingCharacters(in: .whitespacesAndNewlines) == name
-        }.count
-    }
-
     @Test("callbacks still queued at exit run before the process ends")
     func queuedCallbacksRunAtExit() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -68,7 +58,7 @@ struct ShutdownTests {
                 worker = CallbackWorker<MembarrierRCU>()
                 perCPU = MembarrierRCU.createPerCPUCallbackWorkers()
             }.join()
-            let workers = ShutdownTests.threads(named: name)
+            let workers = threadCount(named: name)
             let ran = Counter()
             MembarrierRCU.withCallbackWorker(worker!) {
                 for _ in 0..<1_000 { MembarrierRCU.call { ran.increment() } }
@@ -77,7 +67,7 @@ struct ShutdownTests {
             await MembarrierRCU.barrier()
             worker!.shutdown()
             MembarrierRCU.removePerCPUCallbackWorkers()
-            let gone = eventually(seconds: 10) { ShutdownTests.threads(named: name) == 0 }
+            let gone = eventually(seconds: 10) { threadCount(named: name) == 0 }
             // One dedicated worker, and one per CPU.
             let expected = 1 + (perCPU ? Int(sysconf(Int32(_SC_NPROCESSORS_CONF))) : 0)
             exit(ran.value == 2_000 && workers == expected && gone ? 0 : 1)
