@@ -36,12 +36,12 @@ sanitize-address: deps
 # callback, read unlock to grace-period end) told to TSan; see
 # Sources/URCU/ThreadSanitizer.swift. scripts/tsan.supp says what is
 # suppressed and why. Left out: the conformance suite (TLC runs, and a
-# lock-step harness), and fork(), which TSan does not support once threads
-# exist.
+# lock-step harness), and fork() (ForkTests and the fork scenario of
+# LibraryWaitTests), which TSan does not support once threads exist.
 sanitize-thread: deps
 	TSAN_OPTIONS="suppressions=$(CURDIR)/scripts/tsan.supp" \
 		$(SWIFT) test --sanitize=thread --scratch-path .build/tsan -Xswiftc -DURCU_TSAN \
-		--skip Conformance --skip ForkTests
+		--skip Conformance --skip ForkTests --skip "LibraryWaitTests/fork"
 
 compile-fail: deps
 	Tests/compile-fail/run.sh
