@@ -201,8 +201,7 @@ struct ForkTests {
         return failed
     }
 
-    /// 30,000 by default; `URCU_FORK_STORM` sets it (the ASan pass, where
-    /// each fork copies the shadow memory, runs fewer).
+    /// 30,000 by default; `URCU_FORK_STORM` sets it for a shorter run.
     static var stormForks: Int {
         getenv("URCU_FORK_STORM").flatMap { Int(String(cString: $0)) } ?? 30_000
     }
