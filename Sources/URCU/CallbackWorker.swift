@@ -14,11 +14,18 @@ import Musl
 /// program whose updaters queue many callbacks can give a thread its own
 /// worker with ``LiburcuFlavor/withCallbackWorker(_:_:)`` or give every CPU one
 /// with ``LiburcuFlavor/createPerCPUCallbackWorkers(realtime:)``.
+///
+/// End a worker with ``shutdown()``; a worker dropped without it is shut
+/// down when its last reference goes (see `deinit`).
 // @unchecked: call_rcu_data pointers are not Sendable in Swift, but liburcu
 // makes them safe to use from any thread.
 public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     private let data: Atomic<OpaquePointer?>
     private let activeScopes = Atomic<Int>(0)
+
+    /// The worker's thread, as it was started. Once ``shutdown()`` has
+    /// returned, the thread has ended and a new thread may reuse the value.
+    public let thread: pthread_t
 
     /// Starts a callback thread.
     ///
@@ -28,15 +35,10 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     ///   - cpu: pin the thread to this CPU.
     public init(realtime: Bool = false, cpu: Int32? = nil) {
         let flags = realtime ? UInt(URCU_CALL_RCU_RT) : 0
-        data = Atomic(Flavor.liburcu.create_call_rcu_data(flags, cpu ?? -1))
-    }
-
-    /// The worker's thread.
-    public var thread: pthread_t {
-        guard let data = data.load(ordering: .acquiring) else {
-            rcuMisuse("\(Flavor.name): CallbackWorker used after shutdown()")
-        }
-        return Flavor.liburcu.get_call_rcu_thread(data)
+        // Never nil: liburcu stops the process rather than return nil.
+        let data = Flavor.liburcu.create_call_rcu_data(flags, cpu ?? -1)!
+        self.data = Atomic(data)
+        thread = Flavor.liburcu.get_call_rcu_thread(data)
     }
 
     /// Marks a scope as using the worker. Paired with `shutdown()` as in
@@ -58,17 +60,51 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     /// default worker, so none is lost.
     ///
     /// The worker must not be in use by any ``LiburcuFlavor/withCallbackWorker(_:_:)``
-    /// scope. Waits for a grace period first, as liburcu requires between
-    /// the last use of a worker and its release.
+    /// scope, and the call must not come from a callback running on the
+    /// worker (it would wait for its own thread to end). Waits for a grace
+    /// period first, as liburcu requires between the last use of a worker
+    /// and its release, then for the thread to stop.
     public func shutdown() {
         guard let old = data.exchange(nil, ordering: .sequentiallyConsistent) else {
             rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() called twice")
         }
+        if pthread_equal(pthread_self(), thread) != 0 {
+            rcuMisuse(
+                "\(Flavor.name): CallbackWorker.shutdown() called from a callback running on that worker; it would wait for its own thread to stop")
+        }
         if activeScopes.load(ordering: .sequentiallyConsistent) != 0 {
             rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() while a withCallbackWorker scope still uses it")
         }
+        Self.stop(old)
+    }
+
+    /// Shuts down a worker nobody shut down. Where the thread dropping the
+    /// last reference may not wait (inside a read section, or on a callback
+    /// thread: the worker's own, when its last reference is captured by one
+    /// of its callbacks), a thread of its own does it.
+    deinit {
+        guard let data = data.load(ordering: .relaxed) else { return }
+        if Flavor.mayWaitForCallbacks {
+            Self.stop(data)
+            return
+        }
+        let status = startDetachedThread { Self.stop(data) }
+        if status != 0 {
+            writeStandardError(
+                "swift-urcu: a \(Flavor.name) CallbackWorker dropped where it cannot be shut down (inside a read section "
+                    + "or on a callback thread) keeps its thread: no thread could be started to shut it down ("
+                    + String(cString: strerror(status)) + ")\n")
+        }
+    }
+
+    /// Frees the worker, which stops its thread: the one path of
+    /// `shutdown()` and `deinit`.
+    private static func stop(_ data: OpaquePointer) {
+        // blocking wait: the grace period liburcu requires before the free.
         Flavor.synchronize()
-        Flavor.liburcu.call_rcu_data_free(old)
+        // blocking wait: call_rcu_data_free polls until the worker's thread
+        // has stopped.
+        Flavor.liburcu.call_rcu_data_free(data)
     }
 }
 
