@@ -17,14 +17,23 @@ import Musl
 ///
 /// End a worker with ``shutdown()``; a worker dropped without it is shut
 /// down when its last reference goes (see `deinit`).
+///
+/// After ``forkProcess()``, the child has none of the parent's workers:
+/// liburcu frees them at the fork and moves their queued callbacks to the
+/// child's new default worker. Using one of them in the child is a misuse;
+/// shutting it down or dropping it there does nothing.
 // @unchecked: call_rcu_data pointers are not Sendable in Swift, but liburcu
 // makes them safe to use from any thread.
 public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     private let data: Atomic<OpaquePointer?>
     private let activeScopes = Atomic<Int>(0)
+    /// The `forkGeneration` the worker was created in; in a later one (a
+    /// child process), liburcu has freed `data`.
+    private let generation: Int
 
     /// The worker's thread, as it was started. Once ``shutdown()`` has
-    /// returned, the thread has ended and a new thread may reuse the value.
+    /// returned, the thread has ended and a new thread may reuse the value;
+    /// in a child of ``forkProcess()``, the thread does not exist.
     public let thread: pthread_t
 
     /// Starts a callback thread.
@@ -39,12 +48,21 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
         let data = Flavor.liburcu.create_call_rcu_data(flags, cpu ?? -1)!
         self.data = Atomic(data)
         thread = Flavor.liburcu.get_call_rcu_thread(data)
+        generation = forkGeneration.load(ordering: .relaxed)
     }
+
+    /// Whether liburcu freed the worker at a ``forkProcess()`` since it was
+    /// created.
+    private var isFromBeforeFork: Bool { generation != forkGeneration.load(ordering: .relaxed) }
 
     /// Marks a scope as using the worker. Paired with `shutdown()` as in
     /// Dekker's algorithm: each side writes its own flag, then reads the
     /// other's (sequentially consistent), so at least one sees the other.
     func enter() -> OpaquePointer {
+        if isFromBeforeFork {
+            rcuMisuse(
+                "\(Flavor.name): CallbackWorker used in a child process of forkProcess(); liburcu stopped the parent's workers at the fork (create a new one in the child)")
+        }
         activeScopes.wrappingAdd(1, ordering: .sequentiallyConsistent)
         guard let data = data.load(ordering: .sequentiallyConsistent) else {
             rcuMisuse("\(Flavor.name): CallbackWorker used after shutdown()")
@@ -68,6 +86,9 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
         guard let old = data.exchange(nil, ordering: .sequentiallyConsistent) else {
             rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() called twice")
         }
+        // Freed by liburcu already; scopes of threads that no longer exist
+        // may still be counted.
+        if isFromBeforeFork { return }
         if pthread_equal(pthread_self(), thread) != 0 {
             rcuMisuse(
                 "\(Flavor.name): CallbackWorker.shutdown() called from a callback running on that worker; it would wait for its own thread to stop")
@@ -83,7 +104,7 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     /// thread: the worker's own, when its last reference is captured by one
     /// of its callbacks), a thread of its own does it.
     deinit {
-        guard let data = data.load(ordering: .relaxed) else { return }
+        guard let data = data.load(ordering: .relaxed), !isFromBeforeFork else { return }
         if Flavor.mayWaitForCallbacks {
             Self.stop(data)
             return
@@ -116,9 +137,15 @@ extension LiburcuFlavor {
         _ worker: CallbackWorker<Self>, _ body: () throws -> Result
     ) rethrows -> Result {
         let previous = liburcu.get_thread_call_rcu_data()
+        let generation = forkGeneration.load(ordering: .relaxed)
         liburcu.set_thread_call_rcu_data(worker.enter())
         defer {
-            liburcu.set_thread_call_rcu_data(previous)
+            // After a forkProcess() in `body`, this is the child's thread:
+            // liburcu pointed it at the new default worker and freed the
+            // worker `previous` may name. It stays on the default one.
+            if forkGeneration.load(ordering: .relaxed) == generation {
+                liburcu.set_thread_call_rcu_data(previous)
+            }
             worker.leave()
         }
         return try body()

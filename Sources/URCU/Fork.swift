@@ -1,4 +1,5 @@
 import CURCU
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -44,6 +45,7 @@ public func forkProcess() -> pid_t {
         urcu_qsbr_call_rcu_after_fork_child()
         urcu_mb_call_rcu_after_fork_child()
         urcu_memb_call_rcu_after_fork_child()
+        forkGeneration.wrappingAdd(1, ordering: .relaxed)
         RCUStallMonitor.forgetWatchdog()
         // The copies of other threads' reader counters say what they were
         // doing at the fork, and will say it forever.
@@ -61,6 +63,12 @@ public func forkProcess() -> pid_t {
     }
     return pid
 }
+
+/// How many `forkProcess()` calls separate this process from the one that
+/// loaded the library: incremented in each child once liburcu's hooks have
+/// freed every callback worker but the new default ones. Only the forking
+/// thread exists then, so it is the only writer.
+package let forkGeneration = Atomic<Int>(0)
 
 /// The nesting count in a memb or mb reader counter
 /// (`URCU_GP_CTR_NEST_MASK`: the low half of the word).

@@ -127,3 +127,98 @@ struct CallbackWorkerTests {
         }
     }
 }
+
+/// Workers across `forkProcess()`: liburcu frees every worker but a new
+/// default one in the child. Exit tests (the process forks again); the
+/// ThreadSanitizer pass skips them with the other fork tests.
+@Suite("Callback workers across fork()")
+struct CallbackWorkerForkTests {
+    /// Waits for `child` (which bounds itself with `alarm`) and tells
+    /// whether it exited with status 0.
+    static func exitedCleanly(_ child: pid_t) -> Bool {
+        var status: Int32 = 0
+        guard child > 0, waitpid(child, &status, 0) == child else { return false }
+        return (status & 0x7F) == 0 && ((status >> 8) & 0xFF) == 0
+    }
+
+    @Test("a worker from before the fork can be shut down or dropped in the child, and new workers work there")
+    func staleWorkerShutdownIsSafe() async {
+        await #expect(processExitsWith: .success) {
+            alarm(60)
+            typealias F = MembarrierRCU
+            let shutDown = CallbackWorker<F>()
+            var dropped: CallbackWorker<F>? = CallbackWorker<F>()
+            F.withCallbackWorker(shutDown) { F.call {} }
+            F.withCallbackWorker(dropped!) { F.call {} }
+            F.barrier()
+            let child = forkProcess()
+            if child == 0 {
+                alarm(20)
+                // liburcu freed both at the fork: neither may be freed again.
+                shutDown.shutdown()
+                dropped = nil
+                let fresh = CallbackWorker<F>()
+                let ran = Counter()
+                F.withCallbackWorker(fresh) { F.call { ran.increment() } }
+                F.barrier()
+                fresh.shutdown()
+                _exit(ran.value == 1 ? 0 : 1)
+            }
+            // The parent's workers are intact.
+            let ran = Counter()
+            F.withCallbackWorker(shutDown) { F.call { ran.increment() } }
+            F.barrier()
+            shutDown.shutdown()
+            dropped = nil
+            exit(CallbackWorkerForkTests.exitedCleanly(child) && ran.value == 1 ? 0 : 1)
+        }
+    }
+
+    @Test("a worker from before the fork used in the child is diagnosed")
+    func staleWorkerUseIsDiagnosed() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            alarm(60)
+            let worker = CallbackWorker<MembarrierRCU>()
+            MembarrierRCU.withCallbackWorker(worker) { MembarrierRCU.call {} }
+            MembarrierRCU.barrier()
+            let child = forkProcess()
+            if child == 0 {
+                alarm(20)
+                MembarrierRCU.withCallbackWorker(worker) { MembarrierRCU.call {} }
+                MembarrierRCU.barrier()
+                _exit(0)  // Not reached: the child stops first.
+            }
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            worker.shutdown()
+            // The child must have died of the diagnostic, not exited.
+            exit((status & 0x7F) != 0 ? 0 : 1)
+        }
+        expectDiagnostic(result, "memb: CallbackWorker used in a child process of forkProcess()")
+    }
+
+    @Test("forking inside nested withCallbackWorker scopes leaves the child's callbacks on its default worker")
+    func forkInsideScopes() async {
+        await #expect(processExitsWith: .success) {
+            alarm(60)
+            typealias F = MembarrierRCU
+            let outer = CallbackWorker<F>(), inner = CallbackWorker<F>()
+            var child: pid_t = -1
+            F.withCallbackWorker(outer) {
+                F.withCallbackWorker(inner) { child = forkProcess() }
+                if child == 0 {
+                    alarm(20)
+                    // Back in the outer scope, whose worker the fork freed:
+                    // the callback must go to the child's default worker.
+                    let ran = Counter()
+                    F.call { ran.increment() }
+                    F.barrier()
+                    _exit(ran.value == 1 && !F.isCallbackThread ? 0 : 1)
+                }
+            }
+            outer.shutdown()
+            inner.shutdown()
+            exit(CallbackWorkerForkTests.exitedCleanly(child) ? 0 : 1)
+        }
+    }
+}
