@@ -81,7 +81,7 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     /// scope, and the call must not come from a callback running on the
     /// worker (it would wait for its own thread to end). Waits for a grace
     /// period first, as liburcu requires between the last use of a worker
-    /// and its release, then for the thread to stop.
+    /// and its release, then for the thread to end.
     public func shutdown() {
         guard let old = data.exchange(nil, ordering: .sequentiallyConsistent) else {
             rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() called twice")
@@ -96,7 +96,7 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
         if activeScopes.load(ordering: .sequentiallyConsistent) != 0 {
             rcuMisuse("\(Flavor.name): CallbackWorker.shutdown() while a withCallbackWorker scope still uses it")
         }
-        Self.stop(old)
+        Self.stop(old, thread: thread)
     }
 
     /// Shuts down a worker nobody shut down. Where the thread dropping the
@@ -105,11 +105,12 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     /// of its callbacks), a thread of its own does it.
     deinit {
         guard let data = data.load(ordering: .relaxed), !isFromBeforeFork else { return }
+        let thread = thread
         if Flavor.mayWaitForCallbacks {
-            Self.stop(data)
+            Self.stop(data, thread: thread)
             return
         }
-        let status = startDetachedThread { Self.stop(data) }
+        let status = startDetachedThread { Self.stop(data, thread: thread) }
         if status != 0 {
             writeStandardError(
                 "swift-urcu: a \(Flavor.name) CallbackWorker dropped where it cannot be shut down (inside a read section "
@@ -118,14 +119,15 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
         }
     }
 
-    /// Frees the worker, which stops its thread: the one path of
-    /// `shutdown()` and `deinit`.
-    private static func stop(_ data: OpaquePointer) {
+    /// Frees the worker and ends its thread: the one path of `shutdown()`
+    /// and `deinit`.
+    private static func stop(_ data: OpaquePointer, thread: pthread_t) {
         // blocking wait: the grace period liburcu requires before the free.
         Flavor.synchronize()
         // blocking wait: call_rcu_data_free polls until the worker's thread
-        // has stopped.
+        // has stopped, and the join waits until it has ended.
         Flavor.liburcu.call_rcu_data_free(data)
+        joinStoppedWorker(thread)
     }
 }
 
@@ -159,17 +161,60 @@ extension LiburcuFlavor {
     ///   callbacks keep using the default worker).
     @discardableResult
     public static func createPerCPUCallbackWorkers(realtime: Bool = false) -> Bool {
-        liburcu.create_all_cpu_call_rcu_data(realtime ? UInt(URCU_CALL_RCU_RT) : 0) == 0
+        perCPUWorkersLock.withLock { _ in
+            liburcu.create_all_cpu_call_rcu_data(realtime ? UInt(URCU_CALL_RCU_RT) : 0) == 0
+        }
     }
 
     /// Stops the per-CPU callback threads; their queued callbacks move to
     /// the default worker (`free_all_cpu_call_rcu_data`).
     public static func removePerCPUCallbackWorkers() {
-        liburcu.free_all_cpu_call_rcu_data()
+        perCPUWorkersLock.withLock { _ in
+            let threads = (0..<possibleCPUCount).compactMap { cpu in
+                liburcu.get_cpu_call_rcu_data(cpu).map { liburcu.get_call_rcu_thread($0) }
+            }
+            // blocking wait: a grace period, then each thread's stop.
+            liburcu.free_all_cpu_call_rcu_data()
+            threads.forEach(joinStoppedWorker)
+        }
     }
 
     /// Whether the CPU has its own callback thread.
     public static func hasCallbackWorker(forCPU cpu: Int32) -> Bool {
         liburcu.get_cpu_call_rcu_data(cpu) != nil
     }
+}
+
+/// Serialises creating and removing per-CPU workers, so that the threads
+/// `removePerCPUCallbackWorkers` joins are the ones it stopped.
+private let perCPUWorkersLock = Mutex(())
+
+/// How many CPUs liburcu gives per-CPU workers: the highest possible CPU
+/// number plus one, from `/sys/devices/system/cpu/possible` ("0-3,8-11"),
+/// else the configured CPUs, as liburcu counts them.
+private let possibleCPUCount: Int32 = {
+    let file = open("/sys/devices/system/cpu/possible", O_RDONLY)
+    if file >= 0 {
+        defer { close(file) }
+        var text = [UInt8](repeating: 0, count: 1_024)
+        let length = read(file, &text, text.count)
+        let numbers = text[..<max(length, 0)].split { !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+        if let highest = numbers.last.flatMap({ Int32(String(decoding: $0, as: UTF8.self)) }) { return highest + 1 }
+    }
+    return Int32(sysconf(Int32(_SC_NPROCESSORS_CONF)))
+}()
+
+/// Whether the loaded liburcu joins the thread of a worker it frees.
+/// liburcu 0.13.2 and earlier never join it, so the thread's stack stays
+/// mapped (8 MiB of address space per worker, with the default stack
+/// size); 0.13.3 fixed that along with adding `urcu_memb_exit`, by which it
+/// is recognised. Joining a thread twice is undefined.
+private let liburcuJoinsStoppedWorkers = dlsym(nil, "urcu_memb_exit") != nil
+
+/// Joins the thread of a worker liburcu has just freed, unless liburcu has.
+/// Nobody else joins it (liburcu does not detach it).
+private func joinStoppedWorker(_ thread: pthread_t) {
+    if liburcuJoinsStoppedWorkers { return }
+    let status = pthread_join(thread, nil)
+    precondition(status == 0, "swift-urcu: joining a stopped callback thread failed: \(String(cString: strerror(status)))")
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import TestSupport
 import Testing
@@ -8,8 +9,8 @@ import URCUTesting
 import Glibc
 #endif
 
-/// Dedicated and per-CPU callback workers: where callbacks run, and how
-/// workers end (shut down, dropped).
+/// Dedicated and per-CPU callback workers: where callbacks run, how workers
+/// end (shut down, dropped), and what they leave behind.
 @Suite("Callback workers", .serialized)
 struct CallbackWorkerTests {
     @Test("a dedicated callback worker runs callbacks on its own thread", arguments: allFlavors)
@@ -125,6 +126,54 @@ struct CallbackWorkerTests {
             reader.join()
             exit(mismatches.value == 0 && pthread_equal(worker.thread, expected) != 0 ? 0 : 1)
         }
+    }
+
+    /// The process's virtual memory size in KiB (`VmSize`).
+    static func virtualMemoryKiB() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmSize:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    /// A bound on the address space `workers` stopped workers may leave
+    /// mapped: a quarter of their thread stacks, which stay mapped in full
+    /// when no one joins the threads (glibc keeps a few joined stacks for
+    /// reuse, so it is not zero either).
+    static func leakBoundKiB(workers: Int) -> Int {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        var stackSize = 0
+        pthread_attr_getstacksize(&attributes, &stackSize)
+        pthread_attr_destroy(&attributes)
+        return workers * stackSize / 1_024 / 4
+    }
+
+    @Test("200 workers created and shut down leave no thread stack mapped")
+    func shutdownReleasesTheThread() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let before = CallbackWorkerTests.virtualMemoryKiB()
+            for _ in 0..<200 { CallbackWorker<MembarrierRCU>().shutdown() }
+            let growth = CallbackWorkerTests.virtualMemoryKiB() - before
+            writeStandardError("VmSize grew by \(growth) KiB\n")
+            exit(growth < CallbackWorkerTests.leakBoundKiB(workers: 200) ? 0 : 1)
+        }
+        print("200 workers: \(standardError(of: result))", terminator: "")
+    }
+
+    @Test("50 rounds of per-CPU workers created and removed leave no thread stack mapped")
+    func perCPURemovalReleasesTheThreads() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let before = CallbackWorkerTests.virtualMemoryKiB()
+            for _ in 0..<50 {
+                MembarrierRCU.createPerCPUCallbackWorkers()
+                MembarrierRCU.removePerCPUCallbackWorkers()
+            }
+            let growth = CallbackWorkerTests.virtualMemoryKiB() - before
+            writeStandardError("VmSize grew by \(growth) KiB\n")
+            let workers = 50 * Int(sysconf(Int32(_SC_NPROCESSORS_CONF)))
+            exit(growth < CallbackWorkerTests.leakBoundKiB(workers: workers) ? 0 : 1)
+        }
+        print("50 per-CPU rounds: \(standardError(of: result))", terminator: "")
     }
 }
 
