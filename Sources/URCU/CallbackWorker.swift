@@ -36,13 +36,20 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     /// in a child of ``forkProcess()``, the thread does not exist.
     public let thread: pthread_t
 
-    /// Starts a callback thread.
+    /// Starts a callback thread, and the flavor's default callback thread
+    /// if it is not running yet (``shutdown()`` moves queued callbacks
+    /// there).
     ///
     /// - Parameters:
     ///   - realtime: poll for callbacks instead of sleeping on a futex
     ///     (`URCU_CALL_RCU_RT`): lower latency, one busy core.
     ///   - cpu: pin the thread to this CPU.
-    public init(realtime: Bool = false, cpu: Int32? = nil) {
+    /// - Throws: ``CallbackThreadUnavailable`` when the system would not
+    ///   start a thread (a thread limit such as `ulimit -u`, or no memory
+    ///   for its stack). liburcu itself would stop the process.
+    public init(realtime: Bool = false, cpu: Int32? = nil) throws(CallbackThreadUnavailable) {
+        try Flavor.startDefaultCallbackThread()
+        try reserveThreads(1)
         let flags = realtime ? UInt(URCU_CALL_RCU_RT) : 0
         // Never nil: liburcu stops the process rather than return nil.
         let data = Flavor.liburcu.create_call_rcu_data(flags, cpu ?? -1)!
@@ -131,6 +138,18 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     }
 }
 
+/// The system would not start a callback thread: `pthread_create` failed.
+public struct CallbackThreadUnavailable: Error, CustomStringConvertible {
+    /// `pthread_create`'s error number: `EAGAIN` under a thread limit
+    /// (`ulimit -u`, `RLIMIT_NPROC`, the kernel's `threads-max`) or without
+    /// memory for the thread's stack.
+    public let code: Int32
+
+    public var description: String {
+        "cannot start a callback thread: pthread_create failed: \(String(cString: strerror(code)))"
+    }
+}
+
 extension LiburcuFlavor {
     /// Runs `body` with `worker` receiving the callbacks the calling thread
     /// queues (`set_thread_call_rcu_data`), then restores the previous
@@ -158,11 +177,19 @@ extension LiburcuFlavor {
     /// of the CPU that queued it.
     ///
     /// - Returns: false if the system cannot provide per-CPU workers (then
-    ///   callbacks keep using the default worker).
+    ///   callbacks keep using the default worker), including when it would
+    ///   not start their threads.
     @discardableResult
     public static func createPerCPUCallbackWorkers(realtime: Bool = false) -> Bool {
         perCPUWorkersLock.withLock { _ in
-            liburcu.create_all_cpu_call_rcu_data(realtime ? UInt(URCU_CALL_RCU_RT) : 0) == 0
+            let missing = (0..<possibleCPUCount).count { liburcu.get_cpu_call_rcu_data($0) == nil }
+            do {
+                try startDefaultCallbackThread()
+                try reserveThreads(missing)
+            } catch {
+                return false
+            }
+            return liburcu.create_all_cpu_call_rcu_data(realtime ? UInt(URCU_CALL_RCU_RT) : 0) == 0
         }
     }
 
@@ -182,6 +209,31 @@ extension LiburcuFlavor {
     /// Whether the CPU has its own callback thread.
     public static func hasCallbackWorker(forCPU cpu: Int32) -> Bool {
         liburcu.get_cpu_call_rcu_data(cpu) != nil
+    }
+
+    /// Starts the flavor's default callback thread if it is not known to
+    /// run: liburcu starts it on the first `call_rcu`, and stops the process
+    /// if it cannot.
+    static func startDefaultCallbackThread() throws(CallbackThreadUnavailable) {
+        if accounting.hasDefaultCallbackThread.load(ordering: .acquiring) { return }
+        try reserveThreads(1)
+        _ = liburcu.get_default_call_rcu_data()
+        accounting.hasDefaultCallbackThread.store(true, ordering: .releasing)
+    }
+
+    /// For ``call(_:)`` and ``retire(_:)``, which have no way to report
+    /// that the default callback thread cannot be started: a clear stop
+    /// instead of liburcu's.
+    @inline(__always)
+    static func requireDefaultCallbackThread() {
+        guard _slowPath(!accounting.hasDefaultCallbackThread.load(ordering: .relaxed)) else { return }
+        do {
+            try startDefaultCallbackThread()
+        } catch {
+            fatalError(
+                "swift-urcu: cannot start the \(name) callback thread that call() and retire() need "
+                    + "(pthread_create: \(String(cString: strerror(error.code))))")
+        }
     }
 }
 
@@ -217,4 +269,50 @@ private func joinStoppedWorker(_ thread: pthread_t) {
     if liburcuJoinsStoppedWorkers { return }
     let status = pthread_join(thread, nil)
     precondition(status == 0, "swift-urcu: joining a stopped callback thread failed: \(String(cString: strerror(status)))")
+}
+
+/// Makes sure `count` more threads can run at once before liburcu is asked
+/// for callback threads: liburcu 0.13.2 stops the process when
+/// `pthread_create` fails. Starts `count` threads that wait for each
+/// other, then ends them, and waits until the kernel has reaped them: it
+/// counts a thread against `RLIMIT_NPROC` until then, a moment after
+/// `pthread_join` returns. glibc keeps their stacks for the next threads.
+/// Threads that other code starts meanwhile can still take the room.
+private func reserveThreads(_ count: Int) throws(CallbackThreadUnavailable) {
+    final class Gate: Sendable {
+        let isOpen = Atomic<Bool>(false)
+    }
+    final class Probe: Sendable {
+        let gate: Gate
+        let threadID = Atomic<pid_t>(0)
+        init(_ gate: Gate) { self.gate = gate }
+    }
+    let gate = Gate()
+    var probes: [(thread: pthread_t, probe: Probe)] = []
+    var failure: Int32 = 0
+    while probes.count < count {
+        let probe = Probe(gate)
+        let context = Unmanaged.passRetained(probe)
+        var thread = pthread_t()
+        // Default attributes, as liburcu's: the same stack size.
+        failure = pthread_create(&thread, nil, { raw in
+            let probe = Unmanaged<Probe>.fromOpaque(raw!).takeRetainedValue()
+            probe.threadID.store(gettid(), ordering: .relaxed)
+            while !probe.gate.isOpen.load(ordering: .acquiring) { usleep(100) }
+            return nil
+        }, context.toOpaque())
+        guard failure == 0 else {
+            context.release()
+            break
+        }
+        probes.append((thread, probe))
+    }
+    gate.isOpen.store(true, ordering: .releasing)
+    for (thread, probe) in probes {
+        pthread_join(thread, nil)
+        let task = "/proc/self/task/\(probe.threadID.load(ordering: .relaxed))"
+        let deadline = monotonicSeconds() + 1
+        while access(task, F_OK) == 0 && monotonicSeconds() < deadline { usleep(100) }
+    }
+    if failure != 0 { throw CallbackThreadUnavailable(code: failure) }
 }

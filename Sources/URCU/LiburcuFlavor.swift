@@ -40,6 +40,7 @@ extension LiburcuFlavor {
     @inline(__always)
     private static func enqueue(_ trampoline: CallbackNode.Trampoline, _ makeNode: () -> CallbackNode) {
         RCUExit.arm()
+        requireDefaultCallbackThread()
         applyBackPressure()
         let node = makeNode()
         #if URCU_TSAN

@@ -10,13 +10,14 @@ import Glibc
 #endif
 
 /// Dedicated and per-CPU callback workers: where callbacks run, how workers
-/// end (shut down, dropped), and what they leave behind.
+/// end (shut down, dropped), what they leave behind, and what happens when
+/// the system has no thread to give them.
 @Suite("Callback workers", .serialized)
 struct CallbackWorkerTests {
     @Test("a dedicated callback worker runs callbacks on its own thread", arguments: allFlavors)
-    func callbackWorker(flavor: any LiburcuFlavor.Type) {
-        func check<F: LiburcuFlavor>(_: F.Type) {
-            let worker = CallbackWorker<F>()
+    func callbackWorker(flavor: any LiburcuFlavor.Type) throws {
+        func check<F: LiburcuFlavor>(_: F.Type) throws {
+            let worker = try CallbackWorker<F>()
             let workerThread = worker.thread
             let ranOnWorker = Atomic<Int>(0)
             F.withCallbackWorker(worker) {
@@ -34,7 +35,7 @@ struct CallbackWorkerTests {
             worker.shutdown()
             #expect(!F.isCallbackThread)
         }
-        check(flavor)
+        try check(flavor)
     }
 
     @Test("per-CPU callback workers run callbacks, and removing them loses none", arguments: allFlavors)
@@ -83,7 +84,7 @@ struct CallbackWorkerTests {
         F.call {}
         F.synchronize()
         JoinableThread(name: site.rawValue) {
-            var worker: CallbackWorker<F>? = CallbackWorker<F>()
+            var worker: CallbackWorker<F>? = try! CallbackWorker<F>()
             F.withCallbackWorker(worker!) {
                 for _ in 0..<100 { F.call { ran.increment() } }
             }
@@ -110,7 +111,7 @@ struct CallbackWorkerTests {
     @Test("thread stays readable while shutdown() runs and after it")
     func threadDuringShutdown() async {
         await #expect(processExitsWith: .success) {
-            let worker = CallbackWorker<MembarrierRCU>()
+            let worker = try! CallbackWorker<MembarrierRCU>()
             let expected = worker.thread
             let started = Latch(), stop = Latch()
             let mismatches = Counter()
@@ -152,7 +153,7 @@ struct CallbackWorkerTests {
     func shutdownReleasesTheThread() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let before = CallbackWorkerTests.virtualMemoryKiB()
-            for _ in 0..<200 { CallbackWorker<MembarrierRCU>().shutdown() }
+            for _ in 0..<200 { try! CallbackWorker<MembarrierRCU>().shutdown() }
             let growth = CallbackWorkerTests.virtualMemoryKiB() - before
             writeStandardError("VmSize grew by \(growth) KiB\n")
             exit(growth < CallbackWorkerTests.leakBoundKiB(workers: 200) ? 0 : 1)
@@ -175,6 +176,55 @@ struct CallbackWorkerTests {
         }
         print("50 per-CPU rounds: \(standardError(of: result))", terminator: "")
     }
+
+    /// Makes every later `pthread_create` of this process fail with EAGAIN,
+    /// as `ulimit -u` does. Root is exempt from RLIMIT_NPROC, so a root
+    /// process also becomes user nobody, whose limit then applies. The
+    /// process must then end with `_exit`: at `exit`, LeakSanitizer (the
+    /// AddressSanitizer pass) needs a thread of its own, and without one
+    /// fails the process.
+    static func forbidNewThreads() {
+        var limit = rlimit(rlim_cur: 1, rlim_max: 1)
+        precondition(setrlimit(__rlimit_resource_t(__RLIMIT_NPROC.rawValue), &limit) == 0)
+        if getuid() == 0 { precondition(setuid(65_534) == 0) }
+        var thread = pthread_t()
+        precondition(pthread_create(&thread, nil, { _ in nil }, nil) == EAGAIN, "the thread limit does not hold")
+    }
+
+    @Test("without a thread to spare, creating a worker throws")
+    func workerWithoutThreads() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            CallbackWorkerTests.forbidNewThreads()
+            do {
+                _ = try CallbackWorker<MembarrierRCU>()
+                _exit(1)
+            } catch {
+                writeStandardError("\(error)\n")
+                _exit(0)
+            }
+        }
+        let stderr = standardError(of: result)
+        #expect(stderr.contains("Resource temporarily unavailable"), "stderr was: \(stderr)")
+    }
+
+    @Test("without threads to spare, per-CPU workers are refused")
+    func perCPUWithoutThreads() async {
+        await #expect(processExitsWith: .success) {
+            CallbackWorkerTests.forbidNewThreads()
+            _exit(MembarrierRCU.createPerCPUCallbackWorkers() ? 1 : 0)
+        }
+    }
+
+    @Test("without a thread to spare, the first call() stops with a clear error")
+    func firstCallWithoutThreads() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            CallbackWorkerTests.forbidNewThreads()
+            MembarrierRCU.call {}
+        }
+        let stderr = standardError(of: result)
+        #expect(stderr.contains("swift-urcu: cannot start the memb callback thread"), "stderr was: \(stderr)")
+        #expect(stderr.contains("Resource temporarily unavailable"), "stderr was: \(stderr)")
+    }
 }
 
 /// Workers across `forkProcess()`: liburcu frees every worker but a new
@@ -195,8 +245,8 @@ struct CallbackWorkerForkTests {
         await #expect(processExitsWith: .success) {
             alarm(60)
             typealias F = MembarrierRCU
-            let shutDown = CallbackWorker<F>()
-            var dropped: CallbackWorker<F>? = CallbackWorker<F>()
+            let shutDown = try! CallbackWorker<F>()
+            var dropped: CallbackWorker<F>? = try! CallbackWorker<F>()
             F.withCallbackWorker(shutDown) { F.call {} }
             F.withCallbackWorker(dropped!) { F.call {} }
             F.barrier()
@@ -206,7 +256,7 @@ struct CallbackWorkerForkTests {
                 // liburcu freed both at the fork: neither may be freed again.
                 shutDown.shutdown()
                 dropped = nil
-                let fresh = CallbackWorker<F>()
+                let fresh = try! CallbackWorker<F>()
                 let ran = Counter()
                 F.withCallbackWorker(fresh) { F.call { ran.increment() } }
                 F.barrier()
@@ -227,7 +277,7 @@ struct CallbackWorkerForkTests {
     func staleWorkerUseIsDiagnosed() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             alarm(60)
-            let worker = CallbackWorker<MembarrierRCU>()
+            let worker = try! CallbackWorker<MembarrierRCU>()
             MembarrierRCU.withCallbackWorker(worker) { MembarrierRCU.call {} }
             MembarrierRCU.barrier()
             let child = forkProcess()
@@ -251,7 +301,7 @@ struct CallbackWorkerForkTests {
         await #expect(processExitsWith: .success) {
             alarm(60)
             typealias F = MembarrierRCU
-            let outer = CallbackWorker<F>(), inner = CallbackWorker<F>()
+            let outer = try! CallbackWorker<F>(), inner = try! CallbackWorker<F>()
             var child: pid_t = -1
             F.withCallbackWorker(outer) {
                 F.withCallbackWorker(inner) { child = forkProcess() }

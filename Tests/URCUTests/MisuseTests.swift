@@ -101,7 +101,7 @@ struct MisuseTests {
     @Test func workerShutdownTwice() async {
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                let worker = CallbackWorker<MembarrierRCU>()
+                let worker = try! CallbackWorker<MembarrierRCU>()
                 worker.shutdown()
                 worker.shutdown()
             },
@@ -112,7 +112,7 @@ struct MisuseTests {
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                 alarm(10)  // A hang ends in SIGALRM, without the diagnostic.
-                let worker = CallbackWorker<MembarrierRCU>()
+                let worker = try! CallbackWorker<MembarrierRCU>()
                 MembarrierRCU.withCallbackWorker(worker) { MembarrierRCU.call { worker.shutdown() } }
                 pause()
             },

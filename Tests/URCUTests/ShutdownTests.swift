@@ -62,10 +62,13 @@ struct ShutdownTests {
             // liburcu's worker threads take the name of the thread that
             // creates them: create them from one named for the purpose.
             let name = "rcu-workers"
+            // The default callback thread, which creating a worker starts if
+            // it is not running, stays: start it from this thread.
+            MembarrierRCU.call {}
             nonisolated(unsafe) var worker: CallbackWorker<MembarrierRCU>?
             nonisolated(unsafe) var perCPU = false
             JoinableThread(name: name) {
-                worker = CallbackWorker<MembarrierRCU>()
+                worker = try! CallbackWorker<MembarrierRCU>()
                 perCPU = MembarrierRCU.createPerCPUCallbackWorkers()
             }.join()
             let workers = ShutdownTests.threads(named: name)
