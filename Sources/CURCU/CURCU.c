@@ -14,6 +14,7 @@ __thread void *curcu_node_cache;
         .get_thread_call_rcu_data = urcu_##flavor##_get_thread_call_rcu_data,          \
         .set_thread_call_rcu_data = urcu_##flavor##_set_thread_call_rcu_data,          \
         .get_cpu_call_rcu_data = urcu_##flavor##_get_cpu_call_rcu_data,                \
+        .get_default_call_rcu_data = urcu_##flavor##_get_default_call_rcu_data,        \
         .create_all_cpu_call_rcu_data = urcu_##flavor##_create_all_cpu_call_rcu_data,  \
         .free_all_cpu_call_rcu_data = urcu_##flavor##_free_all_cpu_call_rcu_data,      \
         .get_call_rcu_thread = urcu_##flavor##_get_call_rcu_thread,                    \

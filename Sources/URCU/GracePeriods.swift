@@ -28,6 +28,9 @@ public final class GracePeriodAccounting: Sendable {
     /// The back-pressure limit on pending callbacks; 0 means none. Read on
     /// every callback, written rarely.
     private let limit = Atomic<Int>(0)
+    /// Whether the flavor's default callback thread is known to run (see
+    /// `LiburcuFlavor.requireDefaultCallbackThread`).
+    let hasDefaultCallbackThread = Atomic<Bool>(false)
 
     public init() {}
 

@@ -56,6 +56,7 @@ extension LiburcuFlavor {
     @inline(__always)
     private static func enqueue(_ trampoline: CallbackNode.Trampoline, _ makeNode: () -> CallbackNode) {
         RCUExit.arm()
+        requireDefaultCallbackThread()
         let node = makeNode()
         #if URCU_TSAN
         tsanRelease(UnsafeMutableRawPointer(node.head))

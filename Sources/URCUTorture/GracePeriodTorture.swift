@@ -252,16 +252,25 @@ public enum GracePeriodTorture {
         init(_ configuration: CallbackWorkers, updatingThreads: Int) {
             threadName = configuration == .global
                 ? nil : "torture-w\(cellSerial.wrappingAdd(1, ordering: .relaxed).newValue)"
+            // Creating workers starts the flavor's default callback thread
+            // if it is not running, and it would take the cell's thread
+            // name and outlive the cell: start it from this thread first.
+            Flavor._callWithoutBackPressure {}
             switch configuration {
             case .global:
                 break
             case .perThread:
-                let made = Mutex<[CallbackWorker<Flavor>]>([])
+                let made = Mutex<Result<[CallbackWorker<Flavor>], CallbackThreadUnavailable>>(.success([]))
                 JoinableThread(name: threadName) {
-                    let workers = (0..<updatingThreads).map { _ in CallbackWorker<Flavor>() }
+                    let workers = Result { () throws(CallbackThreadUnavailable) in
+                        try (0..<updatingThreads).map { _ throws(CallbackThreadUnavailable) in try CallbackWorker<Flavor>() }
+                    }
                     made.withLock { $0 = workers }
                 }.join()
-                perThread = made.withLock { $0 }
+                switch made.withLock({ $0 }) {
+                case .success(let workers): perThread = workers
+                case .failure(let error): setupFailure = "\(error)"
+                }
             case .perCPU:
                 guard !Flavor.hasCallbackWorker(forCPU: 0) else {
                     setupFailure = "the flavor already had per-CPU callback workers"

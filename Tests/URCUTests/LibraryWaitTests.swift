@@ -105,6 +105,23 @@ struct LibraryWaitTests {
         return ran.value == 1_000 && status == 0
     }
 
+    static func workerShutdown() -> Bool {
+        onlineQSBRThread(limit: nil)
+        let ran = Counter()
+        for _ in 0..<5 {
+            let worker = try! CallbackWorker<QuiescentStateRCU>()
+            QuiescentStateRCU.withCallbackWorker(worker) {
+                for _ in 0..<100 { QuiescentStateRCU.call { ran.increment() } }
+            }
+            worker.shutdown()
+        }
+        QuiescentStateRCU.createPerCPUCallbackWorkers()
+        QuiescentStateRCU.call { ran.increment() }
+        QuiescentStateRCU.removePerCPUCallbackWorkers()
+        QuiescentStateRCU.barrier()
+        return ran.value == 501
+    }
+
     @Test("back-pressure: calls past the limit complete")
     func backPressure() async {
         await #expect(processExitsWith: .success) { exit(LibraryWaitTests.backPressure() ? 0 : 1) }
@@ -128,6 +145,11 @@ struct LibraryWaitTests {
     @Test("ContextTable.waitForAll frees everything from an online QSBR thread")
     func contextTableWait() async {
         await #expect(processExitsWith: .success) { exit(LibraryWaitTests.contextTableWait() ? 0 : 1) }
+    }
+
+    @Test("CallbackWorker.shutdown() and removing per-CPU workers")
+    func workerShutdown() async {
+        await #expect(processExitsWith: .success) { exit(LibraryWaitTests.workerShutdown() ? 0 : 1) }
     }
 
     @Test("forkProcess() with QSBR callbacks in flight")

@@ -3,6 +3,10 @@ import URCU
 import URCUTesting
 import TestSupport
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Each misuse stops the process with a diagnostic that names it. Exit tests
 /// run the body in a child process and check how it ended and what it said.
 @Suite("Misuse diagnostics")
@@ -97,9 +101,9 @@ struct MisuseTests {
     @Test func workerShutdownTwice() async {
         expectDiagnostic(
             await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                let worker = CallbackWorker<MembarrierRCU>()
-                worker.shutdown()
-                worker.shutdown()
+                let worker = try! CallbackWorker<MembarrierRCU>()
+                await worker.shutdown()
+                await worker.shutdown()
             },
             "memb: CallbackWorker.shutdown() called twice")
     }
@@ -137,5 +141,16 @@ struct MisuseTests {
                 JoinableThread { QuiescentStateRCU.registerThread() }.join()
             },
             "qsbr: a thread exited while registered")
+    }
+
+    @Test func workerShutdownFromItsOwnCallback() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                alarm(10)  // A hang ends in SIGALRM, without the diagnostic.
+                let worker = try! CallbackWorker<MembarrierRCU>()
+                MembarrierRCU.withCallbackWorker(worker) { MembarrierRCU.call { worker.shutdown() } }
+                pause()
+            },
+            "memb: CallbackWorker.shutdown() called from a callback running on that worker")
     }
 }

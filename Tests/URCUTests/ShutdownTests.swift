@@ -52,10 +52,13 @@ struct ShutdownTests {
             // liburcu's worker threads take the name of the thread that
             // creates them: create them from one named for the purpose.
             let name = "rcu-workers"
+            // The default callback thread, which creating a worker starts if
+            // it is not running, stays: start it from this thread.
+            await MembarrierRCU.call {}
             nonisolated(unsafe) var worker: CallbackWorker<MembarrierRCU>?
             nonisolated(unsafe) var perCPU = false
             JoinableThread(name: name) {
-                worker = CallbackWorker<MembarrierRCU>()
+                worker = try! CallbackWorker<MembarrierRCU>()
                 perCPU = MembarrierRCU.createPerCPUCallbackWorkers()
             }.join()
             let workers = threadCount(named: name)
@@ -65,8 +68,8 @@ struct ShutdownTests {
             }
             for _ in 0..<1_000 { await MembarrierRCU.call { ran.increment() } }
             await MembarrierRCU.barrier()
-            worker!.shutdown()
-            MembarrierRCU.removePerCPUCallbackWorkers()
+            await worker!.shutdown()
+            await MembarrierRCU.removePerCPUCallbackWorkers()
             let gone = eventually(seconds: 10) { threadCount(named: name) == 0 }
             // One dedicated worker, and one per CPU.
             let expected = 1 + (perCPU ? Int(sysconf(Int32(_SC_NPROCESSORS_CONF))) : 0)

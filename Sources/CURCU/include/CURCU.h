@@ -43,6 +43,7 @@
                                                                int cpu_affinity);      \
     void urcu_##flavor##_call_rcu_data_free(struct call_rcu_data *crdp);               \
     struct call_rcu_data *urcu_##flavor##_get_cpu_call_rcu_data(int cpu);              \
+    struct call_rcu_data *urcu_##flavor##_get_default_call_rcu_data(void);             \
     struct call_rcu_data *urcu_##flavor##_get_thread_call_rcu_data(void);              \
     pthread_t urcu_##flavor##_get_call_rcu_thread(struct call_rcu_data *crdp);         \
     void urcu_##flavor##_set_thread_call_rcu_data(struct call_rcu_data *crdp);         \
@@ -72,6 +73,7 @@ struct curcu_update_functions {
     struct call_rcu_data *(* _Nonnull get_thread_call_rcu_data)(void);
     void (* _Nonnull set_thread_call_rcu_data)(struct call_rcu_data *crdp);
     struct call_rcu_data *(* _Nonnull get_cpu_call_rcu_data)(int cpu);
+    struct call_rcu_data *(* _Nonnull get_default_call_rcu_data)(void);
     int (* _Nonnull create_all_cpu_call_rcu_data)(unsigned long flags);
     void (* _Nonnull free_all_cpu_call_rcu_data)(void);
     pthread_t (* _Nonnull get_call_rcu_thread)(struct call_rcu_data *crdp);
