@@ -250,6 +250,8 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// Destroys every context left, then waits until all of them are freed
     /// and no callback or free is pending. Returns what it saw; a
     /// ``LifecycleStatistics/isClean`` result proves nothing leaked.
+    /// Gives up once `timeoutSeconds` pass without progress (see
+    /// ``waitForAll(timeoutSeconds:)``).
     public func shutdown(timeoutSeconds: Double = 30) -> LifecycleStatistics {
         for id in liveContexts { try? destroy(id) }
         return waitForAll(timeoutSeconds: timeoutSeconds)
@@ -257,14 +259,37 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
 
     /// Waits until every destroyed context has been freed and every
     /// context object deallocated, letting callbacks and the cleanup queue
-    /// run; gives up after `timeoutSeconds` and reports what is left.
+    /// run; gives up once `timeoutSeconds` pass without any change in the
+    /// statistics, and reports what is left.
+    ///
+    /// The limit is on a stall, not on the whole wait: a teardown slowed
+    /// down by a busy machine keeps changing the statistics and is waited
+    /// for, while a leaked context (a free that never comes) is reported
+    /// `timeoutSeconds` after the last change.
     public func waitForAll(timeoutSeconds: Double = 30) -> LifecycleStatistics {
-        let deadline = monotonicSeconds() + timeoutSeconds
+        counters.waitForAll(Flavor.self, timeoutSeconds: timeoutSeconds) { budgetInUse }
+    }
+}
+
+extension LifecycleCounters {
+    /// ``ContextTable/waitForAll(timeoutSeconds:)``, on the counters a
+    /// table's contexts report to (they may outlive the table).
+    func waitForAll<Flavor: RCUFlavor>(
+        _: Flavor.Type, timeoutSeconds: Double, budgetInUse: () -> Int
+    ) -> LifecycleStatistics {
+        var lastSeen = snapshot(budgetInUse: budgetInUse())
+        var lastChange = monotonicSeconds()
         while true {
             Flavor.barrier()
-            let statistics = self.statistics
+            let statistics = snapshot(budgetInUse: budgetInUse())
             let settled = statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0
-            if settled || monotonicSeconds() > deadline { return statistics }
+            if settled { return statistics }
+            if statistics != lastSeen {
+                lastSeen = statistics
+                lastChange = monotonicSeconds()
+            } else if monotonicSeconds() - lastChange > timeoutSeconds {
+                return statistics
+            }
             // Frees handed to the cleanup executor are still running.
             usleep(1_000)
         }
