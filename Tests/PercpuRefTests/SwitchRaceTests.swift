@@ -76,8 +76,9 @@ struct SwitchRaceTests {
                 while switchesEnded.value == round {
                     if ref.isZero { sawZero.increment() }
                     checks &+= 1
-                    // A get and a put cost a hundred checks: mostly check.
-                    if checks % 64 == 0 {
+                    // A get and a put take as long as a hundred checks: check
+                    // far more often, so that few moments go unseen.
+                    if checks % 1_024 == 0 {
                         ref.get()
                         ref.put()
                     }
@@ -107,4 +108,49 @@ struct SwitchRaceTests {
         }
         holder.join()
     }
+
+    // Under ThreadSanitizer every atomic access is a call into its runtime:
+    // stepping through them would take many times longer.
+    #if arch(x86_64) && canImport(Glibc) && !URCU_TSAN
+    /// The race above finds a moment without the references only if the
+    /// holder looks at that very moment, which for two adds in a row is a
+    /// few nanoseconds. Here the end of the switch runs one instruction at a
+    /// time, and the ref is looked at after every one.
+    @Test("the ref is not zero after any instruction of the end of the switch, while references are held")
+    func everyInstructionOfTheEndOfTheSwitch() async {
+        await #expect(processExitsWith: .success) {
+            SwitchRaceTests.stepThroughTheEndOfTheSwitch(referencesHeld: 8)
+        }
+    }
+
+    /// This thread takes `referencesHeld` references in percpu mode, on its
+    /// own counter, kills the ref and puts one of them on the shared count,
+    /// which then holds just the bias: a moment without the bias and without
+    /// the sum leaves it at zero. The end of the switch then runs one
+    /// instruction at a time.
+    static func stepThroughTheEndOfTheSwitch(referencesHeld: Int) {
+        let releases = Counter()
+        let ref = PercpuRef<SwitchDomain> { releases.increment() }
+        ref.get(count: referencesHeld)
+        ref.kill()
+        ref.put()
+        SwitchDomain.startGracePeriod()
+        SwitchDomain.endGracePeriod()
+        let ready = SwitchDomain.snapshot.ready
+        guard ready.count == 1 else {
+            Issue.record("expected the end of the switch alone ready to run, found \(ready.count) callbacks")
+            return
+        }
+        let zeroAfter = stepInstructions(
+            of: { SwitchDomain.runReadyCallback(ready[0]) }, interleavingWhen: { _ in ref.isZero }, {})
+        if let zeroAfter {
+            Issue.record("""
+                the ref was zero after instruction \(zeroAfter) of the end of the switch, with \
+                \(referencesHeld - 1) references held
+                """)
+        }
+        for _ in 1..<referencesHeld { ref.put() }
+        #expect(releases.value == 1, "release ran \(releases.value) times (once expected)")
+    }
+    #endif
 }
