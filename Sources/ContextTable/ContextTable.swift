@@ -249,8 +249,10 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
 
     /// Destroys every context left, then waits until all of them are freed
     /// and no callback or free is pending. Returns what it saw; a
-    /// ``LifecycleStatistics/isClean`` result proves nothing leaked. Blocks
-    /// the calling thread: async code uses `await shutdown()`.
+    /// ``LifecycleStatistics/isClean`` result proves nothing leaked. Gives
+    /// up once `timeoutSeconds` pass without progress (see
+    /// ``waitForAll(timeoutSeconds:)``). Blocks the calling thread: async
+    /// code uses `await shutdown()`.
     @available(*, noasync, message: "blocks the thread; use 'await shutdown()' in async code")
     public func shutdown(timeoutSeconds: Double = 30) -> LifecycleStatistics {
         for id in liveContexts { try? destroy(id) }
@@ -266,39 +268,72 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
 
     /// Waits until every destroyed context has been freed and every
     /// context object deallocated, letting callbacks and the cleanup queue
-    /// run; gives up after `timeoutSeconds` and reports what is left.
-    /// Blocks the calling thread (an online QSBR caller goes offline
-    /// meanwhile): async code uses `await waitForAll()`.
+    /// run; gives up once `timeoutSeconds` pass without any change in the
+    /// statistics, and reports what is left.
+    ///
+    /// The limit is on a stall, not on the whole wait: a teardown slowed
+    /// down by a busy machine keeps changing the statistics and is waited
+    /// for, while a leaked context (a free that never comes) is reported
+    /// `timeoutSeconds` after the last change. Blocks the calling thread
+    /// (an online QSBR caller goes offline meanwhile): async code uses
+    /// `await waitForAll()`.
     @available(*, noasync, message: "blocks the thread; use 'await waitForAll()' in async code")
     public func waitForAll(timeoutSeconds: Double = 30) -> LifecycleStatistics {
-        whileBlocked {
-            let deadline = monotonicSeconds() + timeoutSeconds
-            while true {
-                Flavor.barrier()
-                if let settled = settledStatistics(deadline: deadline) { return settled }
-                // Frees handed to the cleanup executor are still running.
-                usleep(1_000)
-            }
-        }
+        counters.waitForAll(Flavor.self, timeoutSeconds: timeoutSeconds) { budgetInUse }
     }
 
     /// ``waitForAll(timeoutSeconds:)`` for async code: suspends instead of
     /// blocking.
     public func waitForAll(timeoutSeconds: Double = 30) async -> LifecycleStatistics {
-        let deadline = monotonicSeconds() + timeoutSeconds
+        var wait = TeardownWait(counters.snapshot(budgetInUse: budgetInUse), stallLimit: timeoutSeconds)
         while true {
             await Flavor.barrier()
-            if let settled = settledStatistics(deadline: deadline) { return settled }
+            if let outcome = wait.outcome(counters.snapshot(budgetInUse: budgetInUse)) { return outcome }
             try? await Task.sleep(nanoseconds: 1_000_000)
         }
     }
+}
 
-    /// The statistics once everything is freed, or once `deadline` has
-    /// passed; `nil` while frees are still on their way.
-    private func settledStatistics(deadline: Double) -> LifecycleStatistics? {
-        let statistics = self.statistics
-        let settled = statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0
-        return settled || monotonicSeconds() > deadline ? statistics : nil
+extension LifecycleCounters {
+    /// ``ContextTable/waitForAll(timeoutSeconds:)``, on the counters a
+    /// table's contexts report to (they may outlive the table).
+    func waitForAll<Flavor: RCUFlavor>(
+        _: Flavor.Type, timeoutSeconds: Double, budgetInUse: () -> Int
+    ) -> LifecycleStatistics {
+        whileBlocked {
+            var wait = TeardownWait(snapshot(budgetInUse: budgetInUse()), stallLimit: timeoutSeconds)
+            while true {
+                Flavor.barrier()
+                if let outcome = wait.outcome(snapshot(budgetInUse: budgetInUse())) { return outcome }
+                // Frees handed to the cleanup executor are still running.
+                usleep(1_000)
+            }
+        }
+    }
+}
+
+/// A wait for every context to be freed, blocking or async: settled, or
+/// given up after `stallLimit` seconds without any change.
+struct TeardownWait {
+    private var lastSeen: LifecycleStatistics
+    private var lastChange = monotonicSeconds()
+    private let stallLimit: Double
+
+    init(_ first: LifecycleStatistics, stallLimit: Double) {
+        lastSeen = first
+        self.stallLimit = stallLimit
+    }
+
+    /// What the wait returns now that it sees `statistics`: them, once
+    /// settled or stalled; `nil` while frees are on their way.
+    mutating func outcome(_ statistics: LifecycleStatistics) -> LifecycleStatistics? {
+        if statistics.live == 0 && statistics.objects == 0 && statistics.pendingFrees == 0 { return statistics }
+        if statistics != lastSeen {
+            lastSeen = statistics
+            lastChange = monotonicSeconds()
+            return nil
+        }
+        return monotonicSeconds() - lastChange > stallLimit ? statistics : nil
     }
 }
 

@@ -19,22 +19,32 @@ import Musl
 /// The shared stack holds at most `sharedLimit` nodes (beyond that,
 /// callback threads free them), so a flood of callbacks cannot pin its peak
 /// memory forever; a thread's cache is freed when the thread exits.
-enum CallbackNodePool {
+package enum CallbackNodePool {
     /// The stack's top node and its length, swapped together (a double-word
     /// compare-and-exchange), so the length is exact without walking the
     /// list and without reading nodes another thread may own by then.
     private static let shared = Atomic<WordPair>(WordPair(first: 0, second: 0))
-    static let sharedLimit: UInt = 4_096
+    package static let sharedLimit: UInt = 4_096
+
+    /// Nodes allocated and not yet freed, wherever they are: in a queued
+    /// callback, a thread's cache or the shared stack. Counted where nodes
+    /// are allocated and freed, never where they are reused, so a pool that
+    /// keeps its bound keeps this bounded (the tests check it).
+    package static var nodesAlive: Int { allocatedNodes.load(ordering: .relaxed) }
+    private static let allocatedNodes = Atomic<Int>(0)
 
     private static let freeCacheAtExit: pthread_key_t = {
         var key = pthread_key_t()
         let status = pthread_key_create(&key) { _ in
             var node = curcu_node_cache_get()
             curcu_node_cache_set(nil)
+            var freed = 0
             while let current = node {
                 node = CallbackNodePool.next(current)
                 current.deallocate()
+                freed += 1
             }
+            CallbackNodePool.allocatedNodes.wrappingSubtract(freed, ordering: .relaxed)
         }
         precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
         return key
@@ -63,6 +73,7 @@ enum CallbackNodePool {
             curcu_node_cache_set(next(chain))
             return chain
         }
+        allocatedNodes.wrappingAdd(1, ordering: .relaxed)
         return .allocate(byteCount: CallbackNode.size, alignment: CallbackNode.alignment)
     }
 
@@ -72,6 +83,7 @@ enum CallbackNodePool {
         while true {
             guard top.second < sharedLimit else {
                 node.deallocate()
+                allocatedNodes.wrappingSubtract(1, ordering: .relaxed)
                 return
             }
             node.storeBytes(of: UnsafeMutableRawPointer(bitPattern: top.first), as: UnsafeMutableRawPointer?.self)

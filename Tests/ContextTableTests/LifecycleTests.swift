@@ -29,7 +29,7 @@ struct LifecycleTests {
         #expect(table.budgetInUse == 0)
         #expect(!table.isReachable(id))
         #expect(throws: ContextError.noSuchContext) { try table.destroy(id) }
-        let statistics = table.waitForAll()
+        let statistics = table.waitForAll(timeoutSeconds: teardownStallSeconds)
         #expect(statistics.isClean, "\(statistics)")
         #expect(statistics.freed == 1)
     }
@@ -43,7 +43,7 @@ struct LifecycleTests {
         #expect(table.budgetInUse == 10)
         #expect(throws: ContextError.budgetExhausted) { try table.create(maxRequests: 91) }
         #expect(throws: ContextError.invalidMaxRequests) { try table.create(maxRequests: 0) }
-        #expect(table.shutdown().isClean)
+        #expect(table.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
     }
 
     @Test("a stale ID does not reach a later context in the same slot")
@@ -55,7 +55,7 @@ struct LifecycleTests {
         #expect(first.slot == second.slot)
         #expect(!table.isReachable(first))
         #expect(table.isReachable(second))
-        #expect(table.shutdown().isClean)
+        #expect(table.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
     }
 
     @Test("the ring limits requests in flight")
@@ -72,7 +72,7 @@ struct LifecycleTests {
         #expect(lease.reapEvents(maximum: 1).count == 1)
         _ = try lease.submit().complete()
         _ = consume lease
-        #expect(table.shutdown().isClean)
+        #expect(table.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
     }
 
     @Test("a garbage head never hands back a slot a request still holds")
@@ -89,7 +89,7 @@ struct LifecycleTests {
         first.complete()
         second.complete()
         _ = consume lease
-        #expect(table.shutdown().isClean)
+        #expect(table.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
     }
 
     @Test("events reaped straight from the shared ring give their slots back")
@@ -104,7 +104,7 @@ struct LifecycleTests {
             lease.userRingIndices.pointee.head = lease.userRingIndices.pointee.tail
         }
         _ = consume lease
-        #expect(table.shutdown().isClean)
+        #expect(table.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
     }
 
     @Test("an absurd maxRequests is refused, not an overflow")
@@ -115,8 +115,8 @@ struct LifecycleTests {
         let small = ContextTable<MembarrierRCU>(capacity: 2, requestBudget: 10)
         _ = try small.create(maxRequests: 8)
         #expect(throws: ContextError.budgetExhausted) { try small.create(maxRequests: ContextTable<MembarrierRCU>.maxRequestsPerContext) }
-        #expect(table.shutdown().isClean)
-        #expect(small.shutdown().isClean)
+        #expect(table.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
+        #expect(small.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
     }
 
     @Test("a table dropped while contexts are being torn down: they still finish")
@@ -137,9 +137,8 @@ struct LifecycleTests {
         // Completing (or having been cancelled) works without the table;
         // both contexts are freed after their grace periods.
         request.complete()
-        let freed = eventually { MembarrierRCU.barrier(); return counters.snapshot(budgetInUse: 0).freed == 2 }
-        #expect(freed)
-        let statistics = counters.snapshot(budgetInUse: 0)
+        let statistics = counters.waitForAll(MembarrierRCU.self, timeoutSeconds: teardownStallSeconds) { 0 }
+        #expect(statistics.freed == 2, "\(statistics)")
         #expect(statistics.live == 0 && statistics.pendingFrees == 0, "\(statistics)")
     }
 
@@ -159,7 +158,7 @@ struct LifecycleTests {
         #expect(table.statistics.cancelled == 3)
         #expect(requests.allSatisfy { !$0.complete() }, "cancelled requests are already finished")
         #expect(table.statistics.freed == 0, "freed without an explicit grace period")
-        let statistics = table.waitForAll()
+        let statistics = table.waitForAll(timeoutSeconds: teardownStallSeconds)
         #expect(statistics.isClean, "\(statistics)")
     }
 }

@@ -52,13 +52,15 @@ struct RaceTests {
             reader.join()
             #expect(!sawFreed.isOpen, "context freed while a reader that found it was in its section")
             #expect(readRing.isOpen, "ring poisoned under the reader")
-            let statistics = table.waitForAll()
+            let statistics = table.waitForAll(timeoutSeconds: teardownStallSeconds)
             #expect(statistics.isClean, "\(statistics)")
         }
         try check(flavor)
     }
 
-    @Test("fuzzed ring indices change nothing in the lifecycle")
+    // Not shrunk: every rerun of an input that leaks waits out the stall
+    // limit, and the first failing input already names the seed.
+    @Test("fuzzed ring indices change nothing in the lifecycle", .shrinking(false))
     func fuzzedRingIndices() async {
         await propertyCheck(count: 50, input: Gen.uint32(in: 0...UInt32.max).array(of: 1...20), Gen.int(in: 1...6)) { garbage, requests in
             Self.scribble(garbage, requests: requests)
@@ -92,12 +94,12 @@ struct RaceTests {
         try? table.destroy(id)
         // With requests still in flight, the users release cancels them;
         // either way nothing is freed early and everything is freed.
-        let statistics = table.waitForAll()
+        let statistics = table.waitForAll(timeoutSeconds: teardownStallSeconds)
         #expect(statistics.isClean, "\(statistics)")
         #expect(inFlight.allSatisfy { !$0.complete() })
     }
 
-    @Test("accounting returns to zero after random create/destroy/submit sequences")
+    @Test("accounting returns to zero after random create/destroy/submit sequences", .shrinking(false))
     func randomAccounting() async {
         let operations = Gen.int(in: 0...5).array(of: 1...60)
         let sizes = Gen.int(in: 1...40).array(of: 60)
@@ -139,7 +141,7 @@ struct RaceTests {
                     break
                 }
             }
-            let statistics = await table.shutdown()
+            let statistics = await table.shutdown(timeoutSeconds: teardownStallSeconds)
             #expect(statistics.isClean, "\(statistics)")
         }
     }

@@ -8,6 +8,13 @@ import Glibc
 
 struct NoSuchContext: Error {}
 
+/// How long a test lets a teardown go without progress before it reports
+/// what is left: far longer than a free takes on a loaded machine (a grace
+/// period, then a hop through the cleanup queue), yet a leaked context fails
+/// its test in seconds (the library's default would wait 30 s per check,
+/// and a property test checks many times).
+let teardownStallSeconds = 5.0
+
 extension ContextTable {
     /// A lease on `id`, or a test failure (leases are not copyable, so the
     /// testing macros cannot unwrap them).
