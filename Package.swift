@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "URCUTesting", dependencies: ["URCU", "CURCU"]),
         // The torture run (`make torture`): its scenarios are a library so
         // the tests can run them briefly.
-        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting"]),
+        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting", "CURCU"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         // Helpers shared by the test targets.
         .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting"], path: "Tests/TestSupport"),

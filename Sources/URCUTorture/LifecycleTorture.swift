@@ -1,4 +1,5 @@
 import ContextTable
+import CURCU
 import Synchronization
 import URCU
 import URCUTesting
@@ -120,9 +121,14 @@ public enum LifecycleTorture {
                     if random.next() % 4 == 0 { pending.append(request) } else if request.complete() { completes += 1 }
                 }
                 if random.next() % 8 == 0 {
-                    // User space may write anything into the ring header.
-                    lease.userRingIndices.pointee.head = UInt32(truncatingIfNeeded: random.next())
-                    lease.userRingIndices.pointee.tail = UInt32(truncatingIfNeeded: random.next())
+                    // User space may write anything into the ring header,
+                    // at any time: atomically, like the library's own
+                    // accesses, so ThreadSanitizer checks that those are.
+                    let header = UnsafeMutableRawPointer(lease.userRingIndices)
+                    for field in [\RingIndices.head, \RingIndices.tail] {
+                        let index = (header + MemoryLayout<RingIndices>.offset(of: field)!).assumingMemoryBound(to: UInt32.self)
+                        curcu_store_relaxed_u32(index, UInt32(truncatingIfNeeded: random.next()))
+                    }
                     scribbles += 1
                 }
                 _ = lease.reapEvents(maximum: 8)
