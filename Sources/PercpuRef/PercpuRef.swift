@@ -28,7 +28,8 @@ import URCU
 ///
 /// With ``QuiescentStateRCU`` as `Flavor`, every ``get()`` and ``put()`` is a
 /// QSBR read section: every thread that touches the ref must be registered
-/// and online (checked in debug builds only, like all QSBR read sections).
+/// and online (checked in every build, like all QSBR read sections, unless
+/// the trait `QSBRReadSideChecks` is off).
 ///
 /// Misuse (killing twice, putting below zero, resurrecting a live ref,
 /// reinitialising a ref in use, switching to percpu mode without
