@@ -221,24 +221,28 @@ package enum ReaderRegistry {
         let entry = Entry(
             flavor: flavor, thread: pthread_self(), tid: gettid(),
             counter: counter, blocks: blocks)
-        entries.withLock {
-            $0.list.append(entry)
-            $0.hook?(true)
-        }
+        // The hook runs after liburcu's registration, before this one:
+        // halfway through the step, holding no lock.
+        runRegistrationHook(adding: true)
+        entries.withLock { $0.list.append(entry) }
     }
 
     /// Called inside a registration step.
     static func removeCallingThread(flavor: String) {
         let me = pthread_self()
-        entries.withLock {
-            $0.list.removeAll { $0.flavor == flavor && pthread_equal($0.thread, me) != 0 }
-            $0.hook?(false)
-        }
+        entries.withLock { $0.list.removeAll { $0.flavor == flavor && pthread_equal($0.thread, me) != 0 } }
+        // Before liburcu's unregistration: halfway through the step.
+        runRegistrationHook(adding: false)
     }
 
-    /// For the fork tests: `hook` runs inside every registration and
-    /// unregistration, with the registry's lock held (`adding` says which),
-    /// so a test can park a thread there while another forks.
+    private static func runRegistrationHook(adding: Bool) {
+        entries.withLock { $0.hook }?(adding)
+    }
+
+    /// For the fork tests: `hook` runs halfway through every registration
+    /// and unregistration step (`adding` says which), between liburcu's
+    /// part and this registry's, so a test can park a thread inside the
+    /// step while another forks.
     package static func setRegistrationHook(_ hook: (@Sendable (_ adding: Bool) -> Void)?) {
         ForkGuard.excludingFork { entries.withLock { $0.hook = hook } }
     }

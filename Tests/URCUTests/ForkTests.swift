@@ -136,17 +136,22 @@ struct ForkTests {
         _exit(0)
     }
 
-    /// A thread is parked inside a registration step (`registering`) or an
-    /// unregistration step at its exit, holding the reader registry's lock,
-    /// when the process forks. Returns whether the child worked.
+    /// A thread is parked halfway through a registration step
+    /// (`registering`) or an unregistration step at its exit, when another
+    /// thread forks. The fork must wait for the step: the
+    /// child checks that its copy of the parked thread was not inside it,
+    /// then that RCU works. Returns whether the child succeeded.
     static func forkWhileParked(registering: Bool) -> Bool {
         RCUStallMonitor.threshold = nil
         let parked = Latch(), release = Latch()
         let parkOnce = Atomic<Bool>(true)
+        let insideStep = Atomic<Bool>(false)
         ReaderRegistry.setRegistrationHook { adding in
             guard adding == registering, parkOnce.exchange(false, ordering: .relaxed) else { return }
+            insideStep.store(true, ordering: .relaxed)
             parked.open()
             release.wait()
+            insideStep.store(false, ordering: .relaxed)
         }
         // Registers on its first section; unregisters as it exits.
         let stepper = JoinableThread { MembarrierRCU.read { _ in } }
@@ -154,7 +159,13 @@ struct ForkTests {
         // The fork must wait for the parked step: let it go a little later.
         let releaser = JoinableThread { usleep(100_000); release.open() }
         let child = forkProcess()
-        if child == 0 { childWorks() }
+        if child == 0 {
+            // A fork in the middle of the step would leave the child with a
+            // registration liburcu has and the package does not (or the
+            // reverse), or with a lock held by a thread it does not have.
+            if insideStep.load(ordering: .relaxed) { _exit(2) }
+            childWorks()
+        }
         releaser.join()
         stepper.join()
         return child > 0 && childSucceeded(child, within: 20)
