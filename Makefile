@@ -36,13 +36,12 @@ sanitize-address: deps
 # The tests again under ThreadSanitizer, torture scenarios included, built
 # with -D URCU_TSAN: locks TSan can see, and liburcu's ordering (call_rcu to
 # callback, read unlock to grace-period end) told to TSan; see
-# Sources/URCU/ThreadSanitizer.swift. scripts/tsan.supp says what is
-# suppressed and why. Left out: the conformance suite (TLC runs, and a
-# lock-step harness), and fork() (ForkTests and the fork scenario of
-# LibraryWaitTests), which TSan does not support once threads exist.
+# Sources/URCU/ThreadSanitizer.swift. Nothing is suppressed. Left out:
+# the conformance suite (TLC runs, and a lock-step harness), and fork()
+# (the ForkTests suites and the fork scenario of LibraryWaitTests), which
+# TSan does not support once threads exist.
 sanitize-thread: deps
-	TSAN_OPTIONS="suppressions=$(CURDIR)/scripts/tsan.supp" \
-		$(SWIFT) test --sanitize=thread --scratch-path .build/tsan -Xswiftc -DURCU_TSAN \
+	$(SWIFT) test --sanitize=thread --scratch-path .build/tsan -Xswiftc -DURCU_TSAN \
 		--skip Conformance --skip ForkTests --skip "LibraryWaitTests/fork"
 
 compile-fail: deps
