@@ -39,7 +39,7 @@ extension LiburcuFlavor {
 
     public static func call(_ callback: @escaping @Sendable () -> Void) {
         applyBackPressure()
-        enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: accounting) }
+        _callWithoutBackPressure(callback)
     }
 
     public static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void) {
