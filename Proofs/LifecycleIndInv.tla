@@ -1,7 +1,8 @@
 --------------------------- MODULE LifecycleIndInv ---------------------------
 (***************************************************************************)
-(* Claim: IndInv is an inductive invariant of Spec/Lifecycle.tla with      *)
-(* Bug = "None", and it implies every safety property of that module.      *)
+(* Bounded check (TLC, at the constants of each .cfg; not a proof for      *)
+(* all constants): IndInv is an inductive invariant of Spec/Lifecycle.tla  *)
+(* with Bug = "None", and it implies every safety property of that module. *)
 (*                                                                         *)
 (*   LifecycleIndInvBase.cfg   Init => IndInv                              *)
 (*   LifecycleIndInv.cfg       TypeOK /\ IndInv /\ Next => IndInv'         *)
@@ -10,6 +11,8 @@
 (*                             TypeOK /\ IndInv, reachable or not, and     *)
 (*                             checks IndInv and the properties on all     *)
 (*                             their successors.                           *)
+(*   LifecycleIndInvWide*.cfg  the same two checks at larger constants,    *)
+(*                             with one flavor.                            *)
 (*                                                                         *)
 (* TLC enumerates an initial predicate conjunct by conjunct, binding each  *)
 (* variable at its first "x \in S" or "x = e" and pruning with the         *)
@@ -152,7 +155,8 @@ IndInv ==
 
 IndInit == IndInv /\ TypeOK
 
-Symmetry == Permutations(Contexts) \cup Permutations(Threads)
+Symmetry ==
+    Permutations(Contexts) \cup Permutations(Threads) \cup Permutations(Slots)
 
 (* For the base case: an action constraint no step satisfies, so TLC       *)
 (* checks the initial state only.  (TLC rejects a constant FALSE.)         *)
