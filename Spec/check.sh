@@ -35,6 +35,7 @@ checks=(
     "Spec|MCLifecycle|MCLifecycleTwoThreads|pass|on"
     "Spec|MCLifecycle|MCLifecycleWide|pass|on"
     "Spec|MCLifecycle|MCLifecycleOneFlavor|pass|on"
+    "Spec|MCLifecycle|MCLifecycleTableFull|pass|on"
     "Spec|MCLifecycle|MCLifecycle_InternalGracePeriod|invariant:NoUseAfterFree|off"
     "Spec|MCLifecycle|MCLifecycle_InternalGracePeriodAtomic|invariant:NoUseAfterFree|off"
     "Spec|MCLifecycle|MCLifecycle_RingCount|invariant:FreeOnlyWhenUnreferenced|off"
