@@ -29,7 +29,18 @@
 (*   "BudgetLeak"           a failed table insert keeps its aio_nr share   *)
 (*                          (2013 seed);                                   *)
 (*   "GetNotTryget"         lookup takes users with percpu_ref_get         *)
-(*                          instead of percpu_ref_tryget_live.             *)
+(*                          instead of percpu_ref_tryget_live;             *)
+(*   "FreeWithPercpuRefFlavor"  reqs release queues the free on the        *)
+(*                          percpu_ref's flavor, not the table's;          *)
+(*   "UnlockBeforeTryget"   lookup leaves the read section before its      *)
+(*                          tryget_live;                                   *)
+(*   "KillBeforeUnpublish"  destroy kills users before it empties the slot;*)
+(*   "TrygetNotLive"        lookup uses percpu_ref_tryget, not _live;      *)
+(*   "FreeInCallback"       the RCU callback frees the context itself,     *)
+(*                          with no work item;                             *)
+(*   "UsersReleaseSkipsKillReqs"  users' release puts reqs without         *)
+(*                          killing it;                                    *)
+(*   "ReqsReleaseTwice"     reqs' release can run a second time.           *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets, RefCount
 
@@ -47,7 +58,9 @@ CONSTANTS
     Bug
 
 Bugs == {"None", "InternalGracePeriod", "RingCount", "BudgetLeak",
-         "GetNotTryget"}
+         "GetNotTryget", "FreeWithPercpuRefFlavor", "UnlockBeforeTryget",
+         "KillBeforeUnpublish", "TrygetNotLive", "FreeInCallback",
+         "UsersReleaseSkipsKillReqs", "ReqsReleaseTwice"}
 
 ASSUME /\ Bug \in Bugs
        /\ {TableFlavor, RefFlavor} \subseteq Flavors
@@ -150,6 +163,35 @@ UsesReqsRef == Bug # "RingCount"
 (* complete.                                                               *)
 Cancelled(c) == "users" \in releaseRan[c]
 
+(* The flavor of ctx->free_rcu: the table's, since the grace period must   *)
+(* wait for lookup_ioctx's readers.  FreeWithPercpuRefFlavor takes the     *)
+(* flavor percpu_ref switches under (Swift: a ContextTable<Flavor> whose   *)
+(* reqs release called Ref's flavor instead of Flavor.call).               *)
+FreeFlavor == IF Bug = "FreeWithPercpuRefFlavor" THEN RefFlavor
+                                                 ELSE TableFlavor
+
+Published(c) == \E s \in Slots : table[s] = c
+
+(* The end of lookup_ioctx's read section, in the step that takes (or     *)
+(* fails to take) users.  UnlockBeforeTryget left it earlier, in           *)
+(* LookupUnlockEarly, so the tryget runs on a pointer no grace period      *)
+(* waits for.                                                              *)
+LookupUnlock(t) ==
+    IF Bug = "UnlockBeforeTryget"
+    THEN t \notin rcuReaders[TableFlavor] /\ RCU!Unchanged
+    ELSE RCU!ReadUnlock(t, TableFlavor)
+
+(* percpu_ref_tryget_live() in lookup_ioctx; TrygetNotLive:                *)
+(* percpu_ref_tryget(), which succeeds on a killed ref until it is zero    *)
+(* (Swift: tryGet() in place of tryGetLive() in ContextTable.lookup).      *)
+LookupCanGet(r) == IF Bug = "TrygetNotLive" THEN CanTryGet(r)
+                                            ELSE CanTryGetLive(r)
+
+(* KillBeforeUnpublish: the destroying thread is between its kill and its  *)
+(* unpublish; it drops its users reference only after both.                *)
+MidDestroy(c) ==
+    Bug = "KillBeforeUnpublish" /\ ctxState[c] = "dying" /\ Published(c)
+
 -----------------------------------------------------------------------------
 (* Creating a context: ioctx_alloc().  Swift: ContextTable.create().       *)
 
@@ -228,10 +270,10 @@ LookupLoad(t, s, c) ==
 LookupTrygetLiveOk(t, c) ==
     /\ Bug # "GetNotTryget"
     /\ Loading(t, c)
-    /\ CanTryGetLive(users[c])
+    /\ LookupCanGet(users[c])
     /\ users' = [users EXCEPT ![c] = Got(@)]
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "holding", ctx |-> c]]
-    /\ RCU!ReadUnlock(t, TableFlavor)
+    /\ LookupUnlock(t)
     /\ UNCHANGED <<ctxState, table, aioNr, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees>>
 
@@ -240,9 +282,9 @@ LookupTrygetLiveOk(t, c) ==
 LookupTrygetLiveFails(t, c) ==
     /\ Bug # "GetNotTryget"
     /\ Loading(t, c)
-    /\ ~CanTryGetLive(users[c])
+    /\ ~LookupCanGet(users[c])
     /\ reader' = [reader EXCEPT ![t] = Idle]
-    /\ RCU!ReadUnlock(t, TableFlavor)
+    /\ LookupUnlock(t)
     /\ UNCHANGED ctxVars
 
 (* GetNotTryget: percpu_ref_get(&ctx->users), whatever state users is in;  *)
@@ -252,14 +294,26 @@ LookupGet(t, c) ==
     /\ Loading(t, c)
     /\ users' = [users EXCEPT ![c] = Got(@)]
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "holding", ctx |-> c]]
-    /\ RCU!ReadUnlock(t, TableFlavor)
+    /\ LookupUnlock(t)
     /\ UNCHANGED <<ctxState, table, aioNr, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees>>
+
+(* UnlockBeforeTryget: rcu_read_unlock() right after the load, before the  *)
+(* tryget (kernel: lookup_ioctx with the unlock moved above                *)
+(* percpu_ref_tryget_live; Swift: ContextTable.lookup leaving the read     *)
+(* section before users.tryGetLive()).                                     *)
+LookupUnlockEarly(t, c) ==
+    /\ Bug = "UnlockBeforeTryget"
+    /\ Loading(t, c)
+    /\ t \in rcuReaders[TableFlavor]
+    /\ RCU!ReadUnlock(t, TableFlavor)
+    /\ UNCHANGED <<ctxVars, reader>>
 
 (* percpu_ref_put(&ctx->users) at the end of io_submit, io_getevents,      *)
 (* io_destroy.  Swift: releasing the handle lookup(id:) returned.          *)
 LookupPut(t, c) ==
     /\ Holding(t, c)
+    /\ ~MidDestroy(c)
     /\ users' = [users EXCEPT ![c] = Put(@)]
     /\ reader' = [reader EXCEPT ![t] = Idle]
     /\ UNCHANGED <<ctxState, table, aioNr, reqs, releaseRan, inFlight,
@@ -279,14 +333,18 @@ Submit(t, c) ==
 (* io_destroy -> kill_ioctx(): atomic_xchg(&ctx->dead, 1) finds it 0,      *)
 (* RCU_INIT_POINTER(table->table[id], NULL), aio_nr_sub(), vm_munmap of    *)
 (* the ring, percpu_ref_kill(&ctx->users).  (If ctx->dead was already set  *)
-(* kill_ioctx returns -EINVAL: a stuttering step.)                         *)
-(* Swift: ContextTable.destroy(id:).                                       *)
+(* kill_ioctx returns -EINVAL: a stuttering step.)  Lookups see the        *)
+(* unpublish and the kill as one step: Swift: ContextTable.destroy(id:)    *)
+(* does both inside one tableLock section.  KillBeforeUnpublish kills      *)
+(* here and unpublishes later, in DestroyUnpublish.                        *)
+Unpublished(c) == [s \in Slots |-> IF table[s] = c THEN NoContext ELSE table[s]]
+
 Destroy(t, c) ==
     /\ Holding(t, c)
     /\ ctxState[c] = "live"
     /\ users[c].mode # "switching"
     /\ ctxState' = [ctxState EXCEPT ![c] = "dying"]
-    /\ table' = [s \in Slots |-> IF table[s] = c THEN NoContext ELSE table[s]]
+    /\ table' = IF Bug = "KillBeforeUnpublish" THEN table ELSE Unpublished(c)
     /\ aioNr' = aioNr - MaxRequests
     /\ users' = [users EXCEPT ![c] = Killed(@)]
     /\ IF SwitchNeedsGracePeriod(users[c])
@@ -294,6 +352,17 @@ Destroy(t, c) ==
        ELSE RCU!Unchanged
     /\ UNCHANGED <<reqs, releaseRan, inFlight, reqsAvail, ring, work,
                    frees, reader>>
+
+(* KillBeforeUnpublish: the destroying thread empties the slot after its   *)
+(* percpu_ref_kill(&ctx->users) (kernel: kill_ioctx with the table store   *)
+(* moved below the kill; Swift: users.kill() before the slot store).       *)
+DestroyUnpublish(t, c) ==
+    /\ Bug = "KillBeforeUnpublish"
+    /\ Holding(t, c)
+    /\ MidDestroy(c)
+    /\ table' = Unpublished(c)
+    /\ UNCHANGED <<ctxState, aioNr, users, reqs, releaseRan, inFlight,
+                   reqsAvail, ring, work, frees, reader, rcuVars>>
 
 (* io_getevents(): the user moves the ring head (aio_read_events, or       *)
 (* userspace reading the mmapped ring), or just writes any value there.    *)
@@ -334,16 +403,21 @@ RefSwitchConfirm(c, ref) ==
 (* free_ioctx_users(), users' release callback: cancel every request on    *)
 (* active_reqs, percpu_ref_kill(&ctx->reqs), percpu_ref_put(&ctx->reqs).   *)
 (* (RingCount, the code before 2013: cancel, then schedule the             *)
-(* free_ioctx() work item, which watches the ring.)                        *)
+(* free_ioctx() work item, which watches the ring.  UsersReleaseSkipsKill- *)
+(* Reqs: the put without the kill, so reqs keeps its initial reference;    *)
+(* Swift: the users release calling reqs.put() without reqs.kill().)       *)
 (* Swift: ContextTable's users release.                                    *)
+KillReqs(r) == IF Bug = "UsersReleaseSkipsKillReqs" THEN r ELSE Killed(r)
+
 UsersRelease(c) ==
     /\ users[c].releases > 0
     /\ "users" \notin releaseRan[c]
     /\ releaseRan' = [releaseRan EXCEPT ![c] = @ \cup {"users"}]
     /\ IF UsesReqsRef
        THEN /\ reqs[c].mode # "switching"
-            /\ reqs' = [reqs EXCEPT ![c] = Put(Killed(@))]
-            /\ IF SwitchNeedsGracePeriod(reqs[c])
+            /\ reqs' = [reqs EXCEPT ![c] = Put(KillReqs(@))]
+            /\ IF /\ SwitchNeedsGracePeriod(reqs[c])
+                  /\ Bug # "UsersReleaseSkipsKillReqs"
                THEN RCU!CallRcu(RefFlavor, <<"reqs", c>>)
                ELSE RCU!Unchanged
             /\ UNCHANGED work
@@ -355,25 +429,32 @@ UsersRelease(c) ==
 (* free_ioctx_reqs(), reqs' release callback:                              *)
 (* call_rcu(&ctx->free_rcu, free_ioctx_rcufn) of the table's flavor.       *)
 (* InternalGracePeriod (before 2018): schedule_work(&ctx->free_work)       *)
-(* directly.                                                               *)
+(* directly.  ReqsReleaseTwice: nothing stops a second run (Swift: the     *)
+(* reqs release without its once-only guard), which queues free_rcu       *)
+(* again while it may still be pending.                                    *)
 (* Swift: ContextTable's reqs release.                                     *)
 ReqsRelease(c) ==
     /\ reqs[c].releases > 0
-    /\ "reqs" \notin releaseRan[c]
+    /\ "reqs" \notin releaseRan[c] \/ Bug = "ReqsReleaseTwice"
     /\ releaseRan' = [releaseRan EXCEPT ![c] = @ \cup {"reqs"}]
     /\ IF Bug = "InternalGracePeriod"
        THEN work' = [work EXCEPT ![c] = TRUE] /\ RCU!Unchanged
-       ELSE UNCHANGED work /\ RCU!CallRcu(TableFlavor, <<"free", c>>)
+       ELSE UNCHANGED work /\ RCU!CallRcu(FreeFlavor, <<"free", c>>)
     /\ UNCHANGED <<ctxState, table, aioNr, users, reqs, inFlight, reqsAvail,
                    ring, frees, reader>>
 
 (* free_ioctx_rcufn(): the grace period of the table's flavor has ended;   *)
 (* INIT_WORK + schedule_work(&ctx->free_work).  (RingCount:                *)
-(* free_ioctx_rcu() frees the context right here.)                         *)
+(* free_ioctx_rcu() frees the context right here.  FreeInCallback does     *)
+(* the same in today's code: free_ioctx_rcufn calling free_ioctx itself;   *)
+(* Swift: the callRCU callback calling free() instead of handing it to     *)
+(* CleanupHandOff.)                                                        *)
 (* Swift: the callRCU callback that enqueues the free on the executor.     *)
+FreesInCallback == Bug \in {"RingCount", "FreeInCallback"}
+
 FreeRcuCallback(c) ==
-    /\ RCU!InvokeCallback(TableFlavor, <<"free", c>>)
-    /\ IF Bug = "RingCount"
+    /\ RCU!InvokeCallback(FreeFlavor, <<"free", c>>)
+    /\ IF FreesInCallback
        THEN /\ ctxState' = [ctxState EXCEPT ![c] = "freed"]
             /\ frees' = [frees EXCEPT ![c] = @ + 1]
             /\ UNCHANGED work
@@ -385,7 +466,7 @@ FreeRcuCallback(c) ==
 (* free_ioctx(), the work item: aio_free_ring(), free_percpu(),            *)
 (* kmem_cache_free().  Swift: the executor job that frees the context.     *)
 FreeWork(c) ==
-    /\ Bug # "RingCount"
+    /\ ~FreesInCallback
     /\ work[c]
     /\ work' = [work EXCEPT ![c] = FALSE]
     /\ ctxState' = [ctxState EXCEPT ![c] = "freed"]
@@ -404,7 +485,7 @@ RingTeardown(c) ==
     /\ work[c]
     /\ RingLooksDrained(c)
     /\ work' = [work EXCEPT ![c] = FALSE]
-    /\ RCU!CallRcu(TableFlavor, <<"free", c>>)
+    /\ RCU!CallRcu(FreeFlavor, <<"free", c>>)
     /\ UNCHANGED <<ctxState, table, aioNr, users, reqs, releaseRan,
                    inFlight, reqsAvail, ring, frees, reader>>
 
@@ -440,9 +521,11 @@ Next ==
                 \/ LookupTrygetLiveOk(t, c)
                 \/ LookupTrygetLiveFails(t, c)
                 \/ LookupGet(t, c)
+                \/ LookupUnlockEarly(t, c)
                 \/ LookupPut(t, c)
                 \/ Submit(t, c)
                 \/ Destroy(t, c)
+                \/ DestroyUnpublish(t, c)
     \/ \E f \in Flavors : GracePeriodStart(f) \/ GracePeriodEnd(f)
     \/ Done
 
@@ -516,10 +599,38 @@ NoReferenceAfterRelease ==
 ReleasedAtMostOnce ==
     \A c \in Contexts : users[c].releases <= 1 /\ reqs[c].releases <= 1
 
-(* An rcu_head is never queued twice.                                      *)
+(* An rcu_head is never queued while it is pending: it is in one stage of  *)
+(* one flavor at a time.  A second call_rcu of a pending head shows at     *)
+(* once as a head in two stages (or two flavors).                          *)
 CallbacksNotRequeued ==
-    \A id \in CallbackIds : \A f, g \in Flavors :
-        id \in RCU!Pending(f) /\ id \in RCU!Pending(g) => f = g
+    /\ RCU!StagesConsistent
+    /\ \A id \in CallbackIds : \A f, g \in Flavors :
+          id \in RCU!Pending(f) /\ id \in RCU!Pending(g) => f = g
+
+(* Action properties.                                                      *)
+
+(* A lookup fails only for a context no longer in the table: lookups see   *)
+(* destroy's unpublish and kill as one step.                               *)
+LookupFailsOnlyWhenUnpublished ==
+    [][\A t \in Threads, c \in Contexts :
+          Loading(t, c) /\ reader'[t] = Idle => ~Published(c)']_vars
+
+(* No lookup succeeds on a killed users reference: what tryget_live adds   *)
+(* to tryget.                                                              *)
+NoLookupSucceedsOnDeadRef ==
+    [][\A t \in Threads, c \in Contexts :
+          ~Holding(t, c) /\ Holding(t, c)' => ~users[c].dead]_vars
+
+(* A context is freed only where blocking is allowed: not in a step that   *)
+(* runs an RCU callback.  RCU callbacks run in softirq context (liburcu:   *)
+(* on the call_rcu thread, which every flavor user shares), while          *)
+(* free_ioctx() tears down the ring and the percpu counters (Swift: free() *)
+(* may wait), which is why free_ioctx_rcufn only queues a work item.       *)
+RunsRcuCallback ==
+    \E f \in Flavors : rcuCallbacks[f].ready \ rcuCallbacks'[f].ready # {}
+
+FreedOnlyWhereBlockingAllowed ==
+    [][\A c \in Contexts : frees'[c] # frees[c] => ~RunsRcuCallback]_vars
 
 -----------------------------------------------------------------------------
 (* Liveness (under Fairness).                                              *)
@@ -538,7 +649,7 @@ Due(c) ==
     \/ <<"reqs", c>> \in RCU!Pending(RefFlavor)
     \/ users[c].releases > 0 /\ "users" \notin releaseRan[c]
     \/ reqs[c].releases > 0 /\ "reqs" \notin releaseRan[c]
-    \/ <<"free", c>> \in RCU!Pending(TableFlavor)
+    \/ <<"free", c>> \in RCU!Pending(FreeFlavor)
     \/ work[c]
 
 CallbacksEventuallyRun == \A c \in Contexts : Due(c) ~> ~Due(c)

@@ -8,8 +8,16 @@
 (* coexists with the callback being ready (safety), and that every         *)
 (* callback eventually runs when readers do not stay inside forever        *)
 (* (liveness).                                                             *)
+(*                                                                         *)
+(* Bug selects a broken RCU core for TLC to refute:                        *)
+(*   "CallJoinsGracePeriodInProgress"  call_rcu adds the callback to the   *)
+(*        grace period in progress (CallRcuJoiningGracePeriod).            *)
 (***************************************************************************)
 EXTENDS RCU
+
+CONSTANT Bug
+
+ASSUME Bug \in {"None", "CallJoinsGracePeriodInProgress"}
 
 VARIABLE mustWaitFor  \* ghost: mustWaitFor[cb], see above
 
@@ -32,7 +40,9 @@ Unlock(t, f) ==
 
 Call(f, cb) ==
     /\ ~IsPending(cb)
-    /\ CallRcu(f, cb)
+    /\ IF Bug = "CallJoinsGracePeriodInProgress"
+       THEN CallRcuJoiningGracePeriod(f, cb)
+       ELSE CallRcu(f, cb)
     /\ mustWaitFor' = [mustWaitFor EXCEPT ![cb] = rcuReaders[f]]
 
 Start(f) == GpStart(f) /\ UNCHANGED mustWaitFor

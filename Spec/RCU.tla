@@ -74,6 +74,18 @@ CallRcu(f, cb) ==
     /\ rcuCallbacks' = [rcuCallbacks EXCEPT ![f].queued = @ \cup {cb}]
     /\ UNCHANGED <<rcuReaders, rcuGp>>
 
+(* A broken call_rcu, for model checking to refute: while a grace period   *)
+(* of f is in progress, the callback joins the batch that grace period     *)
+(* covers instead of waiting for the next one.  That grace period waits    *)
+(* only for the readers inside a section when it started, not for one      *)
+(* that entered later and is inside now.                                   *)
+CallRcuJoiningGracePeriod(f, cb) ==
+    /\ rcuCallbacks' =
+          [rcuCallbacks EXCEPT ![f] =
+              IF rcuGp[f].active THEN [@ EXCEPT !.waiting = @ \cup {cb}]
+                                 ELSE [@ EXCEPT !.queued = @ \cup {cb}]]
+    /\ UNCHANGED <<rcuReaders, rcuGp>>
+
 (* The RCU core starts a grace period of f for the queued callbacks: it    *)
 (* must wait for exactly the readers of f that are inside a section now.   *)
 GpStart(f) ==

@@ -19,23 +19,37 @@ mkdir -p "$states"
 
 # directory | module | config | expected | deadlock check (on/off)
 #
-# expected: pass | invariant:<name> | refinement:<abstract module> | deadlock
+# expected: pass | invariant:<name> | property:<name> | refinement:<abstract
+# module> | temporal | deadlock.  property:<name> is an action property of
+# the config that TLC names, or a temporal property when the config lists
+# that one property only (TLC does not say which temporal property failed).
 # Buggy configurations run with deadlock checking off, so that only their
 # invariant can refute them, except the one row that expects the deadlock.
 checks=(
     "Spec|MCRCU|MCRCU|pass|on"
+    "Spec|MCRCU|MCRCU_CallJoinsGracePeriodInProgress|invariant:CallbackWaitsForPreexistingReaders|off"
     "Spec|MCPercpuRef|MCPercpuRef|pass|on"
     "Spec|MCPercpuRef|MCPercpuRef_SumBeforeGracePeriod|invariant:NoReleaseWhileHeld|off"
     "Spec|MCPercpuRef|MCPercpuRef_BiasDroppedBeforeSum|invariant:NoReleaseWhileHeld|off"
     "Spec|MCLifecycle|MCLifecycle|pass|on"
+    "Spec|MCLifecycle|MCLifecycleTwoThreads|pass|on"
     "Spec|MCLifecycle|MCLifecycleWide|pass|on"
     "Spec|MCLifecycle|MCLifecycleOneFlavor|pass|on"
+    "Spec|MCLifecycle|MCLifecycleTableFull|pass|on"
     "Spec|MCLifecycle|MCLifecycle_InternalGracePeriod|invariant:NoUseAfterFree|off"
     "Spec|MCLifecycle|MCLifecycle_InternalGracePeriodAtomic|invariant:NoUseAfterFree|off"
     "Spec|MCLifecycle|MCLifecycle_RingCount|invariant:FreeOnlyWhenUnreferenced|off"
     "Spec|MCLifecycle|MCLifecycle_RingCount|deadlock|on"
     "Spec|MCLifecycle|MCLifecycle_BudgetLeak|invariant:BudgetMatchesLiveContexts|off"
     "Spec|MCLifecycle|MCLifecycle_GetNotTryget|invariant:NoReferenceAfterRelease|off"
+    "Spec|MCLifecycle|MCLifecycleTwoThreads_InternalGracePeriod|invariant:NoUseAfterFree|off"
+    "Spec|MCLifecycle|MCLifecycle_FreeWithPercpuRefFlavor|invariant:NoUseAfterFree|off"
+    "Spec|MCLifecycle|MCLifecycle_UnlockBeforeTryget|invariant:NoUseAfterFree|off"
+    "Spec|MCLifecycle|MCLifecycle_KillBeforeUnpublish|property:LookupFailsOnlyWhenUnpublished|off"
+    "Spec|MCLifecycle|MCLifecycle_TrygetNotLive|property:NoLookupSucceedsOnDeadRef|off"
+    "Spec|MCLifecycle|MCLifecycle_FreeInCallback|property:FreedOnlyWhereBlockingAllowed|off"
+    "Spec|MCLifecycle|MCLifecycle_UsersReleaseSkipsKillReqs|property:DestroyedEventuallyFreed|off"
+    "Spec|MCLifecycle|MCLifecycle_ReqsReleaseTwice|invariant:CallbacksNotRequeued|off"
     "Proofs|PercpuRefRefinement|PercpuRefRefinement|pass|on"
     "Proofs|PercpuRefRefinement|PercpuRefRefinement_SumBeforeGracePeriod|refinement:AtomicCount|off"
     "Proofs|LifecycleRefinement|LifecycleRefinement|pass|on"
@@ -44,17 +58,31 @@ checks=(
     "Proofs|LifecycleIndInv|LifecycleIndInv|pass|on"
 )
 
+# The names listed under PROPERTIES in a config.
+properties_of() {
+    awk '/^[A-Z]+$/ { section = $1; next }
+         section == "PROPERTIES" && NF == 1 && $1 !~ /^\\\*/ { print $1 }' "$1"
+}
+
 # What TLC concluded, in the vocabulary of the expected column.
 verdict() {
-    local log="$1" line
+    local log="$1" cfg="$2" line
     if grep -q '^Model checking completed. No error has been found.' "$log"; then
         echo pass
     elif line="$(grep -m1 -E '^Error: Invariant [A-Za-z0-9_!]+ is violated' "$log")"; then
         echo "invariant:$(sed -E 's/^Error: Invariant ([A-Za-z0-9_!]+) is violated.*/\1/' <<<"$line")"
+    elif line="$(grep -m1 -E '^Error: Action property [A-Za-z0-9_]+ is violated' "$log")"; then
+        echo "property:$(sed -E 's/^Error: Action property ([A-Za-z0-9_]+) is violated.*/\1/' <<<"$line")"
     elif line="$(grep -m1 -E '^Error: Action property .* of module [A-Za-z0-9_]+ is violated' "$log")"; then
         echo "refinement:$(sed -E 's/.* of module ([A-Za-z0-9_]+) is violated.*/\1/' <<<"$line")"
     elif grep -q '^Error: Temporal properties were violated' "$log"; then
-        echo temporal
+        local properties
+        mapfile -t properties < <(properties_of "$cfg")
+        if (( ${#properties[@]} == 1 )); then
+            echo "property:${properties[0]}"
+        else
+            echo temporal
+        fi
     elif grep -q '^Error: Deadlock reached' "$log"; then
         echo deadlock
     else
@@ -97,7 +125,7 @@ for check in "${checks[@]}"; do
             -metadir "$states/$tag" -config "$config.cfg" "$module.tla"
     ) >"$log" 2>&1 || true
     t1="$(date +%s.%N)"
-    result="$(verdict "$log")"
+    result="$(verdict "$log" "$root/$dir/$config.cfg")"
     seconds="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
     n="$(distinct_states "$log")"
     d="$(depth "$log")"
