@@ -56,6 +56,8 @@ checks=(
     "Proofs|LifecycleRefinement|LifecycleRefinement_InternalGracePeriod|refinement:SafeReclamation|off"
     "Proofs|LifecycleIndInv|LifecycleIndInvBase|pass|on"
     "Proofs|LifecycleIndInv|LifecycleIndInv|pass|on"
+    "Proofs|LifecycleIndInv|LifecycleIndInvWideBase|pass|on"
+    "Proofs|LifecycleIndInv|LifecycleIndInvWide|pass|on"
 )
 
 # The names listed under PROPERTIES in a config.
