@@ -43,7 +43,11 @@ struct ShutdownTests {
             exit(0)
         }
         let stderr = standardError(of: result)
-        #expect(stderr.contains("swift-urcu: 7 memb callbacks had not run at exit (waited 0.3 s)"), "stderr was: \(stderr)")
+        // The drain waits its 0.3 s; a loaded machine may take longer to
+        // notice the deadline, never less.
+        let prefix = "swift-urcu: 7 memb callbacks had not run at exit (waited "
+        let waited = stderr.range(of: prefix).flatMap { Double(stderr[$0.upperBound...].prefix { $0 != " " }) }
+        #expect(waited.map { $0 >= 0.3 && $0 < 5 } == true, "stderr was: \(stderr)")
     }
 
     @Test("barrier, then shutting workers down, leaves no thread behind")
