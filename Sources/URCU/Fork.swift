@@ -139,7 +139,7 @@ package enum ForkGuard {
             steps.wrappingAdd(1, ordering: .sequentiallyConsistent)
             if !forkPending.load(ordering: .sequentiallyConsistent) { break }
             steps.wrappingSubtract(1, ordering: .sequentiallyConsistent)
-            sleepWithBackoff { forkPending.load(ordering: .acquiring) }
+            sleepWithBackoff(from: 2) { forkPending.load(ordering: .acquiring) }
         }
         defer { steps.wrappingSubtract(1, ordering: .releasing) }
         return try step()
@@ -150,8 +150,8 @@ package enum ForkGuard {
     /// called before anything else of the package.
     static func excludingEveryoneElse<Result>(_ fork: () -> Result) -> Result {
         // One fork at a time.
-        sleepWithBackoff { forkPending.exchange(true, ordering: .sequentiallyConsistent) }
-        sleepWithBackoff { steps.load(ordering: .sequentiallyConsistent) != 0 }
+        sleepWithBackoff(from: 2) { forkPending.exchange(true, ordering: .sequentiallyConsistent) }
+        sleepWithBackoff(from: 2) { steps.load(ordering: .sequentiallyConsistent) != 0 }
         defer { forkPending.store(false, ordering: .releasing) }
         return fork()
     }
@@ -169,14 +169,4 @@ package enum ForkGuard {
     /// `call_rcu_data`) is stale when this has changed since.
     package static var generation: Int { forkGeneration.load(ordering: .relaxed) }
     private static let forkGeneration = Atomic<Int>(0)
-
-    /// Sleeps, from a few microseconds up to a millisecond, while
-    /// `condition` holds.
-    private static func sleepWithBackoff(while condition: () -> Bool) {
-        var delay: UInt32 = 2
-        while condition() {
-            usleep(delay)
-            delay = min(delay * 2, 1_000)
-        }
-    }
 }

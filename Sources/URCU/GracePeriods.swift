@@ -94,11 +94,7 @@ public final class GracePeriodAccounting: Sendable {
 
     /// Sleeps, backing off up to a millisecond, until ``hasRoom``.
     func waitForRoom() {
-        var delay: UInt32 = 20
-        while !hasRoom {
-            usleep(delay)
-            delay = min(delay * 2, 1_000)
-        }
+        sleepWithBackoff(from: 20) { !hasRoom }
     }
 
     var pendingCallbacks: Int {

@@ -27,6 +27,17 @@ package func whileBlocked<Result, Failure: Error>(
     return try wait()
 }
 
+/// Sleeps while `condition` holds: `initial` microseconds first, doubling
+/// up to a millisecond. The library's waits for short-lived states (room
+/// under the callback limit, a fork guard step).
+func sleepWithBackoff(from initial: UInt32, while condition: () -> Bool) {
+    var delay = initial
+    while condition() {
+        usleep(delay)
+        delay = min(delay * 2, 1_000)
+    }
+}
+
 /// Runs blocking `body` on a thread of its own and suspends until it
 /// returns: the async form of a blocking wait, which must not hold one of
 /// the few threads of Swift's cooperative pool. If no thread can be
