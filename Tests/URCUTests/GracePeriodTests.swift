@@ -290,7 +290,8 @@ struct QSBRTests {
         #expect(!synchronized.isOpen, "grace period ended before the online thread was quiescent")
         report.open()
         #expect(synchronized.wait(), "grace period did not end after the quiescent state")
-        #expect(reported.isOpen)
+        // The updater may finish before the reader opens `reported`: wait, do not peek.
+        #expect(reported.wait(), "the reader never returned from quiescentState()")
         done.open()
         reader.join()
         updater.join()
