@@ -33,16 +33,21 @@ sanitize-address: deps
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
 		$(SWIFT) test --sanitize=address --scratch-path .build/asan --skip "ForkTests/forkStorm"
 
-# The tests again under ThreadSanitizer, torture scenarios included, built
-# with -D URCU_TSAN: locks TSan can see, and liburcu's ordering (call_rcu to
-# callback, read unlock to grace-period end) told to TSan; see
-# Sources/URCU/ThreadSanitizer.swift. Nothing is suppressed. Left out:
-# the conformance suite (TLC runs, and a lock-step harness), and fork()
-# (the ForkTests suites and the fork scenario of LibraryWaitTests), which
-# TSan does not support once threads exist.
+# The tests again under ThreadSanitizer, torture scenarios included, with
+# the package trait ThreadSanitizerAnnotations (locks TSan can see, and
+# liburcu's ordering, call_rcu to callback and read unlock to grace-period
+# end, told to TSan; see Sources/URCU/ThreadSanitizer.swift) and without
+# InlineFastPaths, so that every test also runs on liburcu's out-of-line
+# read side; scripts/check-out-of-line.sh then checks that no inline
+# liburcu read side was compiled into that build. Nothing is suppressed.
+# Left out: the conformance suite (TLC runs, and a lock-step harness), and
+# fork() (the ForkTests suites and the fork scenario of LibraryWaitTests),
+# which TSan does not support once threads exist.
 sanitize-thread: deps
-	$(SWIFT) test --sanitize=thread --scratch-path .build/tsan -Xswiftc -DURCU_TSAN \
+	$(SWIFT) test --sanitize=thread --scratch-path .build/tsan \
+		--traits QSBRReadSideChecks,ThreadSanitizerAnnotations \
 		--skip Conformance --skip ForkTests --skip "LibraryWaitTests/fork"
+	scripts/check-out-of-line.sh .build/tsan/debug/swift-urcuPackageTests.xctest
 
 compile-fail: deps
 	Tests/compile-fail/run.sh
@@ -53,12 +58,14 @@ spec: deps
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)
 
-# The whole benchmark, then the read side again with QSBR's read-side
-# checks compiled out (the package trait QSBRReadSideChecks, on by
-# default, turned off), each against C in its own run.
+# The whole benchmark, then the read side again in two other builds, each
+# against C in its own run: QSBR's read-side checks compiled out (the
+# package trait QSBRReadSideChecks off), and liburcu's out-of-line read
+# side (the trait InlineFastPaths off).
 bench: deps
 	$(SWIFT) run -c release urcu-bench
-	$(SWIFT) run -c release --disable-default-traits --scratch-path .build/unchecked urcu-bench read
+	$(SWIFT) run -c release --traits InlineFastPaths --scratch-path .build/unchecked urcu-bench read
+	$(SWIFT) run -c release --traits QSBRReadSideChecks --scratch-path .build/out-of-line urcu-bench read
 
 clean:
 	rm -rf .build

@@ -21,15 +21,15 @@ public enum MembarrierRCU: LiburcuFlavor {
     @inline(__always)
     public static func _readLock() {
         if _slowPath(!curcu_memb_is_registered()) { registerWithMemb() }
-        _urcu_memb_read_lock()
+        liburcuMembReadLock()
     }
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_memb_read_unlock() }
+    public static func _readUnlock() { liburcuMembReadUnlock() }
 
     @inlinable
-    public static var isInReadSection: Bool { _urcu_memb_read_ongoing() != 0 }
+    public static var isInReadSection: Bool { liburcuMembReadOngoing() }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
         if !curcu_memb_is_registered() { registerWithMemb() }
@@ -52,15 +52,15 @@ public enum MemoryBarrierRCU: LiburcuFlavor {
     @inline(__always)
     public static func _readLock() {
         if _slowPath(!curcu_mb_is_registered()) { registerWithMb() }
-        _urcu_mb_read_lock()
+        liburcuMbReadLock()
     }
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_mb_read_unlock() }
+    public static func _readUnlock() { liburcuMbReadUnlock() }
 
     @inlinable
-    public static var isInReadSection: Bool { _urcu_mb_read_ongoing() != 0 }
+    public static var isInReadSection: Bool { liburcuMbReadOngoing() }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
         if !curcu_mb_is_registered() { registerWithMb() }
@@ -80,14 +80,14 @@ public enum BulletproofRCU: LiburcuFlavor {
 
     @inlinable
     @inline(__always)
-    public static func _readLock() { _urcu_bp_read_lock() }
+    public static func _readLock() { liburcuBpReadLock() }
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_bp_read_unlock() }
+    public static func _readUnlock() { liburcuBpReadUnlock() }
 
     @inlinable
-    public static var isInReadSection: Bool { _urcu_bp_read_ongoing() != 0 }
+    public static var isInReadSection: Bool { liburcuBpReadOngoing() }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result { body() }
 }

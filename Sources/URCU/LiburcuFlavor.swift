@@ -32,7 +32,7 @@ var isInTask: Bool { withUnsafeCurrentTask { $0 != nil } }
 extension LiburcuFlavor {
     public static func _synchronize() {
         RCUStallMonitor.watch(flavor: name) { whileBlocked { liburcu.synchronize_rcu() } }
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanAcquire(tsanGracePeriodToken)
         #endif
     }
@@ -58,7 +58,7 @@ extension LiburcuFlavor {
         RCUExit.arm()
         requireDefaultCallbackThread()
         let node = makeNode()
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanRelease(UnsafeMutableRawPointer(node.head))
         #endif
         withRegisteredThread { liburcu.call_rcu(node.head, trampoline) }
@@ -186,7 +186,7 @@ struct CallbackNode {
     }
 
     static let runClosure: CallbackNode.Trampoline = { head in
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanAcquire(UnsafeMutableRawPointer(head!))
         tsanAcquire(tsanGracePeriodToken)
         #endif
@@ -201,7 +201,7 @@ struct CallbackNode {
     }
 
     static let runRelease: CallbackNode.Trampoline = { head in
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanAcquire(UnsafeMutableRawPointer(head!))
         tsanAcquire(tsanGracePeriodToken)
         #endif

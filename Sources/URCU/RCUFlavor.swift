@@ -108,7 +108,7 @@ extension RCUFlavor {
     ) throws(Failure) -> Result {
         _readLock()
         defer {
-            #if URCU_TSAN
+            #if ThreadSanitizerAnnotations
             tsanRelease(tsanGracePeriodToken)
             #endif
             _readUnlock()
