@@ -8,7 +8,7 @@
 SWIFT ?= swift
 TORTURE_SECONDS ?= 20
 
-.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec torture bench clean
+.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples torture bench clean
 
 all: build
 
@@ -18,10 +18,12 @@ deps:
 build: deps
 	$(SWIFT) build
 
-test: deps swift-test sanitize-address sanitize-thread compile-fail spec
+test: deps swift-test sanitize-address sanitize-thread compile-fail spec examples
 
+# The build fails on any compiler warning in the project's own files.
 swift-test: deps
-	$(SWIFT) test
+	scripts/no-new-warnings.sh $(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
 
 # Every test again under AddressSanitizer and LeakSanitizer, in a build
 # directory of its own (scripts/lsan.supp says what is suppressed and why).
@@ -54,6 +56,24 @@ compile-fail: deps
 
 spec: deps
 	Spec/check.sh
+
+# Examples/, a package that depends on this one by path as an application
+# does: built in release with no warning, each program run briefly (each
+# checks its own results and exits non-zero on a failure), and the config
+# service run again under ThreadSanitizer with the trait
+# ThreadSanitizerAnnotations (TSan exits non-zero on any report) and under
+# AddressSanitizer.
+examples: deps
+	cd Examples && ../scripts/no-new-warnings.sh $(SWIFT) build -c release
+	Examples/.build/release/ConfigService 1
+	Examples/.build/release/ConnectionTable 1
+	Examples/.build/release/ReadBench 20000000
+	cd Examples && URCU_EXAMPLES_TSAN=1 $(SWIFT) build --sanitize=thread --scratch-path .build/tsan
+	Examples/.build/tsan/debug/ConfigService 1
+	Examples/.build/tsan/debug/ConnectionTable 1
+	cd Examples && $(SWIFT) build --sanitize=address --scratch-path .build/asan
+	Examples/.build/asan/debug/ConfigService 1
+	Examples/.build/asan/debug/ConnectionTable 1
 
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)

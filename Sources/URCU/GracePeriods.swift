@@ -150,10 +150,17 @@ extension RCUFlavor {
     /// needs a context that may block (locks, I/O, `barrier()`): a callback
     /// of ``call(_:)`` runs on the flavor's callback thread, which must not
     /// block, so the callback only hands `work` to `executor`.
+    /// ``RCUQuiescence/wait()`` waits for `work` to have finished.
     public static func afterGracePeriod(
         on executor: some BlockingExecutor, execute work: @escaping @Sendable () -> Void
     ) {
-        call { executor.execute(work) }
+        RCUQuiescence.workQueued()
+        call {
+            executor.execute {
+                work()
+                RCUQuiescence.workFinished()
+            }
+        }
     }
 
     /// Runs `work` in a task on `executor` after a grace period: the
@@ -162,7 +169,13 @@ extension RCUFlavor {
     public static func afterGracePeriod(
         on executor: any TaskExecutor, execute work: @escaping @Sendable () async -> Void
     ) {
-        call { Task(executorPreference: executor) { await work() } }
+        RCUQuiescence.workQueued()
+        call {
+            Task(executorPreference: executor) {
+                await work()
+                RCUQuiescence.workFinished()
+            }
+        }
     }
 }
 
