@@ -14,8 +14,8 @@ import Musl
 /// exit. Pick it unless you have a reason for another.
 public enum MembarrierRCU: LiburcuFlavor {
     public static let name = "memb"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_memb_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_memb_update }
 
     @inlinable
     @inline(__always)
@@ -45,8 +45,8 @@ public enum MembarrierRCU: LiburcuFlavor {
 /// automatically, as with ``MembarrierRCU``.
 public enum MemoryBarrierRCU: LiburcuFlavor {
     public static let name = "mb"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_mb_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_mb_update }
 
     @inlinable
     @inline(__always)
@@ -75,8 +75,8 @@ public enum MemoryBarrierRCU: LiburcuFlavor {
 /// cost about as much as ``MembarrierRCU``; grace periods are slower.
 public enum BulletproofRCU: LiburcuFlavor {
     public static let name = "bp"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_bp_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_bp_update }
 
     @inlinable
     @inline(__always)

@@ -22,8 +22,8 @@ import Musl
 /// never report quiescent states and would stall grace periods forever.
 public enum QuiescentStateRCU: LiburcuFlavor {
     public static let name = "qsbr"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_qsbr_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_qsbr_update }
 
     @inlinable
     @inline(__always)
