@@ -2,7 +2,7 @@
 #   make torture   the main job: the torture run on real threads
 #   make test      the whole suite: Swift tests (plain, under ASan and
 #                  LeakSanitizer, under TSan), compile-fail checks, spec and
-#                  proofs
+#                  proofs, the examples, the documentation's snippets
 # Both install what is missing first (scripts/ensure-deps.sh).
 
 SWIFT ?= swift
