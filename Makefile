@@ -58,13 +58,15 @@ spec: deps
 	Spec/check.sh
 
 # Examples/, a package that depends on this one by path as an application
-# does: built in release with no warning, each program run briefly (each
+# does: built in release with no warning, ReadBench's list walk checked to
+# do no reference counting, each program run briefly (each
 # checks its own results and exits non-zero on a failure), and the config
 # service run again under ThreadSanitizer with the trait
 # ThreadSanitizerAnnotations (TSan exits non-zero on any report) and under
 # AddressSanitizer.
 examples: deps
 	cd Examples && ../scripts/no-new-warnings.sh $(SWIFT) build -c release
+	scripts/check-zero-retain.sh Examples/.build/release/ReadBench ReadBench4walk
 	Examples/.build/release/ConfigService 1
 	Examples/.build/release/ConnectionTable 1
 	Examples/.build/release/ReadBench 20000000
@@ -87,11 +89,13 @@ torture: deps
 # The whole benchmark, then the read side again in two other builds, each
 # against C in its own run: QSBR's read-side checks compiled out (the
 # package trait QSBRReadSideChecks off), and liburcu's out-of-line read
-# side (the trait InlineFastPaths off).
+# side (the trait InlineFastPaths off); then Examples' ReadBench: the read
+# side and a walk along an RCU list (RCUReference) from another package.
 bench: deps
 	$(SWIFT) run -c release urcu-bench
 	$(SWIFT) run -c release --traits InlineFastPaths --scratch-path .build/unchecked urcu-bench read
 	$(SWIFT) run -c release --traits QSBRReadSideChecks --scratch-path .build/out-of-line urcu-bench read
+	cd Examples && $(SWIFT) run -c release ReadBench
 
 clean:
 	rm -rf .build

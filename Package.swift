@@ -51,7 +51,11 @@ let package = Package(
             dependencies: ["CLibURCU"],
             linkerSettings: [.linkedLibrary("urcu-qsbr"), .linkedLibrary("urcu-mb"), .linkedLibrary("urcu-bp")]
         ),
-        .target(name: "URCU", dependencies: ["CURCU"]),
+        .target(
+            name: "URCU", dependencies: ["CURCU"],
+            // RCUReference: a ~Escapable type whose lifetime is the read
+            // section's. Dependents need no flag.
+            swiftSettings: [.enableExperimentalFeature("Lifetimes")]),
         .target(name: "PercpuRef", dependencies: ["URCU", "CURCU"]),
         // The seeds' fs/aio context lifecycle over PercpuRef and RCU.
         .target(name: "ContextTable", dependencies: ["PercpuRef", "URCU", "CURCU"]),

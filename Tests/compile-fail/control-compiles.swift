@@ -10,3 +10,21 @@ func matched(_ pointer: borrowing RCUPointer<Config, MembarrierRCU>) -> Int? {
         pointer.dereference(in: section) { $0?.limit }
     }
 }
+
+final class Node: Sendable {
+    let value = 1
+    let next = RCUPointer<Node, MembarrierRCU>()
+}
+
+/// An RCUReference used inside its section, as the escape tests try not to.
+func walk(_ head: borrowing RCUPointer<Node, MembarrierRCU>) -> Int {
+    MembarrierRCU.read { section in
+        var sum = 0
+        var node = head.dereference(in: section)
+        while let current = node {
+            sum += current.object.value
+            node = current.object.next.dereference(in: section)
+        }
+        return sum
+    }
+}
