@@ -31,6 +31,9 @@ public final class GracePeriodAccounting: Sendable {
     /// Whether the flavor's default callback thread is known to run (see
     /// `LiburcuFlavor.requireDefaultCallbackThread`).
     let hasDefaultCallbackThread = Atomic<Bool>(false)
+    /// Where a liburcu flavor's work that waits for a grace period runs
+    /// (`LiburcuFlavor._afterGracePeriod`).
+    let gracePeriodThread = GracePeriodThread()
 
     package init() {}
 
@@ -120,7 +123,7 @@ extension RCUFlavor {
     /// (`start_poll_synchronize_rcu`). Never blocks.
     public static func startPoll() -> GracePeriodCookie<Self> {
         let ticket = _accounting.nextTicket()
-        _callWithoutBackPressure { _accounting.complete(through: ticket) }
+        _afterGracePeriod { _accounting.complete(through: ticket) }
         return GracePeriodCookie(ticket: ticket)
     }
 
@@ -147,15 +150,16 @@ extension RCUFlavor {
     /// period: the "double bounce" (the kernel's `rcu_work`).
     ///
     /// Use it to free an object that readers may still reach when freeing
-    /// needs a context that may block (locks, I/O, `barrier()`): a callback
-    /// of ``call(_:)`` runs on the flavor's callback thread, which must not
-    /// block, so the callback only hands `work` to `executor`.
+    /// needs a context that may block (locks, I/O, `barrier()`): `work` is
+    /// handed to `executor` as soon as the grace period ends (by the
+    /// flavor's grace-period thread, within a few grace periods of the
+    /// call, not behind the callback thread's batching).
     /// ``RCUQuiescence/wait()`` waits for `work` to have finished.
     public static func afterGracePeriod(
         on executor: some BlockingExecutor, execute work: @escaping @Sendable () -> Void
     ) {
         RCUQuiescence.workQueued()
-        call {
+        _afterGracePeriod {
             executor.execute {
                 work()
                 RCUQuiescence.workFinished()
@@ -170,7 +174,7 @@ extension RCUFlavor {
         on executor: any TaskExecutor, execute work: @escaping @Sendable () async -> Void
     ) {
         RCUQuiescence.workQueued()
-        call {
+        _afterGracePeriod {
             Task(executorPreference: executor) {
                 await work()
                 RCUQuiescence.workFinished()

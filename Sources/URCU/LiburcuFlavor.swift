@@ -46,6 +46,17 @@ extension LiburcuFlavor {
         enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: _accounting) }
     }
 
+    public static func _afterGracePeriod(_ item: @escaping @Sendable () -> Void) {
+        RCUExit.arm()
+        // Counted as a callback: the exit drain, barrier() and the stall
+        // watchdog wait for it and report it like one.
+        _accounting.callbackQueued()
+        _ = _accounting.gracePeriodThread.afterGracePeriod(synchronize: { _synchronize() }) {
+            item()
+            _accounting.callbackRan()
+        }
+    }
+
     public static func retire(_ object: Unmanaged<AnyObject>) {
         applyBackPressure()
         enqueue(CallbackNode.runRelease) { CallbackNode.make(releasing: object, accounting: _accounting) }
@@ -98,14 +109,23 @@ extension LiburcuFlavor {
     @available(*, noasync, message: "blocks until callbacks have run; use 'await barrier()' in async code")
     public static func barrier() {
         requireMayWaitForBarrier()
-        whileBlocked { _liburcu.barrier() }
+        whileBlocked { waitForCallbacksQueuedSoFar() }
     }
 
     /// ``barrier()`` for async code: the task suspends while a thread of
     /// its own waits.
     public static func barrier() async {
         requireMayWaitForBarrier()
-        await onThreadOfItsOwn { _liburcu.barrier() }
+        await onThreadOfItsOwn { waitForCallbacksQueuedSoFar() }
+    }
+
+    /// liburcu's barrier, and the grace-period thread's items handed in
+    /// before it (`afterGracePeriod` work is a callback to the user).
+    private static func waitForCallbacksQueuedSoFar() {
+        let gracePeriodThread = _accounting.gracePeriodThread
+        let ticket = gracePeriodThread.lastTicket
+        _liburcu.barrier()
+        gracePeriodThread.waitUntilServed(ticket)
     }
 
     private static func requireMayWaitForBarrier() {

@@ -42,6 +42,13 @@ public protocol RCUFlavor: Sendable {
     /// back-pressure: the APIs that queue them promise not to block.
     static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void)
 
+    /// Runs `item`, which must not block, after a grace period, as soon as
+    /// one can end: the mechanism behind `await synchronize()`,
+    /// ``startPoll()`` and ``afterGracePeriod(on:execute:)``. Never blocks
+    /// and never waits for back-pressure. liburcu flavors run it on a
+    /// grace-period thread of their own; the default is a callback.
+    static func _afterGracePeriod(_ item: @escaping @Sendable () -> Void)
+
     /// Releases `object` after a grace period: the retire step of every
     /// update. Equivalent to `call { object.release() }`; liburcu flavors
     /// do it with a single allocation.
@@ -68,6 +75,10 @@ public protocol RCUFlavor: Sendable {
 extension RCUFlavor {
     public static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void) {
         call(callback)
+    }
+
+    public static func _afterGracePeriod(_ item: @escaping @Sendable () -> Void) {
+        _callWithoutBackPressure(item)
     }
 
 }
@@ -130,12 +141,13 @@ extension RCUFlavor {
     }
 
     /// Waits for a grace period without blocking the calling thread: the
-    /// task resumes from a callback of this flavor. Waits for
-    /// back-pressure first, suspended, like `await call(_:)`.
+    /// task suspends, and resumes once a grace period that started after
+    /// the call has ended. With a liburcu flavor that takes a few grace
+    /// periods at most (the flavor's grace-period thread serves every task
+    /// waiting when a grace period starts), not a callback's latency.
     public static func synchronize() async {
-        await waitForCallbackRoom()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            _callWithoutBackPressure { continuation.resume() }
+            _afterGracePeriod { continuation.resume() }
         }
     }
 

@@ -47,7 +47,10 @@ struct PointerArrayTests {
                     }
                 }
             }
-            for generation in 1...300 {
+            // Replace until the readers have overlapped many replacements.
+            var generation = 0
+            while generation < 300 || reads.value < 1_000 {
+                generation += 1
                 let index = generation % slots.count
                 slots[index].assign(Item(slot: index, census: census))
             }
