@@ -164,6 +164,11 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
         if region.table != ObjectIdentifier(self) {
             rcuMisuse("MemoryRegionTable: deregister() of region \(region.key), which belongs to another table")
         }
+        // A retry has no grace period to catch this, and its wait could be
+        // for a percpu_ref switch this very section holds up.
+        if Flavor.isInReadSection {
+            rcuMisuse("MemoryRegionTable: deregister() of region \(region.key) inside a read section of \(Flavor.name); its grace period would wait for itself")
+        }
         guard region.beginDeregistration() else { return nil }
         let steps = TeardownSteps(table: self, region: region)
         teardown.beforeGracePeriod(steps)

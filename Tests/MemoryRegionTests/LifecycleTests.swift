@@ -150,6 +150,12 @@ struct MisuseTests {
         try? other.deregister(region)
     }
 
+    static func deregisterInsideReadSection() {
+        let table = MemoryRegionTable<MembarrierRCU>(capacity: 1)
+        guard let region = try? table.register(length: 8) else { return }
+        MembarrierRCU.read { _ in try? table.deregister(region) }
+    }
+
     /// Only a broken order can free a region a reference still holds (the
     /// timeout path frees nothing), so this uses one that frees at once.
     static func referenceAfterFree() {
@@ -178,6 +184,13 @@ struct MisuseTests {
             MisuseTests.deregisterInAnotherTable()
         }
         expectDiagnostic(result, "MemoryRegionTable: deregister() of region lkey0.1, which belongs to another table")
+    }
+
+    @Test func deregisterInsideReadSection() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            MisuseTests.deregisterInsideReadSection()
+        }
+        expectDiagnostic(result, "MemoryRegionTable: deregister() of region lkey0.1 inside a read section of memb")
     }
 
     @Test("a reference used after its region was freed is diagnosed")
