@@ -59,7 +59,7 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
     let references: PercpuRef<Flavor>
     let released: ReleaseSignal
     /// The region's memory; poisoned, then deallocated, by ``free()``.
-    private let bytes: UnsafeMutableRawPointer
+    let bytes: UnsafeMutableRawPointer
     private let state: Mutex<RegionState>
     private let freed = Atomic<Bool>(false)
 

@@ -44,7 +44,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     let teardown: any MemoryRegionTeardown
     /// Test hooks: inside a lookup's read section between the load and the
     /// get, and at the start of a region's release.
-    let lookupLoaded: (@Sendable (MemoryRegionKey) -> Void)?
+    let lookupLoaded: (@Sendable (MemoryRegion<Flavor>) -> Void)?
     let releaseStarted: (@Sendable () -> Void)?
 
     /// - Parameters:
@@ -59,7 +59,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     /// controls), with hooks for tests that stop a thread at a chosen point.
     package init(
         capacity: Int, deregistrationTimeout: Double, teardown: any MemoryRegionTeardown,
-        lookupLoaded: (@Sendable (MemoryRegionKey) -> Void)? = nil,
+        lookupLoaded: (@Sendable (MemoryRegion<Flavor>) -> Void)? = nil,
         releaseStarted: (@Sendable () -> Void)? = nil
     ) {
         precondition(capacity > 0, "MemoryRegionTable: capacity must be positive")
@@ -109,7 +109,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
             guard let region = slots[key.slot].region.dereference(in: section, { $0 }), region.key == key else {
                 return nil
             }
-            lookupLoaded?(key)
+            lookupLoaded?(region)
             // A plain get, as rvt_lkey_ok's: the count cannot be zero here,
             // because deregistration keeps the table's and the owner's
             // references until a grace period that started after the

@@ -14,8 +14,9 @@ struct DeregistrationOrderTests {
     /// A reader loads the region and is parked inside its read section,
     /// before its plain get; the region (atomic count: no percpu_ref grace
     /// period anywhere) is deregistered with `teardown` on a thread of its
-    /// own. Once the deregistration has run its steps before the grace
-    /// period, the reader takes its get, reads the region and puts.
+    /// own. Once the deregistration has done what it can without the
+    /// reader (returned, or reached its grace period), the reader reads the
+    /// region's first byte, takes its get, checks the region and puts.
     /// Returns whether the reader found the region intact, and whether the
     /// deregistration succeeded.
     static func readerInsideDeregistration(
@@ -24,20 +25,21 @@ struct DeregistrationOrderTests {
         let parking = LookupParking()
         let observed = ObservedTeardown(inner: teardown)
         let table = MemoryRegionTable<MembarrierRCU>(
-            capacity: 1, deregistrationTimeout: 10, teardown: observed, lookupLoaded: parking.hook)
+            capacity: 1, deregistrationTimeout: 10, teardown: observed, lookupLoaded: parking.hook())
         let region = try table.registerFilled(atomicCount: true)
         let key = region.key
-        let intact = Latch(), deregistered = Latch()
+        let intact = Latch(), deregistered = Latch(), returned = Latch()
         parking.arm()
         let reader = JoinableThread {
             guard let reference = table.lookup(key) else { return }
-            if reference.holdsPattern { intact.open() }
+            if reference.holdsPattern && parking.byteRead == Int(regionPattern) { intact.open() }
         }
         parking.parked.wait()
         let deregistration = JoinableThread {
             if (try? table.deregister(region)) != nil { deregistered.open() }
+            returned.open()
         }
-        observed.reachedGracePeriod.wait()
+        if teardown.synchronizes { observed.reachedGracePeriod.wait() } else { returned.wait() }
         parking.proceed.open()
         reader.join()
         deregistration.join()
@@ -59,12 +61,20 @@ struct DeregistrationOrderTests {
         expectDiagnostic(result, "PercpuRef: get() on a ref whose count is zero (already released)")
     }
 
-    @Test("no synchronize (trusting kill's grace period): the reader's get revives a count that reached zero")
+    @Test("no synchronize (trusting kill's grace period): the reader reads freed memory, and its get revives a count that reached zero")
     func noSynchronizeIsCaught() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             _ = try? DeregistrationOrderTests.readerInsideDeregistration(teardown: NoSynchronize())
         }
-        expectDiagnostic(result, "PercpuRef: get() on a ref whose count is zero (already released)")
+        if addressSanitizerIsActive {
+            // The read inside the section, of memory the deregistration freed.
+            let report = standardError(of: result)
+            #expect(report.contains("heap-use-after-free"), "stderr was: \(report.suffix(2000))")
+            // Freed by MemoryRegion.free() (as the mangled name shows it).
+            #expect(report.contains("RegionC4freeyyF"), "the freed memory should be the region's: \(report.suffix(2000))")
+        } else {
+            expectDiagnostic(result, "PercpuRef: get() on a ref whose count is zero (already released)")
+        }
     }
 
     /// A holder's put takes the count to zero after the deregistration's

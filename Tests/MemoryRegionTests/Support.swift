@@ -27,20 +27,28 @@ extension MemoryRegionReference {
 }
 
 /// Stops the first lookup that arms it inside its read section, between
-/// the slot load and the get, until the test lets it go.
+/// the slot load and the get, until the test lets it go; the lookup then
+/// reads the region's first byte there, as `rvt_lkey_ok` reads `mr->lkey`
+/// and `mr->pd` before its get (straight from memory: AddressSanitizer
+/// sees the read if the region was freed).
 final class LookupParking: Sendable {
     private let armed = Atomic<Bool>(false)
+    private let firstByte = Atomic<Int>(-1)
     let parked = Latch()
     let proceed = Latch()
 
     func arm() { armed.store(true, ordering: .releasing) }
 
+    /// The byte the parked lookup read, or -1.
+    var byteRead: Int { firstByte.load(ordering: .acquiring) }
+
     /// The table's `lookupLoaded` hook.
-    var hook: @Sendable (MemoryRegionKey) -> Void {
-        { _ in
+    func hook<Flavor>() -> @Sendable (MemoryRegion<Flavor>) -> Void {
+        { region in
             guard self.armed.exchange(false, ordering: .acquiringAndReleasing) else { return }
             self.parked.open()
             self.proceed.wait()
+            self.firstByte.store(Int(region.bytes.assumingMemoryBound(to: UInt8.self).pointee), ordering: .releasing)
         }
     }
 }
