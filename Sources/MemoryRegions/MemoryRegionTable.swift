@@ -43,9 +43,11 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     public let deregistrationTimeout: Double
     let teardown: any MemoryRegionTeardown
     /// Test hooks: inside a lookup's read section between the load and the
-    /// get, and at the start of a region's release.
+    /// get, at the start of a region's release, and at each deregistration
+    /// step (named as `Spec/MemoryRegion.tla`'s `Order` names it).
     let lookupLoaded: (@Sendable (MemoryRegion<Flavor>) -> Void)?
     let releaseStarted: (@Sendable () -> Void)?
+    let stepTaken: (@Sendable (String) -> Void)?
 
     /// - Parameters:
     ///   - capacity: the number of slots (rdmavt's `lkey_table_size`).
@@ -60,7 +62,8 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     package init(
         capacity: Int, deregistrationTimeout: Double, teardown: any MemoryRegionTeardown,
         lookupLoaded: (@Sendable (MemoryRegion<Flavor>) -> Void)? = nil,
-        releaseStarted: (@Sendable () -> Void)? = nil
+        releaseStarted: (@Sendable () -> Void)? = nil,
+        stepTaken: (@Sendable (String) -> Void)? = nil
     ) {
         precondition(capacity > 0, "MemoryRegionTable: capacity must be positive")
         slots = (0..<capacity).map { _ in Slot() }
@@ -69,6 +72,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
         self.teardown = teardown
         self.lookupLoaded = lookupLoaded
         self.releaseStarted = releaseStarted
+        self.stepTaken = stepTaken
     }
 
     // MARK: Registration
@@ -139,9 +143,14 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     @available(*, noasync, message: "blocks the thread; use 'await deregister(_:)' in async code")
     public func deregister(_ region: MemoryRegion<Flavor>) throws(MemoryRegionError) {
         if let steps = beginDeregistration(of: region) {
-            if teardown.synchronizes { Flavor.synchronize() }
+            if teardown.synchronizes {
+                stepTaken?("syncStart")
+                Flavor.synchronize()
+                stepTaken?("syncEnd")
+            }
             if finishDroppingReferences(steps) { return }
         }
+        stepTaken?("wait")
         let released = whileBlocked { region.released.wait(seconds: deregistrationTimeout) }
         try finishDeregistration(of: region, released: released)
     }
@@ -150,9 +159,14 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     /// the wait instead of blocking a thread of the cooperative pool.
     public func deregister(_ region: MemoryRegion<Flavor>) async throws(MemoryRegionError) {
         if let steps = beginDeregistration(of: region) {
-            if teardown.synchronizes { await Flavor.synchronize() }
+            if teardown.synchronizes {
+                stepTaken?("syncStart")
+                await Flavor.synchronize()
+                stepTaken?("syncEnd")
+            }
             if finishDroppingReferences(steps) { return }
         }
+        stepTaken?("wait")
         let timeout = deregistrationTimeout
         let released = await onThreadOfItsOwn { region.released.wait(seconds: timeout) }
         try finishDeregistration(of: region, released: released)

@@ -22,21 +22,37 @@ package enum AfterTeardown: Sendable {
     case freeAtOnce
 }
 
-/// The steps of one deregistration (`Spec/MemoryRegion.tla`'s actions).
+/// The steps of one deregistration (`Spec/MemoryRegion.tla`'s actions;
+/// each reports the name its `Order` gives it to the table's test hook).
 package struct TeardownSteps<Flavor: RCUFlavor>: Sendable {
     let table: MemoryRegionTable<Flavor>
     package let region: MemoryRegion<Flavor>
 
     /// `Unpublish`: empties the region's slot.
-    package func unpublish() { table.unpublish(region) }
+    package func unpublish() {
+        table.stepTaken?("unpublish")
+        table.unpublish(region)
+    }
     /// `DropDependents`: `rvt_dereg_clean_qps`.
-    package func dropDependents() { region.dropDependents() }
+    package func dropDependents() {
+        table.stepTaken?("dropDependents")
+        region.dropDependents()
+    }
     /// `PutTable`: the reference the table took when it published the region.
-    package func dropTableReference() { region.references.put() }
+    package func dropTableReference() {
+        table.stepTaken?("putTable")
+        region.references.put()
+    }
     /// `Kill`: `percpu_ref_kill`, which drops the owner's reference.
-    package func kill() { region.references.kill() }
+    package func kill() {
+        table.stepTaken?("kill")
+        region.references.kill()
+    }
     /// `percpu_ref_is_zero`.
-    package var isZero: Bool { region.references.isZero }
+    package var isZero: Bool {
+        table.stepTaken?("isZero")
+        return region.references.isZero
+    }
 }
 
 /// The order `Spec/MemoryRegion.tla` proves safe: unpublish, drop the
