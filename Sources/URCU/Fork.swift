@@ -93,7 +93,7 @@ public func forkProcess() -> pid_t {
 /// initialisation to end. The registration globals are first touched inside
 /// steps, which the fork already waits for.
 private func finishLazyInitialization() {
-    for flavor in liburcuFlavors { _ = flavor.accounting }
+    for flavor in liburcuFlavors { _ = flavor._accounting }
     CallbackNodePool.finishLazyInitialization()
     _ = RCUStallMonitor.threshold
     _ = RCUExit.drainTimeout
