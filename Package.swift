@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "URCU", targets: ["URCU"]),
         .library(name: "PercpuRef", targets: ["PercpuRef"]),
         .library(name: "ContextTable", targets: ["ContextTable"]),
+        .library(name: "MemoryRegions", targets: ["MemoryRegions"]),
         .library(name: "URCUTesting", targets: ["URCUTesting"]),
     ],
     traits: [
@@ -59,6 +60,8 @@ let package = Package(
         .target(name: "PercpuRef", dependencies: ["URCU", "CURCU"]),
         // The seeds' fs/aio context lifecycle over PercpuRef and RCU.
         .target(name: "ContextTable", dependencies: ["PercpuRef", "URCU", "CURCU"]),
+        // The RDMAVT memory-region lifecycle (the 2018 audit's third fix).
+        .target(name: "MemoryRegions", dependencies: ["PercpuRef", "URCU", "CURCU"]),
         // A flavor whose grace periods the test controls.
         .target(name: "URCUTesting", dependencies: ["URCU", "CURCU"]),
         // The torture run (`make torture`): its scenarios are a library so
@@ -81,6 +84,9 @@ let package = Package(
         .testTarget(
             name: "ConformanceTests",
             dependencies: ["ContextTable", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
+        .testTarget(
+            name: "MemoryRegionTests",
+            dependencies: ["MemoryRegions", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
         .testTarget(
             name: "PercpuRefTests",
             dependencies: [

@@ -1,6 +1,7 @@
 // Positive control: the same shapes with matching flavors compile, so a
 // failure above is the type error, not the harness.
 // expect-success
+import MemoryRegions
 import URCU
 
 final class Config: Sendable { let limit = 1 }
@@ -27,4 +28,10 @@ func walk(_ head: borrowing RCUPointer<Node, MembarrierRCU>) -> Int {
         }
         return sum
     }
+}
+
+// A reference from lookup(_:), put once.
+func putOnce(_ table: MemoryRegionTable<MembarrierRCU>, _ key: MemoryRegionKey) {
+    guard let reference = table.lookup(key) else { return }
+    reference.put()
 }
