@@ -27,6 +27,8 @@ final class GracePeriodThread: Sendable {
         /// is `queued` just after it was handed in.
         var queued: UInt64 = 0
         var served: UInt64 = 0
+        /// Tickets whose grace period has started (taken in a batch).
+        var started: UInt64 = 0
         var running = false
         var sleeping = false
         /// forkProcess() asked the thread to stop between grace periods.
@@ -70,6 +72,9 @@ final class GracePeriodThread: Sendable {
         sleepWithBackoff(from: 20) { !hasServed(ticket) }
     }
 
+    /// The last ticket whose grace period has started.
+    var startedTicket: UInt64 { state.withLock { $0.started } }
+
     /// Grace periods this thread has run: how well it batches.
     var gracePeriodsRun: Int { state.withLock { $0.gracePeriods } }
 
@@ -91,6 +96,7 @@ final class GracePeriodThread: Sendable {
                     return ([], nil, false)
                 }
                 defer { state.waiting = [] }
+                state.started = state.queued
                 return (state.waiting, state.synchronize, false)
             }
             guard let synchronize = next.synchronize else {

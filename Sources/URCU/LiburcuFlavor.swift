@@ -46,6 +46,16 @@ extension LiburcuFlavor {
         enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: _accounting) }
     }
 
+    /// Grace periods the flavor's grace-period thread has run so far: how
+    /// many waiters share each one is what the batching tests measure.
+    package static var gracePeriodsRunForWaiters: Int { _accounting.gracePeriodThread.gracePeriodsRun }
+
+    /// Items handed to the flavor's grace-period thread so far.
+    package static var waitersQueuedForGracePeriods: UInt64 { _accounting.gracePeriodThread.lastTicket }
+
+    /// Items whose grace period has started on that thread.
+    package static var waitersWhoseGracePeriodStarted: UInt64 { _accounting.gracePeriodThread.startedTicket }
+
     public static func _afterGracePeriod(_ item: @escaping @Sendable () -> Void) {
         RCUExit.arm()
         // Counted as a callback: the exit drain, barrier() and the stall

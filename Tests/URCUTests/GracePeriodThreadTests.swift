@@ -1,0 +1,137 @@
+import Dispatch
+import Synchronization
+import TestSupport
+import Testing
+import URCU
+import URCUTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The grace-period thread behind `await synchronize()`, `startPoll()` and
+/// `afterGracePeriod`: waiters are batched behind shared grace periods.
+/// Readers are threads of their own and every blocking wait runs off the
+/// cooperative pool, which the waiting tasks need.
+@Suite("Grace-period thread", .serialized)
+struct GracePeriodThreadTests {
+    @Test("10,000 tasks awaiting synchronize() at once are served by a few grace periods", arguments: allFlavors)
+    func batching(flavor: any LiburcuFlavor.Type) async {
+        func check<F: LiburcuFlavor>(_: F.Type) async -> (served: Int, gracePeriods: Int) {
+            // A reader holds up the grace period in progress while all the
+            // waiters arrive.
+            let entered = Latch(), release = Latch()
+            let reader = JoinableThread { F.asReaderThread { F.read { _ in entered.open(); release.wait() } } }
+            _ = await offPool { entered.wait() }
+            let holdUp = Task { await F.synchronize() }
+            let queuedBefore = F.waitersQueuedForGracePeriods
+            let before = F.gracePeriodsRunForWaiters
+            let served = Counter()
+            let waiters = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for _ in 0..<10_000 {
+                        group.addTask {
+                            await F.synchronize()
+                            served.increment()
+                        }
+                    }
+                }
+            }
+            await offPool {
+                _ = eventually(seconds: 60) { F.waitersQueuedForGracePeriods - queuedBefore >= 10_000 }
+                release.open()
+                reader.join()
+            }
+            await holdUp.value
+            await waiters.value
+            return (served.value, F.gracePeriodsRunForWaiters - before)
+        }
+        let (served, gracePeriods) = await check(flavor)
+        #expect(served == 10_000)
+        // The one held up, the one after it, and a few for waiters of
+        // other tests running meanwhile: one per waiter would be 10,000.
+        #expect(gracePeriods >= 1 && gracePeriods <= 10, "\(gracePeriods) grace periods for 10,000 waiters")
+    }
+
+    @Test("a waiter that arrives during a grace period waits for the next one", arguments: allFlavors)
+    func lateWaiterWaitsForNextGracePeriod(flavor: any LiburcuFlavor.Type) async {
+        func check<F: LiburcuFlavor>(_: F.Type) async -> (servedEarly: Bool, sawReaderLeave: Bool) {
+            // A reader holds up the grace period an early waiter starts; a
+            // second reader enters after it started, then a late waiter
+            // arrives: the late one must also wait for the second reader.
+            let firstEntered = Latch(), releaseFirst = Latch(), secondEntered = Latch(), releaseSecond = Latch()
+            let earlyDone = Latch(), lateDone = Latch()
+            let secondLeft = Atomic<Bool>(false), lateSawSecondLeave = Atomic<Bool>(false)
+            let first = JoinableThread { F.asReaderThread { F.read { _ in firstEntered.open(); releaseFirst.wait() } } }
+            _ = await offPool { firstEntered.wait() }
+            let earlyTicket = F.waitersQueuedForGracePeriods + 1
+            Task {
+                await F.synchronize()
+                earlyDone.open()
+            }
+            let second = JoinableThread {
+                // Enters once the grace period covering the early waiter
+                // has started (and is waiting for the first reader). A
+                // grace period another test's waiter started just before
+                // holds it back until the first reader leaves, which waits
+                // for this one: then enter after 2 s anyway; the late
+                // waiter then shares the early one's grace period, which
+                // waits for this reader too, and the check proves less.
+                _ = eventually(seconds: 2) { F.waitersWhoseGracePeriodStarted >= earlyTicket }
+                usleep(5_000)
+                F.asReaderThread {
+                    F.read { _ in
+                        secondEntered.open()
+                        releaseSecond.wait()
+                        // Still inside the section: a grace period that
+                        // waits for it ends after this store.
+                        secondLeft.store(true, ordering: .releasing)
+                    }
+                }
+            }
+            _ = await offPool { secondEntered.wait() }
+            Task {
+                await F.synchronize()
+                lateSawSecondLeave.store(secondLeft.load(ordering: .acquiring), ordering: .relaxed)
+                lateDone.open()
+            }
+            // The first reader leaves: the early waiter's grace period can
+            // end, but the late waiter must still wait for the second
+            // reader. (Nothing here waits for the early waiter: if its
+            // grace period started late, it waits for the second reader
+            // too.)
+            let servedEarly = await offPool { () -> Bool in
+                usleep(5_000)
+                releaseFirst.open()
+                return lateDone.wait(seconds: 0.05)
+            }
+            await offPool {
+                releaseSecond.open()
+                earlyDone.wait()
+                lateDone.wait()
+                first.join()
+                second.join()
+            }
+            return (servedEarly, lateSawSecondLeave.load(ordering: .relaxed))
+        }
+        let result = await check(flavor)
+        #expect(!result.servedEarly, "the late waiter was served by the grace period already in progress")
+        #expect(result.sawReaderLeave, "the late waiter returned before the reader it had to wait for left")
+    }
+
+    @Test("barrier() waits for afterGracePeriod work handed in before it", arguments: allFlavors)
+    func barrierCoversAfterGracePeriod(flavor: any LiburcuFlavor.Type) async {
+        func check<F: RCUFlavor>(_: F.Type) async -> Int {
+            let queue = DispatchQueue(label: "urcu.test.gp-thread")
+            let ran = Counter()
+            await offPool {
+                for _ in 0..<100 { F.afterGracePeriod(on: queue) { ran.increment() } }
+            }
+            await F.barrier()
+            // Every item has handed its work to the queue: drain it.
+            await withCheckedContinuation { done in queue.async { @Sendable in done.resume() } }
+            return ran.value
+        }
+        #expect(await check(flavor) == 100, "barrier() returned before the grace-period work handed in before it")
+    }
+}
