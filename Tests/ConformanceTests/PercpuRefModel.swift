@@ -1,0 +1,302 @@
+@testable import PercpuRef
+import Synchronization
+import URCU
+import URCUTesting
+
+/// The grace-period domain of the PercpuRef model-based tests.
+enum PercpuModelDomain {}
+typealias PercpuModelRCU = ManualRCU<PercpuModelDomain>
+
+/// ``PercpuModelRCU`` with one addition: a thread can be stopped just
+/// before it leaves its read section, the point at which a percpu get or
+/// put of `PercpuRef` has read the mode and written its counter.
+///
+/// `PercpuRef.tla` splits such a get or put in two steps: the mode is read
+/// inside the read section (`AcquireSeesPercpu`, `PutSeesPercpu`), and the
+/// counter is written and the section left later (`PercpuOpDone`). The test
+/// parks the thread here, takes the counter write back while the thread is
+/// parked, and makes it again when the spec's second step comes: the only
+/// other writer of a thread's counter is the switch back to percpu mode,
+/// which cannot run while the thread is inside a section that saw percpu
+/// mode (the switch to atomic mode in between waits for it).
+enum ParkingRCU: RCUFlavor {
+    /// What each thread (by `PercpuModelRCU.currentThread`) runs before
+    /// leaving its next read section.
+    static let beforeUnlock = Mutex<[UInt: @Sendable () -> Void]>([:])
+
+    static var name: String { "parking-\(PercpuModelRCU.name)" }
+    static var accounting: GracePeriodAccounting { PercpuModelRCU.accounting }
+    static var isInReadSection: Bool { PercpuModelRCU.isInReadSection }
+
+    static func _readLock() { PercpuModelRCU._readLock() }
+
+    static func _readUnlock() {
+        let thread = PercpuModelRCU.currentThread
+        beforeUnlock.withLock { $0.removeValue(forKey: thread) }?()
+        PercpuModelRCU._readUnlock()
+    }
+
+    static func _synchronize() { PercpuModelRCU._synchronize() }
+    static func call(_ callback: @escaping @Sendable () -> Void) { PercpuModelRCU.call(callback) }
+    static func barrier() { PercpuModelRCU.barrier() }
+    static func barrier() async { await PercpuModelRCU.barrier() }
+}
+
+/// A value a worker's job hands to the test: the worker's semaphores order
+/// the write before the read.
+final class HandedOver<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// The implementation under test.
+typealias ModelRef = PercpuRef<ParkingRCU>
+
+/// One run of a `PercpuRef<ParkingRCU>` along `Spec/MBTPercpuRef.tla`'s
+/// state graph: the ref, a worker thread per spec thread, and the mapping
+/// from the ref's representation to the spec's variables.
+///
+/// Spec thread `t` runs on its worker, and the spec's CPU `t` (the
+/// configurations make CPUs the threads) is the counter of that worker's
+/// `ThreadSlot`. Workers are replaced now and then (``replaceWorker(_:)``):
+/// the new thread takes a slot of its own, and the counter the old one left
+/// still counts as CPU `t`'s, which is how Swift keeps the counts of exited
+/// threads.
+final class PercpuModelRun {
+    let ref: ModelRef
+    let threadNames: [String]
+    private let releases = Counter()
+    private var workers: [String: Worker] = [:]
+    /// Workers kept alive (holding their slots) because their slot was
+    /// another spec thread's.
+    private var spareWorkers: [Worker] = []
+    /// The slots whose counters make up each spec CPU's counter.
+    private var slotsOf: [String: Set<Int>] = [:]
+    /// What the spec tracks and the ref does not: references each thread
+    /// holds, whether the initial reference is held, and the operation a
+    /// parked thread is in ("inc"/"dec").
+    private(set) var held: [String: Int] = [:]
+    private(set) var initialRef = true
+    private var pending: [String: String] = [:]
+    /// The slot whose counter a parked thread wrote.
+    private var parkedSlot: [String: Int] = [:]
+    /// Rotates through the operations that lead to the same spec state.
+    private var choice = 0
+
+    init(threads: [String]) throws {
+        // A run that failed may have left callbacks, readers or parks behind.
+        PercpuModelRCU.reset()
+        ParkingRCU.beforeUnlock.withLock { $0 = [:] }
+        threadNames = threads
+        let releases = releases
+        ref = ModelRef(options: .allowReinit) { releases.increment() }
+        for name in threads {
+            held[name] = 0
+            workers[name] = try startWorker(for: name)
+        }
+    }
+
+    /// Stops the workers; the ref must not be inside an operation.
+    func finish() throws {
+        if let parked = pending.first { throw ConformanceFailure("\(parked.key) is still inside an operation at the end") }
+        for worker in Array(workers.values) + spareWorkers { worker.quit() }
+        workers = [:]
+        spareWorkers = []
+        PercpuModelRCU.reset()
+    }
+
+    /// A worker for spec thread `name`, holding a slot no other spec thread's
+    /// counter uses.
+    private func startWorker(for name: String) throws -> Worker {
+        for attempt in 1...8 {
+            let worker = Worker(name: "\(name)-\(attempt)")
+            var offset: UInt = 0
+            try worker.perform { offset = ThreadSlot.assignedCounterOffset }
+            guard ModelRef.hasCounter(atOffset: offset) else {
+                spareWorkers.append(worker)
+                continue
+            }
+            let slot = Int(offset / ThreadSlot.counterStride)
+            if slotsOf.contains(where: { $0.key != name && $0.value.contains(slot) }) {
+                spareWorkers.append(worker)
+                continue
+            }
+            slotsOf[name, default: []].insert(slot)
+            return worker
+        }
+        throw ConformanceFailure("no counter slot free for \(name) after 8 threads")
+    }
+
+    /// Lets the worker of `name` exit and gives the spec thread a new one.
+    func replaceWorker(_ name: String) throws {
+        precondition(pending[name] == nil, "replacing a parked worker")
+        workers[name]!.quit()
+        workers[name] = try startWorker(for: name)
+    }
+
+    // MARK: Steps
+
+    /// Takes spec step `step` on the implementation, from spec state `state`.
+    func perform(_ step: SpecStep, in state: [String: TLAValue]) throws {
+        switch step.action {
+        case "GracePeriodStart": PercpuModelRCU.startGracePeriod()
+        case "GracePeriodEnd": PercpuModelRCU.endGracePeriod()
+        case "SwitchConfirm":
+            let ready = PercpuModelRCU.snapshot.ready
+            guard ready.count == 1, PercpuModelRCU.runReadyCallback(ready[0]) else {
+                throw ConformanceFailure("SwitchConfirm: \(ready.count) callbacks ready in the implementation (1 expected)")
+            }
+        case "Kill":
+            ref.kill()
+            initialRef = false
+        case "SwitchToAtomic": ref.switchToAtomic()
+        case "SwitchToPercpu": ref.switchToPercpu()
+        case "Resurrect", "Reinit":
+            if step.action == "Reinit" { ref.reinit() } else { ref.resurrect() }
+            initialRef = true
+        case "AcquireSeesPercpu", "PutSeesPercpu":
+            let thread = step.thread!
+            let increment = step.action == "AcquireSeesPercpu"
+            let worker = workers[thread]!
+            let operation = increment ? acquisition(thread, in: state) : "put"
+            let parkedAt = HandedOver<Int?>(nil)
+            ParkingRCU.beforeUnlock.withLock { parkings in
+                parkings[worker.threadID] = {
+                    parkedAt.value = Int(ThreadSlot.counterOffset / ThreadSlot.counterStride)
+                    worker.park()
+                }
+            }
+            let succeeded = try run(operation, on: worker)
+            guard worker.isParked, let slot = parkedAt.value else {
+                ParkingRCU.beforeUnlock.withLock { _ = $0.removeValue(forKey: worker.threadID) }
+                throw ConformanceFailure("\(step): \(operation) did not take the percpu path (it returned \(succeeded))")
+            }
+            guard succeeded else { throw ConformanceFailure("\(step): \(operation) failed in percpu mode") }
+            // Take the counter write back: the spec makes it in PercpuOpDone.
+            adjustCounter(slot: slot, gets: increment, by: -1)
+            pending[thread] = increment ? "inc" : "dec"
+            parkedSlot[thread] = slot
+            held[thread]! += increment ? 1 : -1
+        case "PercpuOpDone":
+            let thread = step.thread!
+            let worker = workers[thread]!
+            guard let operation = pending.removeValue(forKey: thread), worker.isParked else {
+                throw ConformanceFailure("\(step): \(thread) is not inside a percpu operation")
+            }
+            // Make the write the thread made, on its own counter.
+            adjustCounter(slot: parkedSlot.removeValue(forKey: thread)!, gets: operation == "inc", by: 1)
+            try worker.resume()
+        case "GetAtomic", "TryAcquireAtomic", "PutAtomic":
+            let thread = step.thread!
+            let operation = step.action == "PutAtomic" ? "put" : acquisition(thread, in: state)
+            let succeeded = try run(operation, on: workers[thread]!)
+            if succeeded { held[thread]! += operation == "put" ? -1 : 1 }
+        default:
+            throw ConformanceFailure("\(step): not a step of PercpuRef.tla the test knows")
+        }
+    }
+
+    /// The acquisition that thread `thread` makes next from `state`: get,
+    /// tryGet and tryGetLive in turn, among those the spec allows there
+    /// (all three lead to the same state when they succeed).
+    private func acquisition(_ thread: String, in state: [String: TLAValue]) -> String {
+        let mayGet = held[thread]! > 0 || initialRef
+        let dead = state["ref"]!["dead"]!.boolValue!
+        let atomic = state["ref"]!["atomicFlag"]!.boolValue!
+        let allowed = ["get", "tryget", "tryget_live"].filter { ($0 != "get" || mayGet) && !($0 == "tryget_live" && dead && atomic) }
+        choice += 1
+        return allowed[choice % allowed.count]
+    }
+
+    /// Runs `operation` on `worker` until it returns or parks; returns what
+    /// it returned (true for get and put).
+    private func run(_ operation: String, on worker: Worker) throws -> Bool {
+        let ref = ref
+        let result = HandedOver(true)
+        try worker.perform {
+            switch operation {
+            case "get": ref.get()
+            case "tryget": result.value = ref.tryGet()
+            case "tryget_live": result.value = ref.tryGetLive()
+            default: ref.put()
+            }
+        }
+        return result.value
+    }
+
+    /// Adds `delta` to the gets or puts of counter array entry `slot`, on
+    /// behalf of its parked owner.
+    private func adjustCounter(slot: Int, gets: Bool, by delta: Int) {
+        if gets {
+            ref.counters[slot].value.gets.wrappingAdd(delta, ordering: .relaxed)
+        } else {
+            ref.counters[slot].value.puts.wrappingAdd(delta, ordering: .relaxed)
+        }
+    }
+
+    // MARK: The refinement mapping
+
+    /// The ref's state as `PercpuRef.tla`'s variables.
+    func abstractState() throws -> [String: TLAValue] {
+        let word = ref.countersAndMode.load(ordering: .acquiring)
+        let view = ref.abstractState
+        let raw = ref.count.load(ordering: .acquiring)
+        // The bias is 2^62; the counts the tests reach are tiny beside it.
+        let biased = raw > ModelRef.bias / 2
+        func netCount(_ slot: Int) -> Int {
+            ref.counters[slot].value.gets.load(ordering: .relaxed) - ref.counters[slot].value.puts.load(ordering: .relaxed)
+        }
+        // Once a switch to atomic mode has summed them, the counters are
+        // dead state until the switch back zeroes them; the spec zeroes
+        // them at the sum.
+        let summed = word & ModelRef.atomicMode != 0 && view.mode != .switching
+        var pcpu: [TLAValue: TLAValue] = [:]
+        var attributed = 0
+        for name in threadNames {
+            let value = slotsOf[name, default: []].reduce(0) { $0 + netCount($1) }
+            pcpu[.model(name)] = .int(summed ? 0 : value)
+            attributed += value
+        }
+        let total = (1...ModelRef.perThreadCounters).reduce(0) { $0 + netCount($1) }
+        if total != attributed {
+            throw ConformanceFailure("the per-thread counters hold \(total) references, the spec threads' slots \(attributed)")
+        }
+        let snapshot = PercpuModelRCU.snapshot
+        let names = Dictionary(uniqueKeysWithValues: workers.map { ($0.value.threadID, $0.key) })
+        func threads(_ ids: Set<UInt>) -> TLAValue {
+            .set(Set(ids.map { TLAValue.model(names[$0] ?? "thread\($0)") }))
+        }
+        // The spec has one callback, the switch's; any other the
+        // implementation queued shows under its ID.
+        let switchCallback = (snapshot.queued + snapshot.waiting + snapshot.ready).min()
+        func callbacks(_ ids: [Int]) -> TLAValue {
+            .set(Set(ids.map { $0 == switchCallback ? TLAValue.string("switch") : .string("callback \($0)") }))
+        }
+        return [
+            "ref": .record([
+                "atomicFlag": .bool(word & ModelRef.atomicMode != 0), "dead": .bool(word & ModelRef.deadFlag != 0),
+                "forceAtomic": .bool(view.forceAtomic), "switching": .bool(view.mode == .switching),
+                "count": .int(biased ? raw - ModelRef.bias : raw), "biased": .bool(biased),
+                "pcpu": .function(pcpu), "releases": .int(ref.releases.load(ordering: .relaxed)),
+            ]),
+            "held": .function(Dictionary(uniqueKeysWithValues: threadNames.map { (.model($0), .int(held[$0]!)) })),
+            "initialRef": .bool(initialRef),
+            "pending": .function(Dictionary(uniqueKeysWithValues: threadNames.map {
+                (.model($0), .string(pending[$0] ?? "none"))
+            })),
+            "rcuReaders": .record(["sched": threads(snapshot.readers)]),
+            "rcuGp": .record([
+                "sched": .record(["active": .bool(snapshot.isGracePeriodActive), "waitFor": threads(snapshot.waitingFor)])
+            ]),
+            "rcuCallbacks": .record([
+                "sched": .record([
+                    "queued": callbacks(snapshot.queued), "waiting": callbacks(snapshot.waiting),
+                    "ready": callbacks(snapshot.ready),
+                ])
+            ]),
+        ]
+    }
+
+    /// How many times `release` ran in the ref's whole life (across reinits).
+    var releasesInAll: Int { releases.value }
+}
