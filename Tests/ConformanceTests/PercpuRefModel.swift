@@ -28,10 +28,26 @@ enum ParkingRCU: RCUFlavor {
     static var accounting: GracePeriodAccounting { PercpuModelRCU.accounting }
     static var isInReadSection: Bool { PercpuModelRCU.isInReadSection }
 
-    static func _readLock() { PercpuModelRCU._readLock() }
+    /// Two threads whose read sections are not tracked (0: none): those
+    /// of an interleaving test. The other thread must not wait for a lock
+    /// the stepped one may hold (`PercpuModelRCU`'s), and the stepped one
+    /// is faster to step without it. No grace period starts or ends
+    /// meanwhile, and the steps they take there leave `rcuReaders` as they
+    /// found it.
+    static let untrackedOther = Atomic<UInt>(0)
+    static let untrackedStepped = Atomic<UInt>(0)
+
+    static func isTracked(_ thread: UInt) -> Bool {
+        untrackedOther.load(ordering: .relaxed) != thread && untrackedStepped.load(ordering: .relaxed) != thread
+    }
+
+    static func _readLock() {
+        if isTracked(PercpuModelRCU.currentThread) { PercpuModelRCU._readLock() }
+    }
 
     static func _readUnlock() {
         let thread = PercpuModelRCU.currentThread
+        guard isTracked(thread) else { return }
         beforeUnlock.withLock { $0.removeValue(forKey: thread) }?()
         PercpuModelRCU._readUnlock()
     }
@@ -141,19 +157,9 @@ final class PercpuModelRun {
         switch step.action {
         case "GracePeriodStart": PercpuModelRCU.startGracePeriod()
         case "GracePeriodEnd": PercpuModelRCU.endGracePeriod()
-        case "SwitchConfirm":
-            let ready = PercpuModelRCU.snapshot.ready
-            guard ready.count == 1, PercpuModelRCU.runReadyCallback(ready[0]) else {
-                throw ConformanceFailure("SwitchConfirm: \(ready.count) callbacks ready in the implementation (1 expected)")
-            }
-        case "Kill":
-            ref.kill()
-            initialRef = false
-        case "SwitchToAtomic": ref.switchToAtomic()
-        case "SwitchToPercpu": ref.switchToPercpu()
-        case "Resurrect", "Reinit":
-            if step.action == "Reinit" { ref.reinit() } else { ref.resurrect() }
-            initialRef = true
+        case "SwitchConfirm", "Kill", "SwitchToAtomic", "SwitchToPercpu", "Resurrect", "Reinit":
+            let action = try singleAction(step, operation: nil)
+            action.settle(action.body())
         case "AcquireSeesPercpu", "PutSeesPercpu":
             let thread = step.thread!
             let increment = step.action == "AcquireSeesPercpu"
@@ -187,10 +193,11 @@ final class PercpuModelRun {
             adjustCounter(slot: parkedSlot.removeValue(forKey: thread)!, gets: operation == "inc", by: 1)
             try worker.resume()
         case "GetAtomic", "TryAcquireAtomic", "PutAtomic":
-            let thread = step.thread!
-            let operation = step.action == "PutAtomic" ? "put" : acquisition(thread, in: state)
-            let succeeded = try run(operation, on: workers[thread]!)
-            if succeeded { held[thread]! += operation == "put" ? -1 : 1 }
+            let operation = step.action == "PutAtomic" ? "put" : acquisition(step.thread!, in: state)
+            let action = try singleAction(step, operation: operation)
+            var succeeded = true
+            try workers[step.thread!]!.perform { succeeded = action.body() }
+            action.settle(succeeded)
         default:
             throw ConformanceFailure("\(step): not a step of PercpuRef.tla the test knows")
         }
@@ -211,18 +218,56 @@ final class PercpuModelRun {
     /// Runs `operation` on `worker` until it returns or parks; returns what
     /// it returned (true for get and put).
     private func run(_ operation: String, on worker: Worker) throws -> Bool {
-        let ref = ref
-        let result = HandedOver(true)
-        try worker.perform {
-            switch operation {
-            case "get": ref.get()
-            case "tryget": result.value = ref.tryGet()
-            case "tryget_live": result.value = ref.tryGetLive()
-            default: ref.put()
-            }
-        }
-        return result.value
+        let body = referenceOperation(operation)
+        var succeeded = true
+        try worker.perform { succeeded = body() }
+        return succeeded
     }
+
+    /// `PercpuRef`'s get ("get"), tryGet ("tryget"), tryGetLive
+    /// ("tryget_live") or put ("put"); returns what it returned (true for
+    /// get and put).
+    func referenceOperation(_ operation: String) -> @Sendable () -> Bool {
+        let ref = ref
+        switch operation {
+        case "get": return { ref.get(); return true }
+        case "tryget": return { ref.tryGet() }
+        case "tryget_live": return { ref.tryGetLive() }
+        default: return { ref.put(); return true }
+        }
+    }
+
+    /// A spec step that is one call on the ref, `operation` for a thread's
+    /// acquisition: `body` makes the call on any thread and returns what it
+    /// returned; `settle`, given that, records in the run what the spec
+    /// tracks and the ref does not.
+    func singleAction(_ step: SpecStep, operation: String?) throws
+        -> (body: @Sendable () -> Bool, settle: (Bool) -> Void)
+    {
+        let ref = ref
+        switch step.action {
+        case "SwitchConfirm":
+            let ready = PercpuModelRCU.snapshot.ready
+            guard ready.count == 1 else {
+                throw ConformanceFailure("SwitchConfirm: \(ready.count) callbacks ready in the implementation (1 expected)")
+            }
+            return ({ PercpuModelRCU.runReadyCallback(ready[0]) }, { _ in })
+        case "Kill": return ({ ref.kill(); return true }, { _ in self.initialRef = false })
+        case "SwitchToAtomic": return ({ ref.switchToAtomic(); return true }, { _ in })
+        case "SwitchToPercpu": return ({ ref.switchToPercpu(); return true }, { _ in })
+        case "Resurrect": return ({ ref.resurrect(); return true }, { _ in self.initialRef = true })
+        case "Reinit": return ({ ref.reinit(); return true }, { _ in self.initialRef = true })
+        case "GetAtomic", "TryAcquireAtomic", "PutAtomic":
+            let thread = step.thread!, operation = operation!
+            return (referenceOperation(operation), { succeeded in
+                if succeeded { self.held[thread]! += operation == "put" ? -1 : 1 }
+            })
+        default:
+            throw ConformanceFailure("\(step): not one call on the ref")
+        }
+    }
+
+    func worker(_ thread: String) -> Worker { workers[thread]! }
 
     /// Adds `delta` to the gets or puts of counter array entry `slot`, on
     /// behalf of its parked owner.

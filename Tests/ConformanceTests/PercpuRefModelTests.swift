@@ -57,7 +57,7 @@ struct PercpuRefExplorer {
 
     /// The shortest path (of edges) from `start` to a node where `goal`
     /// holds.
-    private func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
+    func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
         var parent: [Int: Int] = [start: start]
         var frontier = [start]
         while !frontier.isEmpty {
@@ -116,7 +116,7 @@ struct PercpuRefExplorer {
     }
 
     /// Takes `edge` on the implementation and checks the state it reaches.
-    private mutating func take(_ edge: Edge, on run: PercpuModelRun, trail: inout [SpecStep]) throws -> Int {
+    mutating func take(_ edge: Edge, on run: PercpuModelRun, trail: inout [SpecStep]) throws -> Int {
         let intended = step(from: edge.from, to: edge.to)
         trail.append(intended)
         do {
@@ -139,7 +139,7 @@ struct PercpuRefExplorer {
         return edge.to
     }
 
-    private mutating func compare(_ run: PercpuModelRun, with node: Int, after trail: [SpecStep]) throws {
+    mutating func compare(_ run: PercpuModelRun, with node: Int, after trail: [SpecStep]) throws {
         let spec = graph.state(node)
         let implementation: [String: TLAValue]
         do {
