@@ -20,6 +20,32 @@ import URCUTesting
 /// matters: the bias leaving the count apart from the sum, a put that
 /// decides on a value it reads again after its subtraction, a dead flag
 /// read apart from the count it guards.
+/// Where the other call falls: `offset` instructions after the stepped
+/// step's change number `change` of the count or mode word (after its
+/// start if nil).
+struct InterleavingPoint {
+    let change: Int?
+    let offset: Int
+}
+
+/// Sees the ref's count and mode word change, one instruction at a time.
+struct ChangeObserver {
+    let ref: ModelRef
+    private var last: (Int, UInt)
+
+    init(_ ref: ModelRef) {
+        self.ref = ref
+        last = (ref.count.load(ordering: .relaxed), ref.countersAndMode.load(ordering: .relaxed))
+    }
+
+    /// Whether they changed since the last call.
+    mutating func changed() -> Bool {
+        let now = (ref.count.load(ordering: .relaxed), ref.countersAndMode.load(ordering: .relaxed))
+        defer { last = now }
+        return now != last
+    }
+}
+
 struct InterleavingCase: CustomStringConvertible {
     /// From the initial state to `node`.
     let path: [PercpuRefExplorer.Edge]
@@ -45,9 +71,12 @@ extension PercpuRefExplorer {
         "TryAcquireAtomic",
     ]
 
-    /// For each stepped step and other call, the state nearest the initial
-    /// one where the spec allows both, preferring one where the two can
-    /// take the ref to zero together.
+    /// For each stepped step, the states nearest the initial one where the
+    /// spec allows it and another thread's call in either order, and the
+    /// order matters: one where the two can take the ref to zero together,
+    /// one where the order decides whether the call succeeds. (Where they commute and
+    /// cannot release, a step is not stepped through: every point costs
+    /// thousands of signals.)
     mutating func interleavingCases(stepping steppedThread: String, other otherThread: String, maxHeld: Int)
         -> [InterleavingCase]
     {
@@ -75,41 +104,78 @@ extension PercpuRefExplorer {
             let state = graph.state(node)
             guard !graph.labels[node].contains("\"inc\""), !graph.labels[node].contains("\"dec\"") else { continue }
             let otherHeld = state["held"]![.model(otherThread)]!.intValue!
-            var operations = ["tryget", "tryget_live"].filter { _ in otherHeld < maxHeld }
-            if otherHeld > 0 { operations.append("put") }
+            // In order of preference: a put to race on zero, a tryGetLive
+            // to race a kill.
+            let operations = ["put", "tryget_live", "tryget"].filter {
+                $0 == "put" ? otherHeld > 0 : otherHeld < maxHeld
+            }
             for successor in graph.successors[node] {
                 let stepped = step(from: node, to: successor)
-                guard Self.steppedActions.contains(stepped.action), stepped.thread ?? steppedThread == steppedThread else {
-                    continue
-                }
+                guard Self.steppedActions.contains(stepped.action), stepped.thread ?? steppedThread == steppedThread
+                else { continue }
                 for operation in operations {
-                    let key = "\(stepped.action) \(operation)"
-                    if let existing = chosen[key], existing.crossesZero { continue }
-                    let releasesBefore = state["ref"]!["releases"]!.intValue!
-                    let crosses = orders(from: node, stepped: stepped, other: otherThread, delta: operation == "put" ? -1 : 1)
-                        .contains { graph.state($0)["ref"]!["releases"]!.intValue! > releasesBefore }
-                    if chosen[key] == nil || crosses {
-                        chosen[key] = InterleavingCase(
-                            path: path(to: node), node: node, stepped: stepped,
-                            steppedEdge: Edge(from: node, to: successor), other: (otherThread, operation),
-                            crossesZero: crosses)
+                    // The other call first (or failing), then the stepped step;
+                    // and the other way round.
+                    let otherOutcomes = outcomes(of: operation, by: otherThread, from: node)
+                    var otherFirst: Set<Int> = []
+                    var legal = true
+                    for reached in otherOutcomes {
+                        let next = graph.successors[reached].filter { step(from: reached, to: $0) == stepped }
+                        if next.isEmpty { legal = false }
+                        otherFirst.formUnion(next)
                     }
+                    guard legal else { continue }
+                    let steppedFirst = outcomes(of: operation, by: otherThread, from: successor)
+                    let releasesBefore = state["ref"]!["releases"]!.intValue!
+                    let crosses = otherFirst.union(steppedFirst).contains {
+                        graph.state($0)["ref"]!["releases"]!.intValue! > releasesBefore
+                    }
+                    // Whether the order decides if the other call succeeds.
+                    let decides = (otherOutcomes == [node]) != (steppedFirst == [successor])
+                    let key = "\(stepped.action) \(crosses ? "crossing zero" : "deciding the call")"
+                    // The nearest state with the most preferred call, and
+                    // with references on the per-thread counters if any
+                    // (for the switch: a sum to add).
+                    func rank(_ candidate: InterleavingCase) -> (Int, Int) {
+                        let counters = graph.labels[candidate.node].contains("pcpu |-> (t1 :> 0 @@ t2 :> 0)")
+                        return (["put", "tryget_live", "tryget"].firstIndex(of: candidate.other.operation)!, counters ? 1 : 0)
+                    }
+                    let candidate = InterleavingCase(
+                        path: path(to: node), node: node, stepped: stepped,
+                        steppedEdge: Edge(from: node, to: successor), other: (otherThread, operation),
+                        crossesZero: crosses)
+                    guard crosses || decides, chosen[key].map({ rank(candidate) < rank($0) }) ?? true else { continue }
+                    chosen[key] = candidate
                 }
             }
         }
         return chosen.keys.sorted().map { chosen[$0]! }
     }
 
-    /// The states the spec reaches from `node` by taking `stepped` once and
-    /// the steps of thread `other` that change what it holds by `delta`,
-    /// in any order (the other thread's percpu get or put is two steps,
-    /// which may surround `stepped`).
-    mutating func orders(from node: Int, stepped: SpecStep, other: String, delta: Int) -> Set<Int> {
+    /// The states in which thread `other`'s call `operation`, made from
+    /// `node` with no other step, has returned: after its one step in atomic
+    /// mode or its two in percpu mode; `node` itself if the spec does not let
+    /// it succeed there (a tryGet of zero fails: a stuttering step).
+    mutating func outcomes(of operation: String, by other: String, from node: Int) -> Set<Int> {
+        // The graph's edges do not say which acquisition took them: a
+        // tryGetLive also needs the ref alive if in atomic mode (the guard
+        // of TryAcquireAtomic(t, "tryget_live")).
+        let ref = graph.state(node)["ref"]!
+        if operation == "tryget_live", ref["atomicFlag"]!.boolValue!, ref["dead"]!.boolValue! { return [node] }
+        let completed = orders(from: node, stepped: nil, other: other, delta: operation == "put" ? -1 : 1)
+        return completed.isEmpty ? [node] : completed
+    }
+
+    /// The states the spec reaches from `node` by taking `stepped` once (if
+    /// given) and the steps of thread `other` that change what it holds by
+    /// `delta`, in any order (the other thread's percpu get or put is two
+    /// steps, which may surround `stepped`).
+    mutating func orders(from node: Int, stepped: SpecStep?, other: String, delta: Int) -> Set<Int> {
         let key = TLAValue.model(other)
         let heldBefore = graph.state(node)["held"]![key]!.intValue!
         var results: Set<Int> = []
-        var frontier: [(node: Int, steppedTaken: Bool)] = [(node, false)]
-        for _ in 0..<3 {
+        var frontier: [(node: Int, steppedTaken: Bool)] = [(node, stepped == nil)]
+        for _ in 0..<(stepped == nil ? 2 : 3) {
             var next: [(node: Int, steppedTaken: Bool)] = []
             for (current, steppedTaken) in frontier {
                 for successor in graph.successors[current] {
@@ -133,49 +199,83 @@ extension PercpuRefExplorer {
     }
 
     /// Runs `interleaving`: once to find the instructions of the stepped
-    /// step that change the ref's count or mode word, then once per point
-    /// near them (every instruction within `dense`, every `stride`-th
-    /// between), each on a fresh ref. Returns what went wrong, and the
-    /// number of points tried.
+    /// step that change the ref's count or mode word, then once per point,
+    /// each on a fresh ref. The points are counted from those changes, as
+    /// seen in the same run (how many instructions lead to them varies a
+    /// little from run to run): right after each change, and each of the
+    /// `after` instructions that follow (where the other call can fall
+    /// between a change and what the step does with it); and `spread`
+    /// points across each gap between two changes (a moment between two
+    /// changes lasts all the instructions between them), or across the
+    /// whole step if it changes neither. Every instruction of every step
+    /// would take minutes: each costs a signal. Returns what went wrong,
+    /// and the number of points tried.
     mutating func interleave(
-        _ interleaving: InterleavingCase, dense: Int = 12, stride: Int = 16
+        _ interleaving: InterleavingCase, after: Int = 4, spread: Int = 2
     ) throws -> (failures: [String], points: Int) {
-        var trail: [SpecStep] = []
-        let calibration = try replay(interleaving.path, trail: &trail)
-        let steppedCall = try calibration.singleAction(interleaving.stepped, operation: steppedOperation(interleaving))
-        // Stepped as in the interleavings below.
-        ParkingRCU.untrackedStepped.store(PercpuModelRCU.currentThread, ordering: .relaxed)
+        // Once at full speed first, so that no first use (a lazy global, a
+        // table's growth) lengthens the calibration, and the other call's
+        // path holds no first-use lock when it runs in a signal handler.
         var changes: [Int] = []
         var instructions = 0
-        var last = (calibration.ref.count.load(ordering: .relaxed), calibration.ref.countersAndMode.load(ordering: .relaxed))
-        _ = stepInstructions(of: { _ = steppedCall.body() }, interleavingWhen: { steps in
-            instructions = steps
-            let now = (calibration.ref.count.load(ordering: .relaxed), calibration.ref.countersAndMode.load(ordering: .relaxed))
-            if now != last {
-                changes.append(steps)
-                last = now
+        for calibrating in [false, true] {
+            var trail: [SpecStep] = []
+            let run = try replay(interleaving.path, trail: &trail)
+            let steppedCall = try run.singleAction(interleaving.stepped, operation: steppedOperation(interleaving))
+            let otherCall = try run.singleAction(otherStep(interleaving), operation: interleaving.other.operation)
+            if calibrating {
+                // Stepped as in the interleavings below.
+                ParkingRCU.untrackedStepped.store(PercpuModelRCU.currentThread, ordering: .relaxed)
+                var observer = ChangeObserver(run.ref)
+                _ = stepInstructions(of: { _ = steppedCall.body() }, interleavingWhen: { steps in
+                    instructions = steps
+                    if observer.changed() { changes.append(steps) }
+                    return false
+                }, {})
+                ParkingRCU.untrackedStepped.store(0, ordering: .relaxed)
+            } else {
+                _ = steppedCall.body()
             }
-            return false
-        }, {})
-        ParkingRCU.untrackedStepped.store(0, ordering: .relaxed)
-        print("calibration \(interleaving): \(instructions) instructions, changes at \(changes)")
-        // Warm up the other call's path, which may run in a signal handler
-        // (no first-use locks there).
-        let otherCall = try calibration.singleAction(otherStep(interleaving), operation: interleaving.other.operation)
-        try calibration.worker(interleaving.other.thread).perform { _ = otherCall.body() }
-        try calibration.finish()
-
-        var points: Set<Int> = []
-        let low = max(1, (changes.first ?? 1) - dense), high = min(instructions, (changes.last ?? instructions) + dense)
-        for point in Swift.stride(from: low, through: high, by: stride) { points.insert(point) }
-        for change in changes {
-            for point in max(1, change - dense)...min(instructions, change + dense) { points.insert(point) }
+            try run.worker(interleaving.other.thread).perform { _ = otherCall.body() }
+            try run.finish()
+        }
+        var points: [InterleavingPoint] = []
+        for (index, change) in changes.enumerated() {
+            points += (0...after).map { InterleavingPoint(change: index, offset: $0) }
+            let gap = (index + 1 < changes.count ? changes[index + 1] : instructions) - change
+            if gap > 2 * after {
+                points += (1...spread).map { InterleavingPoint(change: index, offset: after + (gap - after) * $0 / (spread + 1)) }
+            }
+        }
+        if changes.isEmpty {
+            points = (1...spread + 2).map { InterleavingPoint(change: nil, offset: instructions * $0 / (spread + 3)) }
         }
         var failures: [String] = []
-        for point in points.sorted() {
+        for point in points {
             if let failure = try interleave(interleaving, at: point, changes: changes) { failures.append(failure) }
         }
         return (failures, points.count)
+    }
+
+    /// Whether two states agree on everything but where the references
+    /// are counted: the shared count or the per-thread counters (the
+    /// refinement mapping of `Proofs/PercpuRefRefinement.tla`, with no
+    /// thread inside an operation). A call that overlaps the switch back
+    /// to percpu mode may count on either, as in the kernel.
+    static func sameReferences(_ spec: [String: TLAValue], _ implementation: [String: TLAValue]) -> Bool {
+        func references(_ ref: TLAValue) -> Int {
+            guard case .function(let counters) = ref["pcpu"]! else { return 0 }
+            return ref["count"]!.intValue! + counters.values.reduce(0) { $0 + $1.intValue! }
+        }
+        func rest(_ ref: TLAValue) -> TLAValue {
+            guard case .function(var fields) = ref else { return ref }
+            fields[.string("count")] = nil
+            fields[.string("pcpu")] = nil
+            return .function(fields)
+        }
+        guard let specRef = spec["ref"], let implementationRef = implementation["ref"] else { return false }
+        return spec.keys.allSatisfy { $0 == "ref" || spec[$0] == implementation[$0] }
+            && rest(specRef) == rest(implementationRef) && references(specRef) == references(implementationRef)
     }
 
     private func steppedOperation(_ interleaving: InterleavingCase) -> String? {
@@ -198,9 +298,11 @@ extension PercpuRefExplorer {
         return run
     }
 
-    /// One interleaving: the other call made after instruction `point` of
-    /// the stepped step. Returns a description of the failure, if any.
-    private mutating func interleave(_ interleaving: InterleavingCase, at point: Int, changes: [Int]) throws -> String? {
+    /// One interleaving: the other call made at `point` of the stepped
+    /// step. Returns a description of the failure, if any.
+    private mutating func interleave(_ interleaving: InterleavingCase, at point: InterleavingPoint, changes: [Int]) throws
+        -> String?
+    {
         var trail: [SpecStep] = []
         let run = try replay(interleaving.path, trail: &trail)
         let steppedCall = try run.singleAction(interleaving.stepped, operation: steppedOperation(interleaving))
@@ -223,7 +325,13 @@ extension PercpuRefExplorer {
             }
         }
         var steppedResult = true
-        let interleavedAfter = stepInstructions(of: { steppedResult = steppedCall.body() }, interleavingWhen: { $0 == point }) {
+        var observer = ChangeObserver(run.ref)
+        var changesSeen: [Int] = []
+        let interleavedAfter = stepInstructions(of: { steppedResult = steppedCall.body() }, interleavingWhen: { steps in
+            if observer.changed() { changesSeen.append(steps) }
+            let start = point.change.map { changesSeen.indices.contains($0) ? changesSeen[$0] : nil } ?? 0
+            return start.map { steps - $0 == point.offset } ?? false
+        }) {
             go.open()
             spinWait { done.isOpen }
         }
@@ -233,12 +341,22 @@ extension PercpuRefExplorer {
         steppedCall.settle(steppedResult)
         otherCall.settle(otherResult.value)
         let implementation = try run.abstractState()
-        let expected = otherResult.value
-            ? orders(from: interleaving.node, stepped: interleaving.stepped, other: interleaving.other.thread,
-                     delta: interleaving.other.operation == "put" ? -1 : 1)
-            : [interleaving.steppedEdge.to]
+        let other = interleaving.other
+        let expected: Set<Int>
+        if otherResult.value {
+            expected = orders(
+                from: interleaving.node, stepped: interleaving.stepped, other: other.thread,
+                delta: other.operation == "put" ? -1 : 1)
+        } else {
+            // A failed call changes nothing; the spec must let it fail
+            // before or after the stepped step.
+            let failsFirst = outcomes(of: other.operation, by: other.thread, from: interleaving.node) == [interleaving.node]
+            let failsAfter = outcomes(of: other.operation, by: other.thread, from: interleaving.steppedEdge.to)
+                == [interleaving.steppedEdge.to]
+            expected = failsFirst || failsAfter ? [interleaving.steppedEdge.to] : []
+        }
         try run.finish()
-        if expected.contains(where: { graph.state($0) == implementation }) { return nil }
+        if expected.contains(where: { Self.sameReferences(graph.state($0), implementation) }) { return nil }
         let spec = expected.sorted().map { graph.labels[$0] }.joined(separator: "\n or\n")
         let differences = expected.sorted().first.map { node -> String in
             let state = graph.state(node)
@@ -247,7 +365,7 @@ extension PercpuRefExplorer {
         } ?? "the spec allows no such result"
         return """
             \(interleaving) after instruction \(interleavedAfter.map(String.init) ?? "(none: after the step)") \
-            (the step changes the count or mode at instructions \(changes)); \
+            (the step changed the count or mode at instructions \(changesSeen)); \
             \(interleaving.other.operation) returned \(otherResult.value); path: \
             \(trail.map(\.description).joined(separator: ", ")):
             \(differences)
@@ -263,14 +381,16 @@ struct PercpuRefInterleavingTests {
     #if !URCU_TSAN
     @Test("each step of PercpuRef.tla that is one call, with another thread's call after any of its instructions")
     func everyInstruction() async {
-        if ProcessInfo.processInfo.environment["PCPU_DIRECT"] != nil { try? PercpuRefInterleavingTests.interleaveAll(); return }
-        await #expect(processExitsWith: .success) {
+        // Stepping installs a process-wide signal handler: in a process of
+        // its own.
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
             do {
                 try PercpuRefInterleavingTests.interleaveAll()
             } catch {
                 Issue.record("\(error)")
             }
         }
+        if let result { print(String(decoding: result.standardOutputContent, as: UTF8.self), terminator: "") }
     }
     #endif
 
@@ -282,12 +402,9 @@ struct PercpuRefInterleavingTests {
         let cases = explorer.interleavingCases(stepping: "t1", other: "t2", maxHeld: 1)
         var points = 0
         for interleaving in cases {
-            if let only = ProcessInfo.processInfo.environment["PCPU_ONLY"], !"\(interleaving)".contains(only) { continue }
-            let caseStarted = Date()
-            defer { print("case \(interleaving) crosses \(interleaving.crossesZero) path \(interleaving.path.count): \(Date().timeIntervalSince(caseStarted)) s") }
             let result = try explorer.interleave(interleaving)
             points += result.points
-            print("points \(result.points)")
+            print("interleavings: \(interleaving) (\(interleaving.crossesZero ? "crossing zero" : "deciding the call")), \(result.points) points")
             if let first = result.failures.first {
                 Issue.record("\(result.failures.count) of \(result.points) interleavings left the spec; the first:\n\(first)")
             }
