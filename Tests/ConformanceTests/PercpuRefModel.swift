@@ -269,6 +269,14 @@ final class PercpuModelRun {
 
     func worker(_ thread: String) -> Worker { workers[thread]! }
 
+    /// Makes acquisition `operation` on the worker of `thread`; returns
+    /// whether it succeeded (the test then holds the reference).
+    func succeeds(_ operation: String, thread: String) throws -> Bool {
+        let succeeded = try run(operation, on: workers[thread]!)
+        if succeeded { held[thread]! += 1 }
+        return succeeded
+    }
+
     /// Adds `delta` to the gets or puts of counter array entry `slot`, on
     /// behalf of its parked owner.
     private func adjustCounter(slot: Int, gets: Bool, by delta: Int) {

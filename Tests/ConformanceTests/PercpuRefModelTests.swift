@@ -9,6 +9,8 @@ import Testing
 struct PercpuRefExplorer {
     var graph: StateGraph
     let threads: [String]
+    /// The configuration's `MaxHeld`.
+    let maxHeld: Int
     /// A run ends after this many steps, so that fresh refs and threads
     /// are used along the way.
     let stepsPerRun: Int
@@ -17,12 +19,15 @@ struct PercpuRefExplorer {
     private(set) var runs = 0
     private(set) var steps = 0
     private(set) var workersReplaced = 0
+    private var refusalsChecked: Set<Int> = []
+    private(set) var refusals = 0
 
     struct Edge: Hashable { let from: Int, to: Int }
 
-    init(graph: StateGraph, threads: [String], stepsPerRun: Int = 400) {
+    init(graph: StateGraph, threads: [String], maxHeld: Int, stepsPerRun: Int = 400) {
         self.graph = graph
         self.threads = threads
+        self.maxHeld = maxHeld
         self.stepsPerRun = stepsPerRun
     }
 
@@ -128,6 +133,7 @@ struct PercpuRefExplorer {
         visitedNodes.insert(edge.to)
         steps += 1
         try compare(run, with: edge.to, after: trail)
+        try checkRefusals(run, at: edge.to, after: trail)
         // Now and then a thread that is not inside an operation exits and
         // another takes its place (and a slot of its own): the counts the
         // old one left must still count.
@@ -137,6 +143,34 @@ struct PercpuRefExplorer {
             try compare(run, with: edge.to, after: trail + [SpecStep("ThreadReplaced", thread: thread)])
         }
         return edge.to
+    }
+
+    /// The spec's refusals are stuttering steps, not edges: in atomic mode a
+    /// tryGet of zero, and a tryGetLive of a dead ref, fail and change
+    /// nothing. Once per state, every such call is made on the ref (by each
+    /// thread not inside an operation that may take a reference) and must
+    /// fail, leaving the state.
+    private mutating func checkRefusals(_ run: PercpuModelRun, at node: Int, after trail: [SpecStep]) throws {
+        guard refusalsChecked.insert(node).inserted else { return }
+        let state = graph.state(node)
+        guard state["ref"]!["atomicFlag"]!.boolValue! else { return }
+        for thread in threads where state["pending"]![.model(thread)] == .string("none")
+            && state["held"]![.model(thread)]!.intValue! < maxHeld
+        {
+            let acquires = graph.successors[node].contains { step(from: node, to: $0) == SpecStep("TryAcquireAtomic", thread: thread) }
+            var refused = acquires ? [] : ["tryget"]
+            if !acquires || state["ref"]!["dead"]!.boolValue! { refused.append("tryget_live") }
+            for operation in refused {
+                refusals += 1
+                if try run.succeeds(operation, thread: thread) {
+                    throw ConformanceFailure("""
+                        after \(trail.map(\.description).joined(separator: ", ")):
+                        \(operation) by \(thread) succeeded; the spec refuses it here
+                        """)
+                }
+                try compare(run, with: node, after: trail + [SpecStep("Refused", thread: thread, detail: operation)])
+            }
+        }
     }
 
     mutating func compare(_ run: PercpuModelRun, with node: Int, after trail: [SpecStep]) throws {
@@ -167,14 +201,14 @@ struct PercpuRefModelTests {
     func coverage() throws {
         let config = "MBTPercpuRef"
         let graph = try StateGraph.load(config: config, module: "MBTPercpuRef")
-        var explorer = PercpuRefExplorer(graph: graph, threads: ["t1", "t2"])
+        var explorer = PercpuRefExplorer(graph: graph, threads: ["t1", "t2"], maxHeld: 1)
         let started = Date()
         try explorer.exploreAll()
         let seconds = Date().timeIntervalSince(started)
         let report = """
             model-based: \(config): states \(explorer.visitedNodes.count)/\(graph.nodeCount), \
             transitions \(explorer.coveredEdges.count)/\(graph.edgeCount), \(explorer.runs) runs, \
-            \(explorer.steps) steps, \(explorer.workersReplaced) threads replaced, \(String(format: "%.1f", seconds)) s
+            \(explorer.steps) steps, \(explorer.refusals) refused calls, \(explorer.workersReplaced) threads replaced, \(String(format: "%.1f", seconds)) s
             """
         print(report)
         #expect(explorer.visitedNodes.count == graph.nodeCount, "\(report)")
