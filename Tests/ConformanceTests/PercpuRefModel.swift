@@ -81,7 +81,10 @@ typealias ModelRef = PercpuRef<ParkingRCU>
 final class PercpuModelRun {
     let ref: ModelRef
     let threadNames: [String]
+    /// Times the ref's release closure ran, and how many of them before
+    /// the last reinit: the spec's `releases` counts since then.
     private let releases = Counter()
+    private var releasesBeforeReinit = 0
     private var workers: [String: Worker] = [:]
     /// Workers kept alive (holding their slots) because their slot was
     /// another spec thread's.
@@ -256,7 +259,12 @@ final class PercpuModelRun {
         case "SwitchToAtomic": return ({ ref.switchToAtomic(); return true }, { _ in })
         case "SwitchToPercpu": return ({ ref.switchToPercpu(); return true }, { _ in })
         case "Resurrect": return ({ ref.resurrect(); return true }, { _ in self.initialRef = true })
-        case "Reinit": return ({ ref.reinit(); return true }, { _ in self.initialRef = true })
+        case "Reinit":
+            let releasesBefore = releases.value
+            return ({ ref.reinit(); return true }, { _ in
+                self.initialRef = true
+                self.releasesBeforeReinit = releasesBefore
+            })
         case "GetAtomic", "TryAcquireAtomic", "PutAtomic":
             let thread = step.thread!, operation = operation!
             return (referenceOperation(operation), { succeeded in
@@ -330,7 +338,7 @@ final class PercpuModelRun {
                 "atomicFlag": .bool(word & ModelRef.atomicMode != 0), "dead": .bool(word & ModelRef.deadFlag != 0),
                 "forceAtomic": .bool(view.forceAtomic), "switching": .bool(view.mode == .switching),
                 "count": .int(biased ? raw - ModelRef.bias : raw), "biased": .bool(biased),
-                "pcpu": .function(pcpu), "releases": .int(ref.releases.load(ordering: .relaxed)),
+                "pcpu": .function(pcpu), "releases": .int(releases.value - releasesBeforeReinit),
             ]),
             "held": .function(Dictionary(uniqueKeysWithValues: threadNames.map { (.model($0), .int(held[$0]!)) })),
             "initialRef": .bool(initialRef),
@@ -349,7 +357,4 @@ final class PercpuModelRun {
             ]),
         ]
     }
-
-    /// How many times `release` ran in the ref's whole life (across reinits).
-    var releasesInAll: Int { releases.value }
 }
