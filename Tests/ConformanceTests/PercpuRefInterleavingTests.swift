@@ -7,9 +7,59 @@ import TestSupport
 import Testing
 import URCUTesting
 
-/// A spec step of `PercpuRef.tla` taken on the implementation one
-/// instruction at a time, with another thread's get, tryGet, tryGetLive or
-/// put made between two of its instructions.
+/// Where the other call falls: `offset` instructions after the stepped
+/// step's change number `change` of the count or mode word (after its
+/// start if nil).
+struct InterleavingPoint {
+    let change: Int?
+    let offset: Int
+}
+
+/// Sees the ref's count, its mode word, or one thread's counter change,
+/// one instruction at a time.
+struct ChangeObserver {
+    let ref: ModelRef
+    let slot: Int?
+    private var last = (0, UInt(0), 0, 0)
+
+    init(_ ref: ModelRef, slot: Int?) {
+        self.ref = ref
+        self.slot = slot
+        last = now
+    }
+
+    // A tuple, not an array: this runs in a signal handler, which must not
+    // allocate.
+    private var now: (Int, UInt, Int, Int) {
+        (ref.count.load(ordering: .relaxed), ref.countersAndMode.load(ordering: .relaxed),
+         slot.map { ref.counters[$0].value.gets.load(ordering: .relaxed) } ?? 0,
+         slot.map { ref.counters[$0].value.puts.load(ordering: .relaxed) } ?? 0)
+    }
+
+    /// Whether they changed since the last call.
+    mutating func changed() -> Bool {
+        let current = now
+        defer { last = current }
+        return current != last
+    }
+}
+
+/// What one stepped run saw.
+final class SteppedRun: @unchecked Sendable {
+    var observer: ChangeObserver
+    var changes: [Int] = []
+    var instructions = 0
+    var interleavedAfter: Int?
+    var steppedResult = true
+    var otherResult = true
+
+    init(observer: ChangeObserver) { self.observer = observer }
+}
+
+/// A spec step of `PercpuRef.tla` that is one call on the ref, and another
+/// thread's tryGet, tryGetLive or put: one of them taken on the
+/// implementation one instruction at a time, the other made between two of
+/// its instructions.
 ///
 /// The spec makes each of its steps atomic. Where the implementation takes
 /// a step in several instructions (the end of the switch: the sum, the
@@ -20,46 +70,27 @@ import URCUTesting
 /// matters: the bias leaving the count apart from the sum, a put that
 /// decides on a value it reads again after its subtraction, a dead flag
 /// read apart from the count it guards.
-/// Where the other call falls: `offset` instructions after the stepped
-/// step's change number `change` of the count or mode word (after its
-/// start if nil).
-struct InterleavingPoint {
-    let change: Int?
-    let offset: Int
-}
-
-/// Sees the ref's count and mode word change, one instruction at a time.
-struct ChangeObserver {
-    let ref: ModelRef
-    private var last: (Int, UInt)
-
-    init(_ ref: ModelRef) {
-        self.ref = ref
-        last = (ref.count.load(ordering: .relaxed), ref.countersAndMode.load(ordering: .relaxed))
-    }
-
-    /// Whether they changed since the last call.
-    mutating func changed() -> Bool {
-        let now = (ref.count.load(ordering: .relaxed), ref.countersAndMode.load(ordering: .relaxed))
-        defer { last = now }
-        return now != last
-    }
-}
-
 struct InterleavingCase: CustomStringConvertible {
     /// From the initial state to `node`.
     let path: [PercpuRefExplorer.Edge]
     let node: Int
-    /// The step taken one instruction at a time, on the test's thread.
-    let stepped: SpecStep
-    let steppedEdge: PercpuRefExplorer.Edge
-    /// The other thread's call: a spec thread and "get", "tryget",
-    /// "tryget_live" or "put".
-    let other: (thread: String, operation: String)
-    /// Whether some order of the two steps releases the ref.
+    /// The one-call step, and its edge from `node`.
+    let step: SpecStep
+    let stepEdge: PercpuRefExplorer.Edge
+    /// The thread's call: a spec thread and "tryget", "tryget_live" or
+    /// "put".
+    let call: (thread: String, operation: String)
+    /// Whether some order of the two releases the ref.
     let crossesZero: Bool
+    /// Which is stepped: `step` on the test's thread (`call` then runs on
+    /// its thread's worker), or `call` on that worker (`step` then runs on
+    /// a thread of its own).
+    var callIsStepped = false
 
-    var description: String { "\(stepped) with \(other.operation)(\(other.thread))" }
+    var description: String {
+        let call = "\(self.call.operation)(\(self.call.thread))"
+        return callIsStepped ? "\(call) stepped, with \(step)" : "\(step) stepped, with \(call)"
+    }
 }
 
 extension PercpuRefExplorer {
@@ -136,18 +167,24 @@ extension PercpuRefExplorer {
                     // (for the switch: a sum to add).
                     func rank(_ candidate: InterleavingCase) -> (Int, Int) {
                         let counters = graph.labels[candidate.node].contains("pcpu |-> (t1 :> 0 @@ t2 :> 0)")
-                        return (["put", "tryget_live", "tryget"].firstIndex(of: candidate.other.operation)!, counters ? 1 : 0)
+                        return (["put", "tryget_live", "tryget"].firstIndex(of: candidate.call.operation)!, counters ? 1 : 0)
                     }
                     let candidate = InterleavingCase(
-                        path: path(to: node), node: node, stepped: stepped,
-                        steppedEdge: Edge(from: node, to: successor), other: (otherThread, operation),
+                        path: path(to: node), node: node, step: stepped,
+                        stepEdge: Edge(from: node, to: successor), call: (otherThread, operation),
                         crossesZero: crosses)
                     guard crosses || decides, chosen[key].map({ rank(candidate) < rank($0) }) ?? true else { continue }
                     chosen[key] = candidate
                 }
             }
         }
-        return chosen.keys.sorted().map { chosen[$0]! }
+        // Each pair both ways: a race inside the call (its dead-flag test,
+        // its test of zero) shows only when the call is the stepped one.
+        return chosen.keys.sorted().flatMap { key -> [InterleavingCase] in
+            var callStepped = chosen[key]!
+            callStepped.callIsStepped = true
+            return [chosen[key]!, callStepped]
+        }
     }
 
     /// The states in which thread `other`'s call `operation`, made from
@@ -214,29 +251,17 @@ extension PercpuRefExplorer {
         // Once at full speed first, so that no first use (a lazy global, a
         // table's growth) lengthens the calibration, and the other call's
         // path holds no first-use lock when it runs in a signal handler.
-        var changes: [Int] = []
-        var instructions = 0
-        for calibrating in [false, true] {
-            var trail: [SpecStep] = []
-            let run = try replay(interleaving.path, trail: &trail)
-            let steppedCall = try run.singleAction(interleaving.stepped, operation: steppedOperation(interleaving))
-            let otherCall = try run.singleAction(otherStep(interleaving), operation: interleaving.other.operation)
-            if calibrating {
-                // Stepped as in the interleavings below.
-                ParkingRCU.untrackedStepped.store(PercpuModelRCU.currentThread, ordering: .relaxed)
-                var observer = ChangeObserver(run.ref)
-                _ = stepInstructions(of: { _ = steppedCall.body() }, interleavingWhen: { steps in
-                    instructions = steps
-                    if observer.changed() { changes.append(steps) }
-                    return false
-                }, {})
-                ParkingRCU.untrackedStepped.store(0, ordering: .relaxed)
-            } else {
-                _ = steppedCall.body()
-            }
-            try run.worker(interleaving.other.thread).perform { _ = otherCall.body() }
-            try run.finish()
-        }
+        var trail: [SpecStep] = []
+        let warmUp = try replay(interleaving.path, trail: &trail)
+        let warmUpStep = try warmUp.singleAction(interleaving.step, operation: stepOperation(interleaving))
+        let warmUpCall = try warmUp.singleAction(callStep(interleaving), operation: interleaving.call.operation)
+        _ = warmUpStep.body()
+        try warmUp.worker(interleaving.call.thread).perform { _ = warmUpCall.body() }
+        try warmUp.finish()
+        trail = []
+        let calibration = try race(interleaving, at: nil, trail: &trail)
+        try calibration.run.finish()
+        let changes = calibration.seen.changes, instructions = calibration.seen.instructions
         var points: [InterleavingPoint] = []
         for (index, change) in changes.enumerated() {
             points += (0...after).map { InterleavingPoint(change: index, offset: $0) }
@@ -250,7 +275,7 @@ extension PercpuRefExplorer {
         }
         var failures: [String] = []
         for point in points {
-            if let failure = try interleave(interleaving, at: point, changes: changes) { failures.append(failure) }
+            if let failure = try interleave(interleaving, at: point) { failures.append(failure) }
         }
         return (failures, points.count)
     }
@@ -276,16 +301,16 @@ extension PercpuRefExplorer {
             && rest(specRef) == rest(implementationRef) && references(specRef) == references(implementationRef)
     }
 
-    private func steppedOperation(_ interleaving: InterleavingCase) -> String? {
-        switch interleaving.stepped.action {
+    private func stepOperation(_ interleaving: InterleavingCase) -> String? {
+        switch interleaving.step.action {
         case "PutAtomic": "put"
         case "TryAcquireAtomic": "tryget"
         default: nil
         }
     }
 
-    private func otherStep(_ interleaving: InterleavingCase) -> SpecStep {
-        SpecStep(interleaving.other.operation == "put" ? "PutAtomic" : "TryAcquireAtomic", thread: interleaving.other.thread)
+    private func callStep(_ interleaving: InterleavingCase) -> SpecStep {
+        SpecStep(interleaving.call.operation == "put" ? "PutAtomic" : "TryAcquireAtomic", thread: interleaving.call.thread)
     }
 
     /// A fresh run taken along `path`, each state checked.
@@ -296,62 +321,80 @@ extension PercpuRefExplorer {
         return run
     }
 
-    /// One interleaving: the other call made at `point` of the stepped
-    /// step. Returns a description of the failure, if any.
-    private mutating func interleave(_ interleaving: InterleavingCase, at point: InterleavingPoint, changes: [Int]) throws
-        -> String?
+    /// Takes `interleaving` on a fresh run: the stepped one of its two one
+    /// instruction at a time, the other made once `point` comes (after the
+    /// stepped one if it never does, or is nil). Both are settled in the run,
+    /// which the caller finishes.
+    private mutating func race(_ interleaving: InterleavingCase, at point: InterleavingPoint?, trail: inout [SpecStep]) throws
+        -> (run: PercpuModelRun, seen: SteppedRun)
     {
-        var trail: [SpecStep] = []
         let run = try replay(interleaving.path, trail: &trail)
-        let steppedCall = try run.singleAction(interleaving.stepped, operation: steppedOperation(interleaving))
-        let otherCall = try run.singleAction(otherStep(interleaving), operation: interleaving.other.operation)
-        let otherBody = otherCall.body
-        let worker = run.worker(interleaving.other.thread)
-        let go = Latch(), done = Latch()
-        let otherResult = HandedOver(true)
-        ParkingRCU.untrackedOther.store(worker.threadID, ordering: .relaxed)
-        ParkingRCU.untrackedStepped.store(PercpuModelRCU.currentThread, ordering: .relaxed)
+        let step = try run.singleAction(interleaving.step, operation: stepOperation(interleaving))
+        let call = try run.singleAction(callStep(interleaving), operation: interleaving.call.operation)
+        let worker = run.worker(interleaving.call.thread)
+        let callIsStepped = interleaving.callIsStepped
+        let (stepped, other) = callIsStepped ? (call.body, step.body) : (step.body, call.body)
+        let seen = SteppedRun(observer: ChangeObserver(run.ref, slot: callIsStepped ? run.slot(of: interleaving.call.thread) : nil))
+        let ready = Latch(), go = Latch(), done = Latch()
+        // Neither thread's read sections take ManualRCU's lock: the other
+        // must not wait for a lock the stepped one holds.
         defer {
             ParkingRCU.untrackedOther.store(0, ordering: .relaxed)
             ParkingRCU.untrackedStepped.store(0, ordering: .relaxed)
         }
-        let starter = JoinableThread {
-            try? worker.perform {
+        let otherThread = JoinableThread {
+            let makeTheOther = {
+                ParkingRCU.untrackedOther.store(PercpuModelRCU.currentThread, ordering: .relaxed)
+                ready.open()
                 spinWait { go.isOpen }
-                otherResult.value = otherBody()
+                seen.otherResult = other()
                 done.open()
             }
+            if callIsStepped { makeTheOther() } else { try? worker.perform(makeTheOther) }
         }
-        var steppedResult = true
-        var observer = ChangeObserver(run.ref)
-        var changesSeen: [Int] = []
-        let interleavedAfter = stepInstructions(of: { steppedResult = steppedCall.body() }, interleavingWhen: { steps in
-            if observer.changed() { changesSeen.append(steps) }
-            let start = point.change.map { changesSeen.indices.contains($0) ? changesSeen[$0] : nil } ?? 0
-            return start.map { steps - $0 == point.offset } ?? false
-        }) {
-            go.open()
-            spinWait { done.isOpen }
+        ready.wait()
+        let stepping = {
+            ParkingRCU.untrackedStepped.store(PercpuModelRCU.currentThread, ordering: .relaxed)
+            seen.interleavedAfter = stepInstructions(of: { seen.steppedResult = stepped() }, interleavingWhen: { steps in
+                seen.instructions = steps
+                if seen.observer.changed() { seen.changes.append(steps) }
+                guard let point else { return false }
+                let start = point.change.map { seen.changes.indices.contains($0) ? seen.changes[$0] : nil } ?? 0
+                return start.map { steps - $0 == point.offset } ?? false
+            }) {
+                go.open()
+                spinWait { done.isOpen }
+            }
         }
+        if callIsStepped { try worker.perform(stepping) } else { stepping() }
         go.open()
-        starter.join()
-        guard done.isOpen else { throw ConformanceFailure("\(interleaving): the other thread's call did not finish") }
-        steppedCall.settle(steppedResult)
-        otherCall.settle(otherResult.value)
+        otherThread.join()
+        guard done.isOpen else { throw ConformanceFailure("\(interleaving): the other thread did not finish") }
+        step.settle(callIsStepped ? seen.otherResult : seen.steppedResult)
+        call.settle(callIsStepped ? seen.steppedResult : seen.otherResult)
+        return (run, seen)
+    }
+
+    /// One interleaving: the other made at `point` of the stepped one.
+    /// Returns a description of the failure, if any.
+    private mutating func interleave(_ interleaving: InterleavingCase, at point: InterleavingPoint) throws -> String? {
+        var trail: [SpecStep] = []
+        let (run, seen) = try race(interleaving, at: point, trail: &trail)
+        let callResult = interleaving.callIsStepped ? seen.steppedResult : seen.otherResult
         let implementation = try run.abstractState()
-        let other = interleaving.other
+        let other = interleaving.call
         let expected: Set<Int>
-        if otherResult.value {
+        if callResult {
             expected = orders(
-                from: interleaving.node, stepped: interleaving.stepped, other: other.thread,
+                from: interleaving.node, stepped: interleaving.step, other: other.thread,
                 delta: other.operation == "put" ? -1 : 1)
         } else {
             // A failed call changes nothing; the spec must let it fail
             // before or after the stepped step.
             let failsFirst = outcomes(of: other.operation, by: other.thread, from: interleaving.node) == [interleaving.node]
-            let failsAfter = outcomes(of: other.operation, by: other.thread, from: interleaving.steppedEdge.to)
-                == [interleaving.steppedEdge.to]
-            expected = failsFirst || failsAfter ? [interleaving.steppedEdge.to] : []
+            let failsAfter = outcomes(of: other.operation, by: other.thread, from: interleaving.stepEdge.to)
+                == [interleaving.stepEdge.to]
+            expected = failsFirst || failsAfter ? [interleaving.stepEdge.to] : []
         }
         try run.finish()
         if expected.contains(where: { Self.sameReferences(graph.state($0), implementation) }) { return nil }
@@ -362,9 +405,9 @@ extension PercpuRefExplorer {
                 .map { "\($0): implementation \(implementation[$0]!.description)" }.joined(separator: "\n")
         } ?? "the spec allows no such result"
         return """
-            \(interleaving) after instruction \(interleavedAfter.map(String.init) ?? "(none: after the step)") \
-            (the step changed the count or mode at instructions \(changesSeen)); \
-            \(interleaving.other.operation) returned \(otherResult.value); path: \
+            \(interleaving): the other after instruction \(seen.interleavedAfter.map(String.init) ?? "(none: after the end)") \
+            (the stepped one changed the count, mode or its counter at instructions \(seen.changes)); \
+            \(interleaving.call.operation) returned \(callResult); path: \
             \(trail.map(\.description).joined(separator: ", ")):
             \(differences)
             spec allows:

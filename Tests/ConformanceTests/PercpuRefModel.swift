@@ -89,8 +89,10 @@ final class PercpuModelRun {
     /// Workers kept alive (holding their slots) because their slot was
     /// another spec thread's.
     private var spareWorkers: [Worker] = []
-    /// The slots whose counters make up each spec CPU's counter.
+    /// The slots whose counters make up each spec CPU's counter, and the
+    /// slot of each spec thread's current worker.
     private var slotsOf: [String: Set<Int>] = [:]
+    private var currentSlot: [String: Int] = [:]
     /// What the spec tracks and the ref does not: references each thread
     /// holds, whether the initial reference is held, and the operation a
     /// parked thread is in ("inc"/"dec").
@@ -141,6 +143,7 @@ final class PercpuModelRun {
                 continue
             }
             slotsOf[name, default: []].insert(slot)
+            currentSlot[name] = slot
             return worker
         }
         throw ConformanceFailure("no counter slot free for \(name) after 8 threads")
@@ -276,6 +279,9 @@ final class PercpuModelRun {
     }
 
     func worker(_ thread: String) -> Worker { workers[thread]! }
+
+    /// The counter array entry of the current worker of `thread`.
+    func slot(of thread: String) -> Int { currentSlot[thread]! }
 
     /// Makes acquisition `operation` on the worker of `thread`; returns
     /// whether it succeeded (the test then holds the reference).
