@@ -102,10 +102,11 @@ extension PercpuRefExplorer {
         "TryAcquireAtomic",
     ]
 
-    /// For each stepped step, the states nearest the initial one where the
-    /// spec allows it and another thread's call in either order, and the
-    /// order matters: one where the two can take the ref to zero together,
-    /// one where the order decides whether the call succeeds. (Where they commute and
+    /// For each one-call step, and each mode, the states nearest the
+    /// initial one where the spec allows it and another thread's call in
+    /// either order, and the order matters: one where the two can take the
+    /// ref to zero together, one where the order decides whether the call
+    /// succeeds. (Where they commute and
     /// cannot release, a step is not stepped through: every point costs
     /// thousands of signals.)
     mutating func interleavingCases(stepping steppedThread: String, other otherThread: String) -> [InterleavingCase] {
@@ -161,7 +162,9 @@ extension PercpuRefExplorer {
                     }
                     // Whether the order decides if the other call succeeds.
                     let decides = (otherOutcomes == [node]) != (steppedFirst == [successor])
-                    let key = "\(stepped.action) \(crosses ? "crossing zero" : "deciding the call")"
+                    // In each mode: the call takes another path in each.
+                    let mode = state["ref"]!["atomicFlag"]!.boolValue! ? "atomic" : "percpu"
+                    let key = "\(stepped.action) \(crosses ? "crossing zero" : "deciding the call") \(mode)"
                     // The nearest state with the most preferred call, and
                     // with references on the per-thread counters if any
                     // (for the switch: a sum to add).
@@ -449,7 +452,10 @@ struct PercpuRefInterleavingTests {
         for interleaving in cases {
             let result = try explorer.interleave(interleaving)
             points += result.points
-            print("interleavings: \(interleaving) (\(interleaving.crossesZero ? "crossing zero" : "deciding the call")), \(result.points) points")
+            print("""
+                interleavings: \(interleaving) (\(interleaving.crossesZero ? "crossing zero" : "deciding the call"), \
+                path of \(interleaving.path.count)), \(result.points) points
+                """)
             if let first = result.failures.first {
                 Issue.record("\(result.failures.count) of \(result.points) interleavings left the spec; the first:\n\(first)")
             }
