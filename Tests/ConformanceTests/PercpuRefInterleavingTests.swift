@@ -102,10 +102,10 @@ extension PercpuRefExplorer {
         "TryAcquireAtomic",
     ]
 
-    /// For each one-call step, and each mode, the states nearest the
-    /// initial one where the spec allows it and another thread's call in
-    /// either order, and the order matters: one where the two can take the
-    /// ref to zero together, one where the order decides whether the call
+    /// For each one-call step, other thread's call and mode, the states
+    /// nearest the initial one where the spec allows the two in either
+    /// order, and the order matters: one where they can take the ref to
+    /// zero together, one where the order decides whether the call
     /// succeeds. (Where they commute and
     /// cannot release, a step is not stepped through: every point costs
     /// thousands of signals.)
@@ -134,8 +134,6 @@ extension PercpuRefExplorer {
             let state = graph.state(node)
             guard !graph.labels[node].contains("\"inc\""), !graph.labels[node].contains("\"dec\"") else { continue }
             let otherHeld = state["held"]![.model(otherThread)]!.intValue!
-            // In order of preference: a put to race on zero, a tryGetLive
-            // to race a kill.
             let operations = ["put", "tryget_live", "tryget"].filter {
                 $0 == "put" ? otherHeld > 0 : otherHeld < maxHeld
             }
@@ -164,13 +162,11 @@ extension PercpuRefExplorer {
                     let decides = (otherOutcomes == [node]) != (steppedFirst == [successor])
                     // In each mode: the call takes another path in each.
                     let mode = state["ref"]!["atomicFlag"]!.boolValue! ? "atomic" : "percpu"
-                    let key = "\(stepped.action) \(crosses ? "crossing zero" : "deciding the call") \(mode)"
-                    // The nearest state with the most preferred call, and
-                    // with references on the per-thread counters if any
-                    // (for the switch: a sum to add).
-                    func rank(_ candidate: InterleavingCase) -> (Int, Int) {
-                        let counters = graph.labels[candidate.node].contains("pcpu |-> (t1 :> 0 @@ t2 :> 0)")
-                        return (["put", "tryget_live", "tryget"].firstIndex(of: candidate.call.operation)!, counters ? 1 : 0)
+                    let key = "\(stepped.action) \(operation) \(crosses ? "crossing zero" : "deciding the call") \(mode)"
+                    // The nearest state with references on the per-thread
+                    // counters if any (for the switch: a sum to add).
+                    func rank(_ candidate: InterleavingCase) -> Int {
+                        graph.labels[candidate.node].contains("pcpu |-> (t1 :> 0 @@ t2 :> 0)") ? 1 : 0
                     }
                     let candidate = InterleavingCase(
                         path: path(to: node), node: node, step: stepped,
