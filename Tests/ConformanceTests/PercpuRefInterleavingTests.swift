@@ -419,9 +419,9 @@ extension Conformance {
 @Suite("PercpuRef's steps stay atomic when another thread acts between their instructions")
 struct PercpuRefInterleavingTests {
     #if !URCU_TSAN
-    // In the plain pass only: under AddressSanitizer the same stepped
-    // runs took 153 s rather than 10 (wall clock; the processes mostly
-    // waited), far beyond make test's budget.
+    // In the plain pass only: under AddressSanitizer a third of these
+    // stepped runs took 153 s rather than 10 (wall clock; the processes
+    // mostly waited), far beyond make test's budget.
     @Test("each step of PercpuRef.tla that is one call, with another thread's call after any of its instructions",
           .enabled(if: !addressSanitizerIsActive, "too slow under AddressSanitizer; the plain pass runs it"))
     func everyInstruction() async {
