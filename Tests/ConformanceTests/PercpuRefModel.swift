@@ -25,7 +25,7 @@ enum ParkingRCU: RCUFlavor {
     static let beforeUnlock = Mutex<[UInt: @Sendable () -> Void]>([:])
 
     static var name: String { "parking-\(PercpuModelRCU.name)" }
-    static var accounting: GracePeriodAccounting { PercpuModelRCU.accounting }
+    static var _accounting: GracePeriodAccounting { PercpuModelRCU._accounting }
     static var isInReadSection: Bool { PercpuModelRCU.isInReadSection }
 
     /// Two threads whose read sections are not tracked (0: none): those
@@ -54,6 +54,7 @@ enum ParkingRCU: RCUFlavor {
 
     static func _synchronize() { PercpuModelRCU._synchronize() }
     static func call(_ callback: @escaping @Sendable () -> Void) { PercpuModelRCU.call(callback) }
+    static func retire(_ object: Unmanaged<AnyObject>) { PercpuModelRCU.retire(object) }
     static func barrier() { PercpuModelRCU.barrier() }
     static func barrier() async { await PercpuModelRCU.barrier() }
 }
