@@ -418,11 +418,10 @@ extension PercpuRefExplorer {
 extension Conformance {
 @Suite("PercpuRef's steps stay atomic when another thread acts between their instructions")
 struct PercpuRefInterleavingTests {
-    #if !URCU_TSAN
     // In the plain pass only: under AddressSanitizer a third of these
     // stepped runs took 153 s rather than 10 (wall clock; the processes
     // mostly waited), far beyond make test's budget.
-    @Test("each step of PercpuRef.tla that is one call, with another thread's call after any of its instructions",
+    @Test("a one-call step of PercpuRef.tla and another thread's call: one stepped by instruction, the other made next to its changes",
           .enabled(if: !addressSanitizerIsActive, "too slow under AddressSanitizer; the plain pass runs it"))
     func everyInstruction() async {
         // Stepping installs a process-wide signal handler: in a process of
@@ -436,7 +435,6 @@ struct PercpuRefInterleavingTests {
         }
         if let result { print(String(decoding: result.standardOutputContent, as: UTF8.self), terminator: "") }
     }
-    #endif
 
     /// Every case of ``PercpuRefExplorer/interleavingCases(stepping:other:)``
     /// on `Spec/MBTPercpuRef.tla`'s graph; records the first failure of each.
