@@ -49,12 +49,12 @@ final class Worker: @unchecked Sendable {
     /// The lease this spec thread holds; touched only by its jobs.
     var lease: ContextLease<ModelFlavor>?
 
-    init(name: String, recorder: LifecycleTraceRecorder) {
+    init(name: String, recorder: LifecycleTraceRecorder? = nil) {
         self.name = name
         let started = DispatchSemaphore(value: 0)
         thread = JoinableThread(name: name) { [self] in
             threadID = ModelFlavor.currentThread
-            recorder.nameCurrentThread(name)
+            recorder?.nameCurrentThread(name)
             started.signal()
             while true {
                 command.wait()

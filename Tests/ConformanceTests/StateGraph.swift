@@ -12,11 +12,11 @@ struct StateGraph {
     var edgeCount: Int { successors.reduce(0) { $0 + $1.count } }
     var nodeCount: Int { labels.count }
 
-    /// Makes (or reuses) the graph of `Spec/<config>.cfg` with
-    /// `Spec/state-graph.sh` and reads it.
-    static func load(config: String) throws -> StateGraph {
+    /// Makes (or reuses) the graph of `Spec/<module>.tla` under
+    /// `Spec/<config>.cfg` with `Spec/state-graph.sh` and reads it.
+    static func load(config: String, module: String = "MBTLifecycle") throws -> StateGraph {
         let script = repositoryRoot.appendingPathComponent("Spec/state-graph.sh").path
-        let output = try runProcess(script, [config])
+        let output = try runProcess(script, [config, module])
         guard output.status == 0 else {
             throw ConformanceFailure("state-graph.sh \(config) failed:\n\(output.standardError)")
         }
