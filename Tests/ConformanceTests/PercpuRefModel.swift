@@ -56,7 +56,7 @@ enum ParkingRCU: RCUFlavor {
     static func call(_ callback: @escaping @Sendable () -> Void) { PercpuModelRCU.call(callback) }
     static func retire(_ object: Unmanaged<AnyObject>) { PercpuModelRCU.retire(object) }
     static func barrier() { PercpuModelRCU.barrier() }
-    static func barrier() async { await PercpuModelRCU.barrier() }
+    static func barrier() async { PercpuModelRCU.barrier() }
 }
 
 /// A value a worker's job hands to the test: the worker's semaphores order
