@@ -47,3 +47,5 @@ uint64_t creadloop_list_walk(struct creadloop_node *const *head, uint64_t iterat
     }
     return sum;
 }
+
+void creadloop_synchronize(void) { urcu_memb_synchronize_rcu(); }

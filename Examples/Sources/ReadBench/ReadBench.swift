@@ -3,12 +3,17 @@
 // - a memb read section around a load of a published value;
 // - a walk along a 1,000-node list whose links are RCU-protected, with
 //   RCUReference (no retain or release per hop; `make examples` checks the
-//   disassembly of `walk` with scripts/check-zero-retain.sh).
+//   disassembly of `walk` with scripts/check-zero-retain.sh);
+// - how long each way of waiting for a grace period takes, with two
+//   threads busy in read sections meanwhile (medians and 99th percentiles,
+//   C's synchronize_rcu in the same run).
 //
 //     swift run -c release ReadBench [iterations]
 
 import CReadLoop
 import Dispatch
+import Foundation
+import Synchronization
 import URCU
 
 final class Value: Sendable {
@@ -42,7 +47,12 @@ func walk(_ head: borrowing RCUPointer<ListNode, MembarrierRCU>) -> UInt64 {
 
 @main
 enum ReadBench {
-    static func main() {
+    static func main() async {
+        compareReadSides()
+        await measureGracePeriodLatencies()
+    }
+
+    static func compareReadSides() {
         let iterations = CommandLine.arguments.dropFirst().first.flatMap(UInt64.init) ?? 50_000_000
 
         /// Times `c` and `swift` back to back, seven rounds, so that both
@@ -100,6 +110,80 @@ enum ReadBench {
             return sum
         }
         creadloop_list_free(cHead)
+    }
+
+    /// Waits for a grace period `samples` times, each way, while two
+    /// threads run read sections back to back.
+    static func measureGracePeriodLatencies() async {
+        let running = Atomic<Bool>(true)
+        let published = RCUPointer<Value, MembarrierRCU>(Value(1))
+        let readers = DispatchGroup()
+        for _ in 0..<2 {
+            readers.enter()
+            Thread {
+                var sum: UInt64 = 0
+                while running.load(ordering: .relaxed) {
+                    sum &+= MembarrierRCU.read { section in published.dereference(in: section) { $0!.number } }
+                }
+                precondition(sum > 0)
+                readers.leave()
+            }.start()
+        }
+        let samples = 300
+        @Sendable func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        func report(_ what: String, _ nanoseconds: [UInt64], target: String) {
+            let sorted = nanoseconds.sorted()
+            func micro(_ value: UInt64) -> String { String((Double(value) / 100).rounded() / 10) }
+            print("grace period: \(what): median \(micro(sorted[sorted.count / 2])) µs, "
+                  + "p99 \(micro(sorted[sorted.count * 99 / 100])) µs (\(target))")
+        }
+        // Blocking waits, on a thread of their own.
+        let blocking = await withCheckedContinuation { (done: CheckedContinuation<([UInt64], [UInt64]), Never>) in
+            Thread {
+                var c: [UInt64] = [], swift: [UInt64] = []
+                for _ in 0..<samples {
+                    var start = now()
+                    creadloop_synchronize()
+                    c.append(now() - start)
+                    start = now()
+                    MembarrierRCU.synchronize()
+                    swift.append(now() - start)
+                }
+                done.resume(returning: (c, swift))
+            }.start()
+        }
+        report("C synchronize_rcu", blocking.0, target: "reference")
+        report("blocking synchronize()", blocking.1, target: "reference")
+        var awaited: [UInt64] = [], polled: [UInt64] = [], deferred: [UInt64] = [], called: [UInt64] = []
+        let queue = DispatchQueue(label: "read-bench.after-grace-period")
+        for _ in 0..<samples {
+            var start = now()
+            await MembarrierRCU.synchronize()
+            awaited.append(now() - start)
+
+            start = now()
+            let cookie = MembarrierRCU.startPoll()
+            while !MembarrierRCU.poll(cookie) { usleep(5) }
+            polled.append(now() - start)
+
+            start = now()
+            let ranAt = await withCheckedContinuation { (done: CheckedContinuation<UInt64, Never>) in
+                MembarrierRCU.afterGracePeriod(on: queue) { done.resume(returning: now()) }
+            }
+            deferred.append(ranAt - start)
+
+            start = now()
+            let calledAt = await withCheckedContinuation { (done: CheckedContinuation<UInt64, Never>) in
+                MembarrierRCU.call { done.resume(returning: now()) }
+            }
+            called.append(calledAt - start)
+        }
+        report("await synchronize()", awaited, target: "target: median ≤ 100 µs")
+        report("startPoll() → poll() true", polled, target: "target: median ≤ 200 µs")
+        report("afterGracePeriod(on: queue) → work runs", deferred, target: "target: median ≤ 500 µs")
+        report("call {} → callback runs", called, target: "liburcu's call_rcu thread: batches every 10 ms")
+        running.store(false, ordering: .relaxed)
+        await withCheckedContinuation { done in readers.notify(queue: .global()) { @Sendable in done.resume() } }
     }
 
     static func report(_ what: String, c: Double, swift: Double, ratio: Double) {

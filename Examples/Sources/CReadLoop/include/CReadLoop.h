@@ -27,4 +27,7 @@ void creadloop_list_free(struct creadloop_node *head);
 /* Walks the list inside one memb read section, `iterations` times; returns
  * the sum of every value read. */
 uint64_t creadloop_list_walk(struct creadloop_node *const *head, uint64_t iterations);
+
+/* One memb grace period, waited for in C (urcu_memb_synchronize_rcu). */
+void creadloop_synchronize(void);
 #endif
