@@ -8,7 +8,7 @@
 SWIFT ?= swift
 TORTURE_SECONDS ?= 20
 
-.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples torture bench clean
+.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples docs torture bench clean
 
 all: build
 
@@ -18,7 +18,7 @@ deps:
 build: deps
 	$(SWIFT) build
 
-test: deps swift-test sanitize-address sanitize-thread compile-fail spec examples
+test: deps swift-test sanitize-address sanitize-thread compile-fail spec examples docs
 
 # The build fails on any compiler warning in the project's own files.
 swift-test: deps
@@ -74,6 +74,12 @@ examples: deps
 	cd Examples && $(SWIFT) build --sanitize=address --scratch-path .build/asan
 	Examples/.build/asan/debug/ConfigService 1
 	Examples/.build/asan/debug/ConnectionTable 1
+
+# The DocC catalogs (Sources/<Module>/<Module>.docc) built with the
+# toolchain's docc, warnings (a broken symbol link) as errors, after a
+# check that every public symbol has a doc comment: .build/docs/.
+docs: deps
+	scripts/build-docs.sh $(SWIFT)
 
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)

@@ -3,6 +3,7 @@
 /// different padded values never share a line (no false sharing).
 @frozen
 public struct CacheLinePadded<Value: ~Copyable>: ~Copyable {
+    /// The padded value.
     public var value: Value
     // 128 bytes of padding: `value` is at most a few words, and two values
     // 128 bytes apart cannot share a 64-byte line, nor an adjacent-line
@@ -12,6 +13,7 @@ public struct CacheLinePadded<Value: ~Copyable>: ~Copyable {
                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
+    /// Pads `value`.
     @inlinable
     public init(_ value: consuming Value) {
         self.value = value

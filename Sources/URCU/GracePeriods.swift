@@ -32,6 +32,9 @@ public final class GracePeriodAccounting: Sendable {
     /// `LiburcuFlavor.requireDefaultCallbackThread`).
     let hasDefaultCallbackThread = Atomic<Bool>(false)
 
+    /// Empty accounting: no ticket taken, no callback queued, no limit.
+    /// A flavor creates one and returns it from ``RCUFlavor/accounting``
+    /// for as long as the process runs.
     public init() {}
 
     /// The newest ticket handed out so far.
@@ -150,7 +153,7 @@ extension RCUFlavor {
     /// needs a context that may block (locks, I/O, `barrier()`): a callback
     /// of ``call(_:)`` runs on the flavor's callback thread, which must not
     /// block, so the callback only hands `work` to `executor`.
-    /// ``RCUQuiescence/wait()`` waits for `work` to have finished.
+    /// ``RCUQuiescence/wait()-2wjvb`` waits for `work` to have finished.
     public static func afterGracePeriod(
         on executor: some BlockingExecutor, execute work: @escaping @Sendable () -> Void
     ) {
@@ -179,7 +182,7 @@ extension RCUFlavor {
     }
 }
 
-/// Where the second bounce of ``RCUFlavor/afterGracePeriod(on:execute:)``
+/// Where the second bounce of ``RCUFlavor/afterGracePeriod(on:execute:)-(BlockingExecutor,_)``
 /// runs its work: somewhere that may block, unlike a callback thread.
 public protocol BlockingExecutor: Sendable {
     /// Runs `work` later, on a thread where blocking is allowed. Must not
