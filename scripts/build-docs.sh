@@ -75,6 +75,6 @@ for module in "${modules[@]}"; do
         --additional-symbol-graph-dir "$graphs/$module" \
         --fallback-display-name "$module" --fallback-bundle-identifier "swift-urcu.$module" \
         --warnings-as-errors \
-        --output-path "$out/$module.doccarchive" >/dev/null
+        --output-path "$out/$module.doccarchive" | sed '/^$/d'   # docc's diagnostics are on stdout
     echo "build-docs: $out/$module.doccarchive"
 done
