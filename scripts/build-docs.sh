@@ -26,7 +26,7 @@ docc="$(dirname "$(readlink -f "$(command -v "$swift")")")/docc"
 # The modules, as `swift build --build-tests` (make test) builds them: then
 # this build has nothing to do.
 "$swift" build --build-tests >/dev/null
-bin="$("$swift" build --show-bin-path)"
+bin="$("$swift" build --build-tests --show-bin-path)"
 triple="$(basename "$(dirname "$bin")")"
 
 out=.build/docs
