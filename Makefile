@@ -8,7 +8,7 @@
 SWIFT ?= swift
 TORTURE_SECONDS ?= 20
 
-.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples snippets torture bench clean
+.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples snippets docs torture bench clean
 
 all: build
 
@@ -18,7 +18,7 @@ deps:
 build: deps
 	$(SWIFT) build
 
-test: deps swift-test sanitize-address sanitize-thread compile-fail spec examples snippets
+test: deps swift-test sanitize-address sanitize-thread compile-fail spec examples snippets docs
 
 # The build fails on any compiler warning in the project's own files.
 swift-test: deps
@@ -82,6 +82,12 @@ examples: deps
 # run; manifests parsed (scripts/check-snippets.py).
 snippets: deps
 	SWIFT=$(SWIFT) scripts/check-snippets.py
+
+# The DocC catalogs (Sources/<Module>/<Module>.docc) built with the
+# toolchain's docc, warnings (a broken symbol link) as errors, after a
+# check that every public symbol has a doc comment: .build/docs/.
+docs: deps
+	scripts/build-docs.sh $(SWIFT)
 
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)

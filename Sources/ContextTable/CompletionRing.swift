@@ -6,7 +6,12 @@ import URCU
 /// `head` and `tail`). Nothing the library decides may depend on it beyond
 /// which events a reap returns.
 public struct RingIndices: Sendable {
+    /// The index of the next event to reap (`aio_ring.head`), advanced by
+    /// ``ContextLease/reapEvents(maximum:)``; the user may write anything
+    /// here, and the library reads it modulo the ring's capacity.
     public var head: UInt32
+    /// The index after the last event posted (`aio_ring.tail`), written by
+    /// the library at each completion and never read back.
     public var tail: UInt32
 }
 
@@ -15,7 +20,10 @@ public struct CompletionEvent: Equatable, Sendable {
     /// The result of a cancelled request (`-ECANCELED`).
     public static let cancelled = -125
 
+    /// The serial number of the completed request, unique in the process.
     public let request: Int
+    /// The result the request completed with: the value passed to
+    /// ``ContextRequest/complete(result:)``, or ``cancelled``.
     public let result: Int
 }
 

@@ -12,7 +12,10 @@ import URCU
 /// had when the context was created (the kernel's `user_id`), so a stale
 /// ID never reaches a later context in the same slot.
 public struct ContextID: Hashable, Sendable, CustomStringConvertible {
+    /// The table slot the context was published in.
     public let slot: Int
+    /// How many contexts that slot had held when this one was published,
+    /// itself included.
     public let generation: UInt64
 
     public var description: String { "ctx\(slot).\(generation)" }
@@ -37,7 +40,7 @@ public enum ContextError: Error, Equatable, Sendable {
 /// The seeds' fs/aio context lifecycle (`struct kioctx`), in Swift.
 ///
 /// A table of RCU-protected slots holds contexts. Each context has two
-/// ``PercpuRef``s: `users` counts lookups in progress (and the table's own
+/// `PercpuRef`s: `users` counts lookups in progress (and the table's own
 /// reference), `reqs` counts requests in flight. The lifecycle:
 ///
 /// ```text
@@ -62,6 +65,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// Requests charged against the budget (`aio_nr`), and its limit
     /// (`aio_max_nr`).
     private let budget: Mutex<Int>
+    /// The limit on the total `maxRequests` of live contexts (`aio_max_nr`).
     public let requestBudget: Int
     let services: TableServices
     var counters: LifecycleCounters { services.counters }
@@ -251,7 +255,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// and no callback or free is pending. Returns what it saw; a
     /// ``LifecycleStatistics/isClean`` result proves nothing leaked. Gives
     /// up once `timeoutSeconds` pass without progress (see
-    /// ``waitForAll(timeoutSeconds:)``). Blocks the calling thread: async
+    /// ``waitForAll(timeoutSeconds:)-3ttbe``). Blocks the calling thread: async
     /// code uses `await shutdown()`.
     @available(*, noasync, message: "blocks the thread; use 'await shutdown()' in async code")
     public func shutdown(timeoutSeconds: Double = 30) -> LifecycleStatistics {
@@ -356,6 +360,7 @@ public struct ContextLease<Flavor: RCUFlavor>: ~Copyable, Sendable {
         context.services.step(.lookupPut(context: context.tag)) { context.users.put() }
     }
 
+    /// The ID of the context the lease holds.
     public var id: ContextID { context.id }
 
     /// Starts a request, holding a `reqs` reference until it completes

@@ -2,14 +2,23 @@ import Synchronization
 
 /// What a ``ContextTable`` has done, counted.
 public struct LifecycleStatistics: Sendable, Equatable {
+    /// Contexts created and published.
     public var created = 0
+    /// Creates that failed for want of budget or of a free slot (each gave
+    /// back what it had taken).
     public var failedCreates = 0
+    /// Contexts destroyed (unpublished and killed).
     public var destroyed = 0
+    /// Contexts freed, each after its grace period.
     public var freed = 0
     /// Contexts allocated and not yet freed.
     public var live = 0
+    /// Requests submitted.
     public var submitted = 0
+    /// Requests finished: completed, or cancelled (which completes them
+    /// with ``CompletionEvent/cancelled``).
     public var completed = 0
+    /// Requests still in flight that a context's teardown cancelled.
     public var cancelled = 0
     /// Readers that reached a freed context. Must be zero.
     public var useAfterFree = 0
@@ -22,6 +31,7 @@ public struct LifecycleStatistics: Sendable, Equatable {
     /// Requests charged against the budget by live contexts.
     public var budgetInUse = 0
 
+    /// All counts zero.
     public init() {}
 
     /// Nothing leaked: every context created was freed and its object

@@ -5,15 +5,15 @@ import URCU
 /// A reference count that every thread can hit without contention, until
 /// it is killed (the Linux kernel's `percpu_ref`).
 ///
-/// In percpu mode, ``get()`` and ``put()`` change a counter that belongs to
+/// In percpu mode, ``get(count:)`` and ``put(count:)`` change a counter that belongs to
 /// the calling thread: no shared cache line, no atomic read-modify-write.
-/// ``kill()`` switches the ref to atomic mode (a single shared count) and
+/// ``kill(confirm:)`` switches the ref to atomic mode (a single shared count) and
 /// drops the initial reference; `release` runs when that count reaches zero.
 ///
 /// The switch from percpu to atomic mode waits for a grace period of
 /// `Flavor`, so that no thread is still adding to a per-thread counter when
 /// they are summed. **That grace period is internal: nothing else may rely
-/// on it.** There is no grace period between the last ``put()`` and
+/// on it.** There is no grace period between the last ``put(count:)`` and
 /// `release`, and none at all when the ref is already in atomic mode. An
 /// object that RCU readers can still reach must not be freed from
 /// `release`: free it after an explicit grace period of the readers'
@@ -26,21 +26,23 @@ import URCU
 /// }
 /// ```
 ///
-/// With ``QuiescentStateRCU`` as `Flavor`, every ``get()`` and ``put()`` is a
+/// With `QuiescentStateRCU` as `Flavor`, every ``get(count:)`` and ``put(count:)`` is a
 /// QSBR read section: every thread that touches the ref must be registered
 /// and online (checked in every build, like all QSBR read sections, unless
 /// the trait `QSBRReadSideChecks` is off).
 ///
 /// Misuse (killing twice, putting below zero, resurrecting a live ref,
 /// reinitialising a ref in use, switching to percpu mode without
-/// ``Options/allowReinit``, any use after ``exit()``) stops the process with
+/// ``PercpuRefOptions/allowReinit``, any use after ``exit()``) stops the process with
 /// a diagnostic that names it, where the kernel would warn.
 public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
+    /// How a ref starts: ``PercpuRefOptions``.
     public typealias Options = PercpuRefOptions
 
-    /// The first this many threads to hold a ``ThreadSlot`` at once own a
-    /// padded counter in every ref; any others use the shared count, which
-    /// is correct in either mode, only slower.
+    /// How many threads at once own a padded counter in every ref: a thread
+    /// takes a slot on its first get or put and gives it back when it
+    /// exits. Threads beyond this many use the shared count, which is
+    /// correct in either mode, only slower.
     public static var perThreadCounters: Int { 32 }
 
     // The flags of `countersAndMode`, in the low bits of the address of
@@ -84,10 +86,13 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
     private let control: Mutex<Control>
 
-    /// Creates a ref holding one reference.
+    /// Creates a ref holding one reference (none with
+    /// ``PercpuRefOptions/startDead``).
     ///
+    /// - Parameter options: how the ref starts; by default alive and in
+    ///   percpu mode, without ``PercpuRefOptions/allowReinit``.
     /// - Parameter release: runs once the count reaches zero in atomic mode
-    ///   (normally after ``kill()``), on the thread of the last ``put()`` or
+    ///   (normally after ``kill(confirm:)``), on the thread of the last ``put(count:)`` or
     ///   of the mode switch, outside any read section. **No grace period
     ///   separates it from that put**: readers that found the object under
     ///   RCU may still be using it. Free such an object only after an
@@ -344,12 +349,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     // MARK: Kill and mode switches
 
-    /// Kills the ref: ``tryGetLive()`` fails from now on, the ref switches
+    /// Kills the ref: ``tryGetLive(count:)`` fails from now on, the ref switches
     /// to atomic mode, and the initial reference is dropped
     /// (`percpu_ref_kill_and_confirm`).
     ///
     /// The grace period this waits for is internal to the mode switch: it
-    /// is not between the last ``put()`` and `release`, it is of the ref's
+    /// is not between the last ``put(count:)`` and `release`, it is of the ref's
     /// flavor (which may not be the flavor of the object's readers), and
     /// there is none at all if the ref is already in atomic mode. Never
     /// rely on it to protect readers; see the type's documentation.
@@ -357,7 +362,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// - Parameter confirm: runs once the switch is complete: after a grace
     ///   period of `Flavor`, on a callback thread (it must not block), or at
     ///   once on the calling thread if the ref was already in atomic mode.
-    ///   Every ``tryGetLive()`` that starts after it runs fails.
+    ///   Every ``tryGetLive(count:)`` that starts after it runs fails.
     public func kill(confirm: (@Sendable () -> Void)? = nil) {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
             let current = countersAndMode.load(ordering: .relaxed)
@@ -404,7 +409,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     /// Lets the ref return to percpu mode once it is alive and no switch is
     /// pending (`percpu_ref_switch_to_percpu`). Requires
-    /// ``Options/allowReinit``.
+    /// ``PercpuRefOptions/allowReinit``.
     public func switchToPercpu() {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
             checkNotExited("switchToPercpu", word: countersAndMode.load(ordering: .relaxed))

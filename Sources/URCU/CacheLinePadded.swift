@@ -12,6 +12,7 @@ package struct CacheLinePadded<Value: ~Copyable>: ~Copyable {
                   UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
+    /// Pads `value`.
     @inlinable
     package init(_ value: consuming Value) {
         self.value = value

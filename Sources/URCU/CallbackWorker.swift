@@ -15,7 +15,7 @@ import Musl
 /// worker with ``LiburcuFlavor/withCallbackWorker(_:_:)`` or give every CPU one
 /// with ``LiburcuFlavor/createPerCPUCallbackWorkers(realtime:)``.
 ///
-/// End a worker with ``shutdown()``; a worker dropped without it is shut
+/// End a worker with ``shutdown()-2ecnx``; a worker dropped without it is shut
 /// down when its last reference goes (see `deinit`).
 ///
 /// After ``forkProcess()``, the child has none of the parent's workers:
@@ -31,13 +31,13 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
     /// child process), liburcu has freed `data`.
     private let generation: Int
 
-    /// The worker's thread, as it was started. Once ``shutdown()`` has
+    /// The worker's thread, as it was started. Once ``shutdown()-2ecnx`` has
     /// returned, the thread has ended and a new thread may reuse the value;
     /// in a child of ``forkProcess()``, the thread does not exist.
     public let thread: pthread_t
 
     /// Starts a callback thread, and the flavor's default callback thread
-    /// if it is not running yet (``shutdown()`` moves queued callbacks
+    /// if it is not running yet (``shutdown()-2ecnx`` moves queued callbacks
     /// there).
     ///
     /// - Parameters:

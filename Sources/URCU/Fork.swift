@@ -18,9 +18,9 @@ import Musl
 ///
 /// Threads registering or unregistering meanwhile (memb and mb readers on
 /// their first section and at their exit, QSBR's ``QuiescentStateRCU/registerThread()``,
-/// a thread taking a ``PercpuRef`` counter slot) hold locks the child would
+/// a thread taking a `PercpuRef` counter slot) hold locks the child would
 /// inherit held: the fork waits until none is inside such a step, and they
-/// wait for the fork (``ForkGuard``). A calling thread that is an online
+/// wait for the fork (`ForkGuard`). A calling thread that is an online
 /// QSBR reader is taken offline while the fork waits, and back online in
 /// both processes.
 ///

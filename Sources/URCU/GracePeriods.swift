@@ -154,7 +154,7 @@ extension RCUFlavor {
     /// handed to `executor` as soon as the grace period ends (by the
     /// flavor's grace-period thread, within a few grace periods of the
     /// call, not behind the callback thread's batching).
-    /// ``RCUQuiescence/wait()`` waits for `work` to have finished.
+    /// ``RCUQuiescence/wait()-2wjvb`` waits for `work` to have finished.
     public static func afterGracePeriod(
         on executor: some BlockingExecutor, execute work: @escaping @Sendable () -> Void
     ) {
@@ -183,7 +183,7 @@ extension RCUFlavor {
     }
 }
 
-/// Where the second bounce of ``RCUFlavor/afterGracePeriod(on:execute:)``
+/// Where the second bounce of ``RCUFlavor/afterGracePeriod(on:execute:)-(BlockingExecutor,_)``
 /// runs its work: somewhere that may block, unlike a callback thread.
 public protocol BlockingExecutor: Sendable {
     /// Runs `work` later, on a thread where blocking is allowed. Must not

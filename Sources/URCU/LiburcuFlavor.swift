@@ -88,7 +88,7 @@ extension LiburcuFlavor {
     /// An upper bound on callbacks queued and not yet run; `nil` (the
     /// default) for none.
     ///
-    /// When a flood of ``call(_:)`` and ``retire(_:)`` outruns the callback
+    /// When a flood of ``RCUFlavor/call(_:)`` and ``RCUFlavor/retire(_:)`` outruns the callback
     /// thread, memory grows with the queue. With a limit, a call that finds
     /// the limit reached waits until callbacks have run below it: a thread
     /// sleeps (an online QSBR thread goes offline meanwhile), and the
@@ -98,7 +98,7 @@ extension LiburcuFlavor {
     /// callback threads (waiting could wait for itself), and synchronous
     /// calls made from a task (sleeping would hold a thread of Swift's
     /// cooperative pool; use the `async` forms there). The library's own
-    /// bookkeeping callbacks (``startPoll()``, a ``PercpuRef`` switch) never
+    /// bookkeeping callbacks (``RCUFlavor/startPoll()``, a `PercpuRef` switch) never
     /// wait.
     public static var pendingCallbackLimit: Int? {
         get { _accounting.pendingLimit }

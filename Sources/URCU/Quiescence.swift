@@ -6,9 +6,9 @@ import Synchronization
 /// Tearing an object down under RCU is a chain: a `PercpuRef`'s kill
 /// switches it to atomic mode after a grace period (a callback), its
 /// release queues the free behind another grace period (a callback), whose
-/// work runs on an executor (``RCUFlavor/afterGracePeriod(on:execute:)``),
-/// and that work may retire more. One ``RCUFlavor/barrier()`` waits only
-/// for the callbacks queued before it, of one flavor. ``wait()`` waits for
+/// work runs on an executor (``RCUFlavor/afterGracePeriod(on:execute:)-(BlockingExecutor,_)``),
+/// and that work may retire more. One ``RCUFlavor/barrier()-2rd5d`` waits only
+/// for the callbacks queued before it, of one flavor. ``wait()-2wjvb`` waits for
 /// the whole chain, whatever the flavors.
 public enum RCUQuiescence {
     /// Work that `afterGracePeriod` queued and that has not finished:

@@ -48,7 +48,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         #endif
     }
 
-    /// Whether the calling thread is inside a ``read(_:)`` body.
+    /// Whether the calling thread is inside a ``RCUFlavor/read(_:)`` body.
     ///
     /// liburcu's `rcu_read_ongoing` for QSBR reports whether the thread is
     /// online, which is not the same thing, so the library tracks the
@@ -57,8 +57,8 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// misuse below is diagnosed in every build. An application that turns
     /// the trait off (for the last nanosecond of a section: see the README's
     /// performance table) gets liburcu's bare read side, this property is
-    /// always false, and the checks built on it are off: ``synchronize()``,
-    /// ``barrier()``, ``quiescentState()``, ``threadOffline()`` and
+    /// always false, and the checks built on it are off: ``RCUFlavor/synchronize()-9nl5m``,
+    /// ``RCUFlavor/barrier()-2rd5d``, ``quiescentState()``, ``threadOffline()`` and
     /// ``whileOffline(_:)`` inside a section, and reading on an unregistered
     /// or offline thread.
     @inlinable

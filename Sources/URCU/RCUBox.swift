@@ -27,6 +27,7 @@ public final class RCUBox<Value: Sendable, Flavor: RCUFlavor>: Sendable {
     let current: RCUPointer<Snapshot, Flavor>
     private let writer = Mutex(())
 
+    /// Creates a box holding `value`.
     public init(_ value: Value) {
         current = RCUPointer(Snapshot(value))
     }

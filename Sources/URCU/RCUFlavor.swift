@@ -34,7 +34,7 @@ public protocol RCUFlavor: Sendable {
     ///
     /// The callback runs on a callback thread of the flavor; it must not
     /// block for long, since it delays every callback queued behind it.
-    /// Use ``afterGracePeriod(on:execute:)`` for work that may block.
+    /// Use ``afterGracePeriod(on:execute:)-(BlockingExecutor,_)`` for work that may block.
     static func call(_ callback: @escaping @Sendable () -> Void)
 
     /// ``call(_:)`` for the library's own bookkeeping callbacks (a polled
@@ -67,7 +67,7 @@ public protocol RCUFlavor: Sendable {
     static func barrier() async
 
     /// The flavor's grace-period and callback accounting, shared by the
-    /// polling API and by ``pendingCallbacks``: an implementation detail of
+    /// polling API and by ``RCUFlavor/pendingCallbacks``: an implementation detail of
     /// the library's flavors.
     static var _accounting: GracePeriodAccounting { get }
 }
@@ -106,7 +106,7 @@ extension RCUFlavor {
     /// - memb and mb register the calling thread on first use.
     /// - qsbr requires a registered, online thread
     ///   (``QuiescentStateRCU/registerThread()``).
-    /// - Never call ``synchronize()`` or ``barrier()`` in `body`.
+    /// - Never call ``synchronize()-9nl5m`` or ``barrier()-2rd5d`` in `body`.
     @inlinable
     @inline(__always)
     public static func read<Result: ~Copyable, Failure: Error>(

@@ -70,6 +70,8 @@ public struct RCUPointer<Value: AnyObject & Sendable, Flavor: RCUFlavor>: ~Copya
     ///
     /// - Parameter lockHeld: states the lock that serialises updaters, as
     ///   the kernel's lockdep expression does; checked in every build.
+    /// - Parameter file: the caller's file, named in the diagnostic.
+    /// - Parameter line: the caller's line, named in the diagnostic.
     public func dereferenceProtected(
         by lockHeld: @autoclosure () -> Bool, file: StaticString = #fileID, line: UInt = #line
     ) -> Value? {

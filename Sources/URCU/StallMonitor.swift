@@ -15,7 +15,7 @@ import Musl
 /// flavor, and every callback behind it, forever. Rather than let that hang
 /// silently, the monitor reports, once per stall, with the registered
 /// threads liburcu is waiting for:
-/// - a ``RCUFlavor/synchronize()`` that has waited ``threshold`` seconds:
+/// - a ``RCUFlavor/synchronize()-9nl5m`` that has waited ``threshold`` seconds:
 ///
 ///   ```text
 ///   swift-urcu: memb grace period stalled for 10.0 s, waiting for 1 reader: thread 4242 "worker-3"
@@ -45,9 +45,12 @@ public enum RCUStallMonitor {
         /// The threads holding it up, as "thread <tid> \"<name>\"".
         public let blockingReaders: [String]
         /// For a callback stall, the callbacks pending; `nil` for a stalled
-        /// ``RCUFlavor/synchronize()``.
+        /// ``RCUFlavor/synchronize()-9nl5m``.
         public let pendingCallbacks: Int?
 
+        /// The report as one line, the text written to standard error:
+        /// `swift-urcu: memb grace period stalled for 10.0 s, waiting for
+        /// 1 reader: thread 4242 "worker-3"`.
         public var description: String {
             let readers = blockingReaders.isEmpty
                 ? "no registered reader named (bp readers, a blocked callback, or liburcu's own threads)"

@@ -175,11 +175,19 @@ public enum ManualRCU<Domain>: RCUFlavor {
 /// callback IDs by stage (`rcuReaders`, `rcuGp`, `rcuCallbacks` of
 /// `Spec/RCU.tla`).
 public struct ManualRCUSnapshot: Equatable, Sendable {
+    /// The threads inside a read section (``ManualRCU/currentThread`` values).
     public var readers: Set<UInt>
+    /// Whether a grace period has started and not ended.
     public var isGracePeriodActive: Bool
+    /// The threads the grace period in progress still waits for: inside a
+    /// read section when it started, and not out of it since.
     public var waitingFor: Set<UInt>
+    /// Callbacks queued since the last grace period started.
     public var queued: [Int]
+    /// Callbacks waiting for the grace period in progress.
     public var waiting: [Int]
+    /// Callbacks whose grace period has ended, not yet run
+    /// (``ManualRCU/runReadyCallback(_:)`` runs one).
     public var ready: [Int]
 }
 

@@ -16,8 +16,11 @@ import Musl
 public final class JoinableThread: @unchecked Sendable {
     private var thread = pthread_t()
 
+    /// Starts a thread running `body`.
+    ///
     /// - Parameter name: the thread's name (at most 15 bytes), as
     ///   debuggers and stall reports show it.
+    /// - Parameter body: what the thread runs; it ends when `body` returns.
     public init(name: String? = nil, _ body: @escaping @Sendable () -> Void) {
         final class Box {
             let name: String?
@@ -58,9 +61,12 @@ public final class JoinableThread: @unchecked Sendable {
 public final class Latch: Sendable {
     private let state = Atomic<Bool>(false)
 
+    /// A closed latch.
     public init() {}
 
+    /// Opens the latch; it stays open.
     public func open() { state.store(true, ordering: .releasing) }
+    /// Whether ``open()`` has been called.
     public var isOpen: Bool { state.load(ordering: .acquiring) }
 
     /// Waits (sleeping briefly between checks) until open or until `seconds`
@@ -76,9 +82,12 @@ public final class Latch: Sendable {
 public final class Counter: Sendable {
     private let storage = Atomic<Int>(0)
 
+    /// A counter at zero.
     public init() {}
 
+    /// Adds one.
     public func increment() { storage.wrappingAdd(1, ordering: .relaxed) }
+    /// The count.
     public var value: Int { storage.load(ordering: .acquiring) }
 }
 
@@ -99,6 +108,7 @@ public func eventually(seconds: Double = 120, _ condition: () -> Bool) -> Bool {
 public struct SplitMix: RandomNumberGenerator {
     private var state: UInt64
 
+    /// A generator whose sequence is fixed by `seed`.
     public init(seed: UInt64) { state = seed }
 
     public mutating func next() -> UInt64 {
