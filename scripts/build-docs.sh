@@ -15,7 +15,7 @@
 set -euo pipefail
 
 # The documented modules, each with a catalog Sources/<Module>/<Module>.docc.
-modules=(URCU PercpuRef ContextTable URCUTesting)
+modules=(URCU PercpuRef ContextTable URCUTesting MemoryRegions)
 
 swift="${1:-swift}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -7,7 +7,10 @@ import URCU
 /// had when the region was registered (the key's low bits in rdmavt's
 /// `lkey`), so a stale key never reaches a later region in the same slot.
 public struct MemoryRegionKey: Hashable, Sendable, CustomStringConvertible {
+    /// The table slot the region is published in.
     public let slot: Int
+    /// Which registration in that slot: a slot's regions get increasing
+    /// generations.
     public let generation: UInt64
 
     public var description: String { "lkey\(slot).\(generation)" }
@@ -36,8 +39,8 @@ public enum MemoryRegionError: Error, Equatable, Sendable, CustomStringConvertib
 }
 
 /// A registered memory region (rdmavt's `struct rvt_mregion`), as its owner
-/// holds it: ``MemoryRegionTable/register(length:)`` returns it, and
-/// ``MemoryRegionTable/deregister(_:)`` takes it back. Lookups reach it by
+/// holds it: ``MemoryRegionTable/register(length:atomicCount:)`` returns it, and
+/// ``MemoryRegionTable/deregister(_:)-1cmxe`` takes it back. Lookups reach it by
 /// ``key`` and hold it through a ``MemoryRegionReference``.
 ///
 /// The owner's handle keeps the object, not the memory: once deregistered,
@@ -47,6 +50,7 @@ public enum MemoryRegionError: Error, Equatable, Sendable, CustomStringConvertib
 /// `@unchecked Sendable`: the memory it points to is the user's to share
 /// (as registered memory is), and freed only once no reference is left.
 public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
+    /// The key lookups find the region by.
     public let key: MemoryRegionKey
     /// The registered memory's size in bytes.
     public let length: Int

@@ -6,7 +6,7 @@ import URCU
 /// the third change of the 2018 percpu_ref audit, in Swift.
 ///
 /// Regions live in RCU-protected slots (rdmavt's `lkey_table`). A lookup
-/// (`rvt_lkey_ok`) takes a *plain* ``PercpuRef/get()`` on the region it
+/// (`rvt_lkey_ok`) takes a *plain* `PercpuRef.get()` on the region it
 /// finds inside a read section, not `tryGetLive`. That is safe only
 /// because deregistration (`rvt_dereg_mr`) keeps the count above zero until
 /// a grace period of `Flavor` that started after the unpublish has ended:
@@ -51,7 +51,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
 
     /// - Parameters:
     ///   - capacity: the number of slots (rdmavt's `lkey_table_size`).
-    ///   - deregistrationTimeout: how long ``deregister(_:)`` waits for the
+    ///   - deregistrationTimeout: how long ``deregister(_:)-1cmxe`` waits for the
     ///     last reference before it gives up (seconds).
     public convenience init(capacity: Int, deregistrationTimeout: Double = 5) {
         self.init(capacity: capacity, deregistrationTimeout: deregistrationTimeout, teardown: SynchronizeThenDrop())
@@ -81,9 +81,11 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     /// `rvt_alloc_lkey`): the caller holds the owner's reference through the
     /// returned handle, the table its own, and the region is published.
     ///
-    /// - Parameter atomicCount: start the region's count in atomic mode
-    ///   (`PERCPU_REF_INIT_ATOMIC`), where no percpu_ref grace period
-    ///   exists at all.
+    /// - Parameters:
+    ///   - length: the region's size in bytes, more than zero.
+    ///   - atomicCount: start the region's count in atomic mode
+    ///     (`PERCPU_REF_INIT_ATOMIC`), where no percpu_ref grace period
+    ///     exists at all.
     public func register(length: Int, atomicCount: Bool = false) throws(MemoryRegionError) -> MemoryRegion<Flavor> {
         guard length > 0 else { throw .invalidLength }
         let region = try tableLock.withLock { generations throws(MemoryRegionError) -> MemoryRegion<Flavor> in
@@ -239,7 +241,9 @@ public struct MemoryRegionReference<Flavor: RCUFlavor>: ~Copyable, Sendable {
         region.unsafelyUnwrapped
     }
 
+    /// The key of the region this reference holds.
     public var key: MemoryRegionKey { held.key }
+    /// The region's size in bytes.
     public var length: Int { held.length }
 
     /// Lends the region's memory to `body`.
