@@ -1,36 +1,23 @@
 ---------------------------- MODULE MBTLifecycle ----------------------------
 (***************************************************************************)
 (* The state graph that the model-based tests walk                         *)
-(* (Tests/ConformanceTests).                                               *)
+(* (Tests/ConformanceTests): Lifecycle's own, at the constants of the      *)
+(* MBTLifecycle*.cfg configurations (SPECIFICATION Spec).                  *)
 (*                                                                         *)
 (* The implementation, like the kernel, runs some steps inline, in the     *)
 (* same call as the step that made them due: percpu_ref_put runs release  *)
-(* at once when the count reaches zero, and free_ioctx_users cancels the   *)
-(* requests in flight before it returns.  Lifecycle allows other steps in  *)
-(* between; the implementation can never stop there.  MBTNext takes those  *)
-(* inline steps first, whenever one is due, so that every state of this    *)
-(* graph without a due inline step is one the implementation can rest in.  *)
-(* Every MBTNext step is a Next step: the graph is a subgraph of the       *)
-(* spec's, and a walk along it is a behaviour of Lifecycle.                *)
+(* when the count reaches zero.  The tests stop the thread before each     *)
+(* such release, so that any step the spec allows may come first.  One    *)
+(* place remains where the implementation cannot stop: the kernel's       *)
+(* free_ioctx_users cancels the requests in flight, and they complete      *)
+(* later; the Swift release completes each request it cancels at once,    *)
+(* before it kills reqs.  So in a state where CancelDue holds, the only    *)
+(* step the implementation takes is that Complete; the tests list every    *)
+(* other edge out of such a state, and what only they lead to, as not     *)
+(* takeable, with this reason.                                             *)
 (***************************************************************************)
 EXTENDS Lifecycle
 
-ReleaseDue(c) ==
-    \/ users[c].releases > 0 /\ "users" \notin releaseRan[c]
-    \/ reqs[c].releases > 0 /\ "reqs" \notin releaseRan[c]
-
-(* free_ioctx_users has cancelled c's requests: they complete inline.      *)
+(* users' release of c has run and cancelled a request still in flight.    *)
 CancelDue(c) == Cancelled(c) /\ inFlight[c] > 0
-
-InlineDue == \E c \in Contexts : ReleaseDue(c) \/ CancelDue(c)
-
-InlineStep ==
-    \E c \in Contexts :
-        \/ UsersRelease(c)
-        \/ ReqsRelease(c)
-        \/ CancelDue(c) /\ Complete(c)
-
-MBTNext == IF InlineDue THEN InlineStep ELSE Next
-
-MBTSpec == Init /\ [][MBTNext]_vars
 =============================================================================

@@ -1,15 +1,22 @@
 import ContextTable
 
 /// Walks the implementation along every edge of a state graph of
-/// `Spec/MBTLifecycle.tla`, comparing states after every step.
+/// `Spec/MBTLifecycle.tla` that it can take, comparing states after every
+/// step.
 struct ModelExplorer {
     var graph: StateGraph
     let bounds: ModelBounds
     let reclamation: any ContextReclamation
     private(set) var coveredEdges: Set<Edge> = []
     private(set) var visitedNodes: Set<Int> = []
+    /// The nodes where the implementation's state was compared with the
+    /// spec's (the others were passed through inside one step).
+    private(set) var comparedNodes: Set<Int> = []
     private(set) var runs = 0
     private(set) var steps = 0
+    /// The successors of each node along the edges the implementation can
+    /// take (see ``whyNotTaken(_:)``).
+    private var takeable: [[Int]] = []
 
     struct Edge: Hashable { let from: Int, to: Int }
 
@@ -17,6 +24,60 @@ struct ModelExplorer {
         self.graph = graph
         self.bounds = bounds
         self.reclamation = reclamation
+        takeable = (0..<graph.nodeCount).map { node in
+            graph.successors[node].filter { whyNotTaken(Edge(from: node, to: $0)) == nil }
+        }
+    }
+
+    /// Why the implementation cannot take `edge`, or nil if it can.
+    ///
+    /// In the spec, as in the kernel, users' release cancels the requests
+    /// in flight and kills reqs, and the cancelled requests complete
+    /// later. `Context.usersReleased` completes each request it cancels at
+    /// once, before it kills reqs, all inside the release: the
+    /// implementation never stops between the release and those
+    /// completions, so from a state where they are due it takes nothing
+    /// else.
+    mutating func whyNotTaken(_ edge: Edge) -> String? {
+        let cancelling = cancelledInFlight(edge.from)
+        guard let context = cancelling.first else { return nil }
+        let step = step(from: edge.from, to: edge.to)
+        if step.action == "Complete", let completed = step.context, cancelling.contains(completed) { return nil }
+        return "users' release of \(context) has cancelled a request still in flight"
+    }
+
+    /// The contexts whose users' release has run with a request in flight
+    /// (MBTLifecycle.tla's CancelDue).
+    private mutating func cancelledInFlight(_ node: Int) -> [String] {
+        let state = graph.state(node)
+        return bounds.contextNames.filter { context in
+            let key = TLAValue.model(context)
+            return state["releaseRan"]![key]!.setValue!.contains(.string("users"))
+                && state["inFlight"]![key]!.intValue! > 0
+        }
+    }
+
+    /// The edges and nodes the implementation cannot reach: the edges it
+    /// cannot take, with why, and the edges and nodes reachable only
+    /// through those.
+    mutating func unreachableBySpec() -> (edges: [Edge: String], nodes: Set<Int>) {
+        var reachable = Set(graph.initial)
+        var frontier = graph.initial
+        while let node = frontier.popLast() {
+            for successor in takeable[node] where reachable.insert(successor).inserted { frontier.append(successor) }
+        }
+        var edges: [Edge: String] = [:]
+        for node in 0..<graph.nodeCount {
+            for successor in graph.successors[node] {
+                let edge = Edge(from: node, to: successor)
+                if let reason = whyNotTaken(edge) {
+                    edges[edge] = reason
+                } else if !reachable.contains(node) {
+                    edges[edge] = "its source is reachable only through the edges above"
+                }
+            }
+        }
+        return (edges, Set(0..<graph.nodeCount).subtracting(reachable))
     }
 
     // MARK: Reading the graph
@@ -81,19 +142,27 @@ struct ModelExplorer {
         fatalError("state graph: no spec step explains edge \(from) -> \(to)")
     }
 
-    /// Whether the implementation can stop in `node`: no step that it takes
-    /// inline is due there (MBTLifecycle.tla's InlineDue).
-    mutating func isRest(_ node: Int) -> Bool {
-        let state = graph.state(node)
-        for context in bounds.contextNames {
-            let key = TLAValue.model(context)
-            let ran = state["releaseRan"]![key]!.setValue!
-            if state["users"]![key]!["releases"]!.intValue! > 0, !ran.contains(.string("users")) { return false }
-            if state["reqs"]![key]!["releases"]!.intValue! > 0, !ran.contains(.string("reqs")) { return false }
-            if ran.contains(.string("users")), state["inFlight"]![key]!.intValue! > 0 { return false }
+    /// What ``unreachableBySpec()`` found, for the test's output: the
+    /// transitions by reason and by spec action, and the states.
+    mutating func describe(_ unreachable: (edges: [Edge: String], nodes: Set<Int>), config: String) -> String {
+        var byReason: [String: [String: Int]] = [:]
+        for (edge, reason) in unreachable.edges {
+            byReason[reason, default: [:]][step(from: edge.from, to: edge.to).action, default: 0] += 1
         }
-        return true
+        let lines = byReason.sorted { $0.key < $1.key }.map { reason, actions in
+            let total = actions.values.reduce(0, +)
+            let detail = actions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            return "  \(reason): \(total) (\(detail))"
+        }
+        return "model-based: \(config): not takeable: \(unreachable.edges.count) transitions, "
+            + "\(unreachable.nodes.count) states reachable only through them"
+            + (lines.isEmpty ? "" : "\n" + lines.joined(separator: "\n"))
     }
+
+    /// Whether the implementation can stop in `node`: it stops before each
+    /// release it runs inline, but not between users' release and the
+    /// completions of the requests it cancelled.
+    mutating func isRest(_ node: Int) -> Bool { cancelledInFlight(node).isEmpty }
 
     /// The shortest path (of edges) from `start` to a node where `goal`
     /// holds.
@@ -112,7 +181,7 @@ struct ModelExplorer {
                     }
                     return edges.reversed()
                 }
-                for successor in graph.successors[node] where parent[successor] == nil {
+                for successor in takeable[node] where parent[successor] == nil {
                     parent[successor] = node
                     next.append(successor)
                 }
@@ -132,7 +201,7 @@ struct ModelExplorer {
         while runs < maxRuns {
             /// An edge out of `node` that is neither covered nor given up.
             func wantedEdge(from node: Int) -> Edge? {
-                graph.successors[node].lazy.map { Edge(from: node, to: $0) }
+                takeable[node].lazy.map { Edge(from: node, to: $0) }
                     .first { !coveredEdges.contains($0) && !unreachable.contains($0) }
             }
             func wanted(_ node: Int) -> Bool { wantedEdge(from: node) != nil }
@@ -142,14 +211,15 @@ struct ModelExplorer {
             var current = graph.initial[0]
             var trail: [SpecStep] = []
             visitedNodes.insert(current)
+            try compare(run, with: current, after: trail)
             while let route = path(from: current, to: wanted) {
                 let target = route.last.map(\.to) ?? current
                 guard let goal = wantedEdge(from: target) else { break }
                 current = try follow(route + [goal], from: current, run: run, trail: &trail)
                 if !coveredEdges.contains(goal) {
+                    // The implementation left the route every time: the
+                    // test reports the edge as one it could not take.
                     attempts[goal, default: 0] += 1
-                    // Inline steps follow the order the implementation
-                    // runs them in; a different order is not reachable.
                     if attempts[goal]! >= 3 { unreachable.insert(goal) }
                 }
             }
@@ -167,6 +237,20 @@ struct ModelExplorer {
             }
         }
         return unreachable
+    }
+
+    /// Checks that the implementation's state is `node`'s.
+    private mutating func compare(_ run: ModelRun, with node: Int, after trail: [SpecStep]) throws {
+        let spec = graph.state(node)
+        comparedNodes.insert(node)
+        let implementation = run.abstractState(spec: spec)
+        let differences = spec.keys.sorted().filter { spec[$0] != implementation[$0] }
+        if !differences.isEmpty {
+            throw ConformanceFailure("""
+                after \(trail.map(\.description).joined(separator: ", ")):
+                \(differences.map { "\($0): spec \(spec[$0]!), implementation \(implementation[$0].map(\.description) ?? "missing")" }.joined(separator: "\n"))
+                """)
+        }
     }
 
     /// Takes the edges of `route` that the test chooses (from states where
@@ -213,15 +297,7 @@ struct ModelExplorer {
             } catch {
                 throw ConformanceFailure("\(error)\npath: \(trail.map(\.description).joined(separator: ", "))")
             }
-            let spec = graph.state(current)
-            let implementation = run.abstractState(spec: spec)
-            let differences = spec.keys.sorted().filter { spec[$0] != implementation[$0] }
-            if !differences.isEmpty {
-                throw ConformanceFailure("""
-                    after \(trail.map(\.description).joined(separator: ", ")):
-                    \(differences.map { "\($0): spec \(spec[$0]!), implementation \(implementation[$0].map(\.description) ?? "missing")" }.joined(separator: "\n"))
-                    """)
-            }
+            try compare(run, with: current, after: trail)
             // Steps taken inline may have covered the next edges of the
             // route; go on from where the implementation is, if the route
             // passes there.

@@ -117,7 +117,8 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     private let lock = NSRecursiveLock()
     // Guarded by `lock`.
     private var entries: [Entry?] = []
-    private var depth = 0
+    /// How many steps each thread is inside (nested steps count again).
+    private var depths: [UInt: Int] = [:]
     private var threadNames: [UInt: String] = [:]
     private var contexts: [Int: AnyObject] = [:]
     private var lastTag = 0
@@ -125,6 +126,11 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     /// Runs on the recording thread after each outermost step, outside the
     /// lock: where the model-based tests stop a worker mid-operation.
     private let afterStep: (@Sendable (LifecycleEvent) -> Void)?
+    /// Runs on the recording thread before a step nested in another whose
+    /// event was known in advance (a release run by a put), with the lock
+    /// let go: where the model-based tests stop a thread between a put and
+    /// the release it runs, while other threads take their steps.
+    private let beforeNestedStep: (@Sendable (LifecycleEvent) -> Void)?
     /// Whether to keep the context objects (which keeps them allocated).
     private let keepsContexts: Bool
 
@@ -132,9 +138,13 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     ///   - keepsContexts: keep each context object, for the model-based
     ///     tests' refinement mapping; a table's shutdown then waits for
     ///     them in vain until ``forgetContexts()``.
-    init(keepsContexts: Bool = false, afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil) {
+    init(
+        keepsContexts: Bool = false, afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil,
+        beforeNestedStep: (@Sendable (LifecycleEvent) -> Void)? = nil
+    ) {
         self.keepsContexts = keepsContexts
         self.afterStep = afterStep
+        self.beforeNestedStep = beforeNestedStep
     }
 
     private func locked<Result>(_ body: () -> Result) -> Result {
@@ -173,19 +183,47 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     func forgetContexts() { locked { contexts = [:] } }
 
     func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result {
-        lock.lock()
-        depth += 1
-        let slot = entries.count
-        entries.append(nil)
-        let (result, event) = body()
-        if let event {
-            entries[slot] = Entry(event: event, thread: event.isThreadStep ? currentThreadName() : nil)
+        record(announced: nil, body)
+    }
+
+    /// Records `event` when the step begins, so that a step nested in it
+    /// may stop with this one already recorded.
+    func step(_ event: LifecycleEvent, performing action: () -> Void) {
+        if let beforeNestedStep {
+            let thread = ManualRCU<Never>.currentThread
+            let held = locked { depths[thread, default: 0] }
+            if held > 0 {
+                // The enclosing steps have taken effect (their events are
+                // recorded): other threads' steps may come between.
+                for _ in 0..<held { lock.unlock() }
+                beforeNestedStep(event)
+                for _ in 0..<held { lock.lock() }
+            }
         }
-        depth -= 1
-        let outermost = depth == 0
+        record(announced: event) { () -> (Void, LifecycleEvent?) in
+            action()
+            return ((), event)
+        }
+    }
+
+    private func record<Result>(announced: LifecycleEvent?, _ body: () -> (Result, LifecycleEvent?)) -> Result {
+        lock.lock()
+        let thread = ManualRCU<Never>.currentThread
+        depths[thread, default: 0] += 1
+        let slot = entries.count
+        entries.append(announced.map(entry))
+        let (result, event) = body()
+        if let event { entries[slot] = entry(event) }
+        depths[thread]! -= 1
+        let outermost = depths[thread] == 0
+        if outermost { depths[thread] = nil }
         lock.unlock()
         if outermost, let event, let afterStep { afterStep(event) }
         return result
+    }
+
+    private func entry(_ event: LifecycleEvent) -> Entry {
+        Entry(event: event, thread: event.isThreadStep ? currentThreadName() : nil)
     }
 
     private func currentThreadName() -> String {
