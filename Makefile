@@ -8,7 +8,8 @@
 SWIFT ?= swift
 TORTURE_SECONDS ?= 20
 
-.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec torture bench clean
+.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec torture bench clean \
+	model-based-wide
 
 all: build
 
@@ -52,6 +53,12 @@ spec: deps
 
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)
+
+# The model-based tests on the graph of 2 contexts and 2 threads
+# (Spec/MBTLifecycleWide.cfg): too slow for make test (times in
+# Spec/README.md).
+model-based-wide: deps
+	MODEL_BASED_WIDE=1 $(SWIFT) test --filter "ModelBasedTests/wideCoverage"
 
 # The whole benchmark, then the read side again with QSBR's read-side
 # checks compiled out (the package trait QSBRReadSideChecks, on by

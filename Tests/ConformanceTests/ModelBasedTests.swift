@@ -19,31 +19,43 @@ struct ModelBasedTests {
         ("MBTLifecycleTableFull", ModelBounds(contexts: 2, threads: 1, budget: 2)),
     ]
 
-    @Test("every state and transition of the graph the implementation can take, on the implementation",
-          arguments: configurations.indices)
+    /// 2 contexts × 2 threads, refs in either mode: about 92,000 states,
+    /// too slow for `make test`; `make model-based-wide` runs it.
+    static let wide = (config: "MBTLifecycleWide", bounds: ModelBounds(contexts: 2, threads: 2, budget: 2))
+
+    @Test("every state and transition of the graph, on the implementation", arguments: configurations.indices)
     func coverage(configuration: Int) throws {
         let (config, bounds) = Self.configurations[configuration]
+        try Self.checkCoverage(config: config, bounds: bounds)
+    }
+
+    @Test("the same for 2 contexts and 2 threads",
+          .enabled(if: ProcessInfo.processInfo.environment["MODEL_BASED_WIDE"] == "1",
+                   "slow: make model-based-wide runs it"))
+    func wideCoverage() throws {
+        try Self.checkCoverage(config: Self.wide.config, bounds: Self.wide.bounds)
+    }
+
+    /// Walks the graph of `config` on the implementation, and prints what
+    /// it covered.
+    static func checkCoverage(config: String, bounds: ModelBounds) throws {
+        let loading = Date()
         let graph = try StateGraph.load(config: config)
         var explorer = ModelExplorer(graph: graph, bounds: bounds, reclamation: DoubleBounce())
         let started = Date()
         let unreachable = try explorer.exploreAll()
         let seconds = Date().timeIntervalSince(started)
-        let notTakeable = explorer.unreachableBySpec()
         let report = """
             model-based: \(config): states \(explorer.visitedNodes.count)/\(graph.nodeCount) \
             (\(explorer.comparedNodes.count) compared), \
             transitions \(explorer.coveredEdges.count)/\(graph.edgeCount), \
-            \(explorer.runs) runs, \(explorer.steps) steps, \(String(format: "%.1f", seconds)) s
+            \(explorer.runs) runs, \(explorer.steps) steps, \(String(format: "%.1f", seconds)) s \
+            (graph: \(String(format: "%.1f", started.timeIntervalSince(loading))) s)
             """
         print(report)
-        print(explorer.describe(notTakeable, config: config))
         #expect(unreachable.isEmpty, "transitions the implementation never took: \(unreachable.count)")
-        // Every state and transition is covered, or explained.
-        let unexplainedNodes = Set(0..<graph.nodeCount).subtracting(explorer.visitedNodes).subtracting(notTakeable.nodes)
-        let uncovered = Set(notTakeable.edges.keys).union(explorer.coveredEdges)
-        #expect(unexplainedNodes.isEmpty, "states neither covered nor explained: \(unexplainedNodes.count); \(report)")
-        #expect(uncovered.count == graph.edgeCount && explorer.coveredEdges.isDisjoint(with: notTakeable.edges.keys),
-                "transitions neither covered nor explained, or covered though explained: \(report)")
+        #expect(explorer.visitedNodes.count == graph.nodeCount, "\(report)")
+        #expect(explorer.coveredEdges.count == graph.edgeCount, "\(report)")
     }
 
     @Test("negative control: without the double bounce the implementation leaves the spec")

@@ -1,8 +1,7 @@
 import ContextTable
 
 /// Walks the implementation along every edge of a state graph of
-/// `Spec/MBTLifecycle.tla` that it can take, comparing states after every
-/// step.
+/// `Spec/MBTLifecycle.tla`, comparing states after every step.
 struct ModelExplorer {
     var graph: StateGraph
     let bounds: ModelBounds
@@ -14,9 +13,6 @@ struct ModelExplorer {
     private(set) var comparedNodes: Set<Int> = []
     private(set) var runs = 0
     private(set) var steps = 0
-    /// The successors of each node along the edges the implementation can
-    /// take (see ``whyNotTaken(_:)``).
-    private var takeable: [[Int]] = []
 
     struct Edge: Hashable { let from: Int, to: Int }
 
@@ -24,60 +20,6 @@ struct ModelExplorer {
         self.graph = graph
         self.bounds = bounds
         self.reclamation = reclamation
-        takeable = (0..<graph.nodeCount).map { node in
-            graph.successors[node].filter { whyNotTaken(Edge(from: node, to: $0)) == nil }
-        }
-    }
-
-    /// Why the implementation cannot take `edge`, or nil if it can.
-    ///
-    /// In the spec, as in the kernel, users' release cancels the requests
-    /// in flight and kills reqs, and the cancelled requests complete
-    /// later. `Context.usersReleased` completes each request it cancels at
-    /// once, before it kills reqs, all inside the release: the
-    /// implementation never stops between the release and those
-    /// completions, so from a state where they are due it takes nothing
-    /// else.
-    mutating func whyNotTaken(_ edge: Edge) -> String? {
-        let cancelling = cancelledInFlight(edge.from)
-        guard let context = cancelling.first else { return nil }
-        let step = step(from: edge.from, to: edge.to)
-        if step.action == "Complete", let completed = step.context, cancelling.contains(completed) { return nil }
-        return "users' release of \(context) has cancelled a request still in flight"
-    }
-
-    /// The contexts whose users' release has run with a request in flight
-    /// (MBTLifecycle.tla's CancelDue).
-    private mutating func cancelledInFlight(_ node: Int) -> [String] {
-        let state = graph.state(node)
-        return bounds.contextNames.filter { context in
-            let key = TLAValue.model(context)
-            return state["releaseRan"]![key]!.setValue!.contains(.string("users"))
-                && state["inFlight"]![key]!.intValue! > 0
-        }
-    }
-
-    /// The edges and nodes the implementation cannot reach: the edges it
-    /// cannot take, with why, and the edges and nodes reachable only
-    /// through those.
-    mutating func unreachableBySpec() -> (edges: [Edge: String], nodes: Set<Int>) {
-        var reachable = Set(graph.initial)
-        var frontier = graph.initial
-        while let node = frontier.popLast() {
-            for successor in takeable[node] where reachable.insert(successor).inserted { frontier.append(successor) }
-        }
-        var edges: [Edge: String] = [:]
-        for node in 0..<graph.nodeCount {
-            for successor in graph.successors[node] {
-                let edge = Edge(from: node, to: successor)
-                if let reason = whyNotTaken(edge) {
-                    edges[edge] = reason
-                } else if !reachable.contains(node) {
-                    edges[edge] = "its source is reachable only through the edges above"
-                }
-            }
-        }
-        return (edges, Set(0..<graph.nodeCount).subtracting(reachable))
     }
 
     // MARK: Reading the graph
@@ -142,28 +84,6 @@ struct ModelExplorer {
         fatalError("state graph: no spec step explains edge \(from) -> \(to)")
     }
 
-    /// What ``unreachableBySpec()`` found, for the test's output: the
-    /// transitions by reason and by spec action, and the states.
-    mutating func describe(_ unreachable: (edges: [Edge: String], nodes: Set<Int>), config: String) -> String {
-        var byReason: [String: [String: Int]] = [:]
-        for (edge, reason) in unreachable.edges {
-            byReason[reason, default: [:]][step(from: edge.from, to: edge.to).action, default: 0] += 1
-        }
-        let lines = byReason.sorted { $0.key < $1.key }.map { reason, actions in
-            let total = actions.values.reduce(0, +)
-            let detail = actions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            return "  \(reason): \(total) (\(detail))"
-        }
-        return "model-based: \(config): not takeable: \(unreachable.edges.count) transitions, "
-            + "\(unreachable.nodes.count) states reachable only through them"
-            + (lines.isEmpty ? "" : "\n" + lines.joined(separator: "\n"))
-    }
-
-    /// Whether the implementation can stop in `node`: it stops before each
-    /// release it runs inline, but not between users' release and the
-    /// completions of the requests it cancelled.
-    mutating func isRest(_ node: Int) -> Bool { cancelledInFlight(node).isEmpty }
-
     /// The shortest path (of edges) from `start` to a node where `goal`
     /// holds.
     private func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
@@ -181,7 +101,7 @@ struct ModelExplorer {
                     }
                     return edges.reversed()
                 }
-                for successor in takeable[node] where parent[successor] == nil {
+                for successor in graph.successors[node] where parent[successor] == nil {
                     parent[successor] = node
                     next.append(successor)
                 }
@@ -201,7 +121,7 @@ struct ModelExplorer {
         while runs < maxRuns {
             /// An edge out of `node` that is neither covered nor given up.
             func wantedEdge(from node: Int) -> Edge? {
-                takeable[node].lazy.map { Edge(from: node, to: $0) }
+                graph.successors[node].lazy.map { Edge(from: node, to: $0) }
                     .first { !coveredEdges.contains($0) && !unreachable.contains($0) }
             }
             func wanted(_ node: Int) -> Bool { wantedEdge(from: node) != nil }
@@ -261,11 +181,9 @@ struct ModelExplorer {
         var remaining = route[...]
         while let edge = remaining.first {
             remaining = remaining.dropFirst()
-            guard isRest(current) else {
-                throw ConformanceFailure("the implementation stopped where a step it takes inline is due\npath: \(trail)")
-            }
             let intended = step(from: edge.from, to: edge.to)
-            let taken = try run.perform(intended, in: graph.state(current))
+            let next = remaining.first.map { step(from: $0.from, to: $0.to) }
+            let taken = try run.perform(intended, in: graph.state(current), then: next)
             guard let first = taken.first, intended.admits(first) else {
                 throw ConformanceFailure(
                     "the test asked for \(intended); the implementation did \(taken.map(\.description))\npath: \(trail.map(\.description).joined(separator: ", "))")

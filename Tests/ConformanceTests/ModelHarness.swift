@@ -35,8 +35,9 @@ final class ManualExecutor: BlockingExecutor, @unchecked Sendable {
 /// create, or the system steps that may run a release), and can be
 /// stopped in the middle of one: the recorder parks it after the steps
 /// that the spec separates from what follows (`LookupLoad` inside the read
-/// section, `CreateReserve` before the publish), and before a release that
-/// a put or a switch callback runs inline.
+/// section, `CreateReserve` before the publish), before a release that a
+/// put or a switch callback runs inline, and, when the test asks, before
+/// the step of a completion that has claimed its request.
 final class Worker: @unchecked Sendable {
     let name: String
     private let command = DispatchSemaphore(value: 0)
@@ -46,8 +47,11 @@ final class Worker: @unchecked Sendable {
     private var job: (() -> Void)?
     private var quitting = false
     private(set) var isParked = false
-    /// The release the worker is parked before, if any.
+    /// The release (or claimed completion) the worker is parked before.
     private(set) var parkedBefore: LifecycleEvent?
+    /// Set by the test: the worker's next completion, having claimed its
+    /// request, stops before its step.
+    var stopsBeforeNextCompletion = false
     private(set) var threadID: UInt = 0
     private var thread: JoinableThread?
     /// The lease this spec thread holds; touched only by its jobs.
@@ -158,6 +162,13 @@ struct ModelBounds {
 /// that the test can take those steps first. The spec's thread is done
 /// with its step by then (only the OS thread is busy with the release),
 /// so it goes on, on a fresh worker.
+///
+/// users' release completes the requests it cancels inside itself, before
+/// it kills reqs; the spec's cancelled requests complete after the release
+/// (as the kernel's do). The implementation rests in those states when a
+/// completion claimed the request before the release could cancel it: to
+/// reach them, the run starts such completions and stops them before
+/// their step.
 final class ModelRun {
     let bounds: ModelBounds
     let recorder: LifecycleTraceRecorder
@@ -165,9 +176,10 @@ final class ModelRun {
     let table: ContextTable<ModelFlavor>
     private var threadWorkers: [String: Worker] = [:]
     private var creators: [String: Worker] = [:]
-    /// Workers stopped before a release they run inline, and idle ones
-    /// for the system steps that may run one (Complete, the callbacks).
-    private var releasers: [Worker] = []
+    /// Workers stopped before a release they run inline or before a
+    /// claimed completion, and idle ones for the system steps (Complete,
+    /// the callbacks).
+    private var stopped: [Worker] = []
     private var spareWorkers: [Worker] = []
     private let registry = WorkerRegistry()
     private let ids = Mutex<[String: ContextID]>([:])
@@ -197,12 +209,16 @@ final class ModelRun {
                 default: break
                 }
             },
-            beforeNestedStep: { event in
+            beforeStep: { event in
+                guard let worker = registry.current else { return }
                 switch event {
-                // Not before a Complete nested in users' release: the
-                // release completes the requests it cancels before it kills
-                // reqs, so its own step has not taken effect there.
-                case .usersReleased, .reqsReleased: registry.current?.park(before: event)
+                case .usersReleased, .reqsReleased: worker.park(before: event)
+                // Not a Complete nested in users' release (its worker is not
+                // asked to stop): the release's own step has not taken
+                // effect before it.
+                case .complete where worker.stopsBeforeNextCompletion:
+                    worker.stopsBeforeNextCompletion = false
+                    worker.park(before: event)
                 default: break
                 }
             })
@@ -219,12 +235,26 @@ final class ModelRun {
         return worker
     }
 
-    /// Runs `body` on a spare worker; one that stops before a release joins
-    /// the releasers.
+    /// Runs `body` on a spare worker, and files it.
     private func performOnSystemWorker(_ body: @escaping () -> Void) throws {
         let worker = spareWorkers.popLast() ?? makeWorker("system")
         try worker.perform(body)
-        if worker.parkedBefore == nil { spareWorkers.append(worker) } else { releasers.append(worker) }
+        file(worker)
+    }
+
+    /// Files a system worker that has stopped: with the stopped ones, or
+    /// with the spare ones if it finished.
+    private func file(_ worker: Worker) {
+        if worker.parkedBefore == nil { spareWorkers.append(worker) } else { stopped.append(worker) }
+    }
+
+    /// Resumes the worker stopped before `event`, if any.
+    private func resumeWorker(stoppedBefore event: LifecycleEvent) throws -> Bool {
+        guard let index = stopped.firstIndex(where: { $0.parkedBefore == event }) else { return false }
+        let worker = stopped.remove(at: index)
+        try worker.resume()
+        file(worker)
+        return true
     }
 
     /// Stops the workers and checks that the table gave everything back.
@@ -248,10 +278,11 @@ final class ModelRun {
         recorder.context(tag(name)) as? Context<ModelFlavor>
     }
 
-    /// Takes the spec step `step` (from the current state `state`) on the
+    /// Takes the spec step `step` (from the current state `state`; `next`
+    /// is the step the test means to take after it) on the
     /// implementation, and returns every spec step it took as a result, in
     /// order.
-    func perform(_ step: SpecStep, in state: [String: TLAValue]) throws -> [SpecStep] {
+    func perform(_ step: SpecStep, in state: [String: TLAValue], then next: SpecStep? = nil) throws -> [SpecStep] {
         let context = step.context
         switch step.action {
         case "GracePeriodStart":
@@ -295,7 +326,7 @@ final class ModelRun {
             let worker = threadWorkers[step.thread!]!
             try worker.perform { worker.lease = nil }
             if worker.parkedBefore != nil {
-                releasers.append(worker)
+                stopped.append(worker)
                 threadWorkers[step.thread!] = makeWorker(step.thread!)
             }
         case "Submit", "Destroy":
@@ -317,19 +348,32 @@ final class ModelRun {
                 }
             }
         case "Complete":
+            if try resumeWorker(stoppedBefore: .complete(context: tag(context!))) { break }
             guard let request = requests.withLock({ $0[context!]?.popLast() }) else {
                 throw ConformanceFailure("Complete(\(context!)): no request in flight")
             }
             try performOnSystemWorker { request.complete() }
-        case "UsersRelease", "ReqsRelease":
-            let due: LifecycleEvent = step.action == "UsersRelease"
-                ? .usersReleased(context: tag(context!)) : .reqsReleased(context: tag(context!))
-            guard let index = releasers.firstIndex(where: { $0.parkedBefore == due }) else {
+        case "UsersRelease":
+            // Unless the route goes on with the completions of the requests
+            // the release cancels, completions claim them first.
+            if let next, next.action != "Complete" || next.context != context {
+                for request in requests.withLock({ $0.removeValue(forKey: context!) ?? [] }) {
+                    let worker = spareWorkers.popLast() ?? makeWorker("system")
+                    worker.stopsBeforeNextCompletion = true
+                    try worker.perform { request.complete() }
+                    guard worker.parkedBefore == .complete(context: tag(context!)) else {
+                        throw ConformanceFailure("\(step): a completion did not stop before its step")
+                    }
+                    stopped.append(worker)
+                }
+            }
+            guard try resumeWorker(stoppedBefore: .usersReleased(context: tag(context!))) else {
                 throw ConformanceFailure("\(step): no thread is stopped before it")
             }
-            let worker = releasers.remove(at: index)
-            try worker.resume()
-            if worker.parkedBefore == nil { spareWorkers.append(worker) } else { releasers.append(worker) }
+        case "ReqsRelease":
+            guard try resumeWorker(stoppedBefore: .reqsReleased(context: tag(context!))) else {
+                throw ConformanceFailure("\(step): no thread is stopped before it")
+            }
         case "RefSwitchConfirm", "FreeRcuCallback":
             let name: TLAValue = .tuple([.string(step.action == "FreeRcuCallback" ? "free" : step.detail!), .model(context!)])
             guard let id = callbackNames.first(where: { $0.value == name })?.key else {
@@ -401,7 +445,7 @@ final class ModelRun {
         var ctxState: [TLAValue: TLAValue] = [:], users = ctxState, reqs = ctxState, releaseRan = ctxState
         var inFlight = ctxState, reqsAvail = ctxState, ring = ctxState, work = ctxState, frees = ctxState
         let pendingJobs = Set(executor.pending.compactMap { jobNames[$0] })
-        let stoppedBefore = releasers.compactMap(\.parkedBefore)
+        let stoppedBefore = stopped.compactMap(\.parkedBefore)
         for name in bounds.contextNames {
             let key = TLAValue.model(name)
             var state = "unused"

@@ -105,7 +105,10 @@ extension LifecycleEvent {
 /// Each step runs inside one recursive lock, so steps on different threads
 /// cannot overlap and the recorded order is the order in which they took
 /// effect; a step nested in another (a release run inside a put) is
-/// recorded after it, in the slot the outer step reserved first.
+/// recorded after it, in the slot the outer step reserved first. With a
+/// `beforeStep` hook, the lock is let go before a nested step whose
+/// enclosing steps were recorded when they began: steps of other threads
+/// may then come between the two, as they may without a recorder.
 final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     struct Entry {
         let event: LifecycleEvent
@@ -126,11 +129,13 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     /// Runs on the recording thread after each outermost step, outside the
     /// lock: where the model-based tests stop a worker mid-operation.
     private let afterStep: (@Sendable (LifecycleEvent) -> Void)?
-    /// Runs on the recording thread before a step nested in another whose
-    /// event was known in advance (a release run by a put), with the lock
-    /// let go: where the model-based tests stop a thread between a put and
-    /// the release it runs, while other threads take their steps.
-    private let beforeNestedStep: (@Sendable (LifecycleEvent) -> Void)?
+    /// Runs on the recording thread before each step whose event was known
+    /// in advance, with the lock let go (the steps enclosing it, if any,
+    /// are recorded already): where the model-based tests stop a thread
+    /// between a put and the release it runs, or a completion that has
+    /// claimed its request before its step, while other threads take
+    /// theirs.
+    private let beforeStep: (@Sendable (LifecycleEvent) -> Void)?
     /// Whether to keep the context objects (which keeps them allocated).
     private let keepsContexts: Bool
 
@@ -140,11 +145,11 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     ///     them in vain until ``forgetContexts()``.
     init(
         keepsContexts: Bool = false, afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil,
-        beforeNestedStep: (@Sendable (LifecycleEvent) -> Void)? = nil
+        beforeStep: (@Sendable (LifecycleEvent) -> Void)? = nil
     ) {
         self.keepsContexts = keepsContexts
         self.afterStep = afterStep
-        self.beforeNestedStep = beforeNestedStep
+        self.beforeStep = beforeStep
     }
 
     private func locked<Result>(_ body: () -> Result) -> Result {
@@ -189,16 +194,14 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     /// Records `event` when the step begins, so that a step nested in it
     /// may stop with this one already recorded.
     func step(_ event: LifecycleEvent, performing action: () -> Void) {
-        if let beforeNestedStep {
+        if let beforeStep {
             let thread = ManualRCU<Never>.currentThread
             let held = locked { depths[thread, default: 0] }
-            if held > 0 {
-                // The enclosing steps have taken effect (their events are
-                // recorded): other threads' steps may come between.
-                for _ in 0..<held { lock.unlock() }
-                beforeNestedStep(event)
-                for _ in 0..<held { lock.lock() }
-            }
+            // The enclosing steps, if any, have taken effect (their events
+            // are recorded): other threads' steps may come between.
+            for _ in 0..<held { lock.unlock() }
+            beforeStep(event)
+            for _ in 0..<held { lock.lock() }
         }
         record(announced: event) { () -> (Void, LifecycleEvent?) in
             action()
