@@ -7,17 +7,13 @@
 (* The implementation, like the kernel, runs some steps inline, in the     *)
 (* same call as the step that made them due: percpu_ref_put runs release  *)
 (* when the count reaches zero.  The tests stop the thread before each     *)
-(* such release, so that any step the spec allows may come first.  One    *)
-(* place remains where the implementation cannot stop: the kernel's       *)
-(* free_ioctx_users cancels the requests in flight, and they complete      *)
-(* later; the Swift release completes each request it cancels at once,    *)
-(* before it kills reqs.  So in a state where CancelDue holds, the only    *)
-(* step the implementation takes is that Complete; the tests list every    *)
-(* other edge out of such a state, and what only they lead to, as not     *)
-(* takeable, with this reason.                                             *)
+(* such release, so that any step the spec allows may come first.  The    *)
+(* Swift users' release completes the requests it cancels inside itself,   *)
+(* before it kills reqs, where the spec (like the kernel) completes them   *)
+(* after the release: the tests reach those states with a completion that  *)
+(* claimed its request before the release could cancel it, stopped before *)
+(* its step.  Every state and transition is then one the implementation   *)
+(* can be driven through.                                                  *)
 (***************************************************************************)
 EXTENDS Lifecycle
-
-(* users' release of c has run and cancelled a request still in flight.    *)
-CancelDue(c) == Cancelled(c) /\ inFlight[c] > 0
 =============================================================================
