@@ -19,7 +19,7 @@ struct ModelBasedTests {
         ("MBTLifecycleTableFull", ModelBounds(contexts: 2, threads: 1, budget: 2)),
     ]
 
-    /// 2 contexts × 2 threads, refs in either mode: about 92,000 states,
+    /// 2 contexts × 2 threads, refs in either mode: 92,560 states,
     /// too slow for `make test`; `make model-based-wide` runs it.
     static let wide = (config: "MBTLifecycleWide", bounds: ModelBounds(contexts: 2, threads: 2, budget: 2))
 
