@@ -68,6 +68,7 @@ struct ModelBasedTests {
             Issue.record("the variant without the double bounce passed the model-based test")
         } catch {
             let message = String(describing: error)
+            print("model-based: negative control rejected: \(message.prefix { $0 != "\n" })")
             #expect(message.contains("FreeRcuCallback"), "failed for another reason: \(message)")
         }
     }
