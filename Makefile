@@ -2,13 +2,13 @@
 #   make torture   the main job: the torture run on real threads
 #   make test      the whole suite: Swift tests (plain, under ASan and
 #                  LeakSanitizer, under TSan), compile-fail checks, spec and
-#                  proofs
+#                  proofs, the examples, the documentation's snippets
 # Both install what is missing first (scripts/ensure-deps.sh).
 
 SWIFT ?= swift
 TORTURE_SECONDS ?= 20
 
-.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec torture bench clean \
+.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples snippets torture bench clean \
 	model-based-wide
 
 all: build
@@ -19,10 +19,12 @@ deps:
 build: deps
 	$(SWIFT) build
 
-test: deps swift-test sanitize-address sanitize-thread compile-fail spec
+test: deps swift-test sanitize-address sanitize-thread compile-fail spec examples snippets
 
+# The build fails on any compiler warning in the project's own files.
 swift-test: deps
-	$(SWIFT) test
+	scripts/no-new-warnings.sh $(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
 
 # Every test again under AddressSanitizer and LeakSanitizer, in a build
 # directory of its own (scripts/lsan.supp says what is suppressed and why).
@@ -34,22 +36,53 @@ sanitize-address: deps
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
 		$(SWIFT) test --sanitize=address --scratch-path .build/asan --skip "ForkTests/forkStorm"
 
-# The tests again under ThreadSanitizer, torture scenarios included, built
-# with -D URCU_TSAN: locks TSan can see, and liburcu's ordering (call_rcu to
-# callback, read unlock to grace-period end) told to TSan; see
-# Sources/URCU/ThreadSanitizer.swift. Nothing is suppressed. Left out:
-# the conformance suite (TLC runs, and a lock-step harness), and fork()
-# (the ForkTests suites and the fork scenario of LibraryWaitTests), which
-# TSan does not support once threads exist.
+# The tests again under ThreadSanitizer, torture scenarios included, with
+# the package trait ThreadSanitizerAnnotations (locks TSan can see, and
+# liburcu's ordering, call_rcu to callback and read unlock to grace-period
+# end, told to TSan; see Sources/URCU/ThreadSanitizer.swift) and without
+# InlineFastPaths, so that every test also runs on liburcu's out-of-line
+# read side; scripts/check-out-of-line.sh then checks that no inline
+# liburcu read side was compiled into that build. Nothing is suppressed.
+# Left out: the conformance suite (TLC runs, and a lock-step harness), and
+# fork() (the ForkTests suites and the fork scenario of LibraryWaitTests),
+# which TSan does not support once threads exist.
 sanitize-thread: deps
-	$(SWIFT) test --sanitize=thread --scratch-path .build/tsan -Xswiftc -DURCU_TSAN \
+	$(SWIFT) test --sanitize=thread --scratch-path .build/tsan \
+		--traits QSBRReadSideChecks,ThreadSanitizerAnnotations \
 		--skip Conformance --skip ForkTests --skip "LibraryWaitTests/fork"
+	scripts/check-out-of-line.sh .build/tsan/debug/swift-urcuPackageTests.xctest
 
 compile-fail: deps
 	Tests/compile-fail/run.sh
 
 spec: deps
 	Spec/check.sh
+
+# Examples/, a package that depends on this one by path as an application
+# does: built in release with no warning, ReadBench's list walk checked to
+# do no reference counting, each program run briefly (each
+# checks its own results and exits non-zero on a failure), and the config
+# service run again under ThreadSanitizer with the trait
+# ThreadSanitizerAnnotations (TSan exits non-zero on any report) and under
+# AddressSanitizer.
+examples: deps
+	cd Examples && ../scripts/no-new-warnings.sh $(SWIFT) build -c release
+	scripts/check-zero-retain.sh Examples/.build/release/ReadBench ReadBench4walk
+	Examples/.build/release/ConfigService 1
+	Examples/.build/release/ConnectionTable 1
+	Examples/.build/release/ReadBench 20000000
+	cd Examples && URCU_EXAMPLES_TSAN=1 $(SWIFT) build --sanitize=thread --scratch-path .build/tsan
+	Examples/.build/tsan/debug/ConfigService 1
+	Examples/.build/tsan/debug/ConnectionTable 1
+	cd Examples && $(SWIFT) build --sanitize=address --scratch-path .build/asan
+	Examples/.build/asan/debug/ConfigService 1
+	Examples/.build/asan/debug/ConnectionTable 1
+
+# Every Swift block of the README and of the DocC articles, compiled as
+# written (one executable each, in a package that depends on this one) and
+# run; manifests parsed (scripts/check-snippets.py).
+snippets: deps
+	SWIFT=$(SWIFT) scripts/check-snippets.py
 
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)
@@ -62,12 +95,16 @@ model-based-wide: deps
 	MODEL_BASED_WIDE=1 $(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path .build/release-tests \
 		--filter "ModelBasedTests/wideCoverage"
 
-# The whole benchmark, then the read side again with QSBR's read-side
-# checks compiled out (the package trait QSBRReadSideChecks, on by
-# default, turned off), each against C in its own run.
+# The whole benchmark, then the read side again in two other builds, each
+# against C in its own run: QSBR's read-side checks compiled out (the
+# package trait QSBRReadSideChecks off), and liburcu's out-of-line read
+# side (the trait InlineFastPaths off); then Examples' ReadBench: the read
+# side and a walk along an RCU list (RCUReference) from another package.
 bench: deps
 	$(SWIFT) run -c release urcu-bench
-	$(SWIFT) run -c release --disable-default-traits --scratch-path .build/unchecked urcu-bench read
+	$(SWIFT) run -c release --traits InlineFastPaths --scratch-path .build/unchecked urcu-bench read
+	$(SWIFT) run -c release --traits QSBRReadSideChecks --scratch-path .build/out-of-line urcu-bench read
+	cd Examples && $(SWIFT) run -c release ReadBench
 
 clean:
 	rm -rf .build

@@ -1,9 +1,9 @@
 /// A value alone on its cache line(s): the stride of this struct keeps any
 /// neighbour at least 64 bytes away from `value`, so threads writing
 /// different padded values never share a line (no false sharing).
-@frozen
-public struct CacheLinePadded<Value: ~Copyable>: ~Copyable {
-    public var value: Value
+@frozen @usableFromInline
+package struct CacheLinePadded<Value: ~Copyable>: ~Copyable {
+    @usableFromInline package var value: Value
     // 128 bytes of padding: `value` is at most a few words, and two values
     // 128 bytes apart cannot share a 64-byte line, nor an adjacent-line
     // prefetch pair.
@@ -13,7 +13,7 @@ public struct CacheLinePadded<Value: ~Copyable>: ~Copyable {
         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     @inlinable
-    public init(_ value: consuming Value) {
+    package init(_ value: consuming Value) {
         self.value = value
     }
 }

@@ -52,9 +52,9 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
         try reserveThreads(1)
         let flags = realtime ? UInt(URCU_CALL_RCU_RT) : 0
         // Never nil: liburcu stops the process rather than return nil.
-        let data = Flavor.liburcu.create_call_rcu_data(flags, cpu ?? -1)!
+        let data = Flavor._liburcu.create_call_rcu_data(flags, cpu ?? -1)!
         self.data = Atomic(data)
-        thread = Flavor.liburcu.get_call_rcu_thread(data)
+        thread = Flavor._liburcu.get_call_rcu_thread(data)
         generation = ForkGuard.generation
     }
 
@@ -154,7 +154,7 @@ public final class CallbackWorker<Flavor: LiburcuFlavor>: @unchecked Sendable {
             // stopped (its last grace period may wait for this thread), and
             // the join waits until it has ended.
             Flavor.synchronize()
-            Flavor.liburcu.call_rcu_data_free(data)
+            Flavor._liburcu.call_rcu_data_free(data)
             joinStoppedWorker(thread)
         }
     }
@@ -179,15 +179,15 @@ extension LiburcuFlavor {
     public static func withCallbackWorker<Result>(
         _ worker: CallbackWorker<Self>, _ body: () throws -> Result
     ) rethrows -> Result {
-        let previous = liburcu.get_thread_call_rcu_data()
+        let previous = _liburcu.get_thread_call_rcu_data()
         let generation = ForkGuard.generation
-        liburcu.set_thread_call_rcu_data(worker.enter())
+        _liburcu.set_thread_call_rcu_data(worker.enter())
         defer {
             // After a forkProcess() in `body`, this is the child's thread:
             // liburcu pointed it at the new default worker and freed the
             // worker `previous` may name. It stays on the default one.
             if ForkGuard.generation == generation {
-                liburcu.set_thread_call_rcu_data(previous)
+                _liburcu.set_thread_call_rcu_data(previous)
             }
             worker.leave()
         }
@@ -204,14 +204,14 @@ extension LiburcuFlavor {
     @discardableResult
     public static func createPerCPUCallbackWorkers(realtime: Bool = false) -> Bool {
         perCPUWorkersLock.withLock { _ in
-            let missing = (0..<possibleCPUCount).count { liburcu.get_cpu_call_rcu_data($0) == nil }
+            let missing = (0..<possibleCPUCount).count { _liburcu.get_cpu_call_rcu_data($0) == nil }
             do {
                 try startDefaultCallbackThread()
                 try reserveThreads(missing)
             } catch {
                 return false
             }
-            return liburcu.create_all_cpu_call_rcu_data(realtime ? UInt(URCU_CALL_RCU_RT) : 0) == 0
+            return _liburcu.create_all_cpu_call_rcu_data(realtime ? UInt(URCU_CALL_RCU_RT) : 0) == 0
         }
     }
 
@@ -222,11 +222,11 @@ extension LiburcuFlavor {
     public static func removePerCPUCallbackWorkers() {
         perCPUWorkersLock.withLock { _ in
             let threads = (0..<possibleCPUCount).compactMap { cpu in
-                liburcu.get_cpu_call_rcu_data(cpu).map { liburcu.get_call_rcu_thread($0) }
+                _liburcu.get_cpu_call_rcu_data(cpu).map { _liburcu.get_call_rcu_thread($0) }
             }
             // A grace period, then each thread's stop and end.
             whileBlocked {
-                liburcu.free_all_cpu_call_rcu_data()
+                _liburcu.free_all_cpu_call_rcu_data()
                 threads.forEach(joinStoppedWorker)
             }
         }
@@ -243,17 +243,17 @@ extension LiburcuFlavor {
 
     /// Whether the CPU has its own callback thread.
     public static func hasCallbackWorker(forCPU cpu: Int32) -> Bool {
-        liburcu.get_cpu_call_rcu_data(cpu) != nil
+        _liburcu.get_cpu_call_rcu_data(cpu) != nil
     }
 
     /// Starts the flavor's default callback thread if it is not known to
     /// run: liburcu starts it on the first `call_rcu`, and stops the process
     /// if it cannot.
     static func startDefaultCallbackThread() throws(CallbackThreadUnavailable) {
-        if accounting.hasDefaultCallbackThread.load(ordering: .acquiring) { return }
+        if _accounting.hasDefaultCallbackThread.load(ordering: .acquiring) { return }
         try reserveThreads(1)
-        _ = liburcu.get_default_call_rcu_data()
-        accounting.hasDefaultCallbackThread.store(true, ordering: .releasing)
+        _ = _liburcu.get_default_call_rcu_data()
+        _accounting.hasDefaultCallbackThread.store(true, ordering: .releasing)
     }
 
     /// For ``call(_:)`` and ``retire(_:)``, which have no way to report
@@ -261,7 +261,7 @@ extension LiburcuFlavor {
     /// instead of liburcu's.
     @inline(__always)
     static func requireDefaultCallbackThread() {
-        guard _slowPath(!accounting.hasDefaultCallbackThread.load(ordering: .relaxed)) else { return }
+        guard _slowPath(!_accounting.hasDefaultCallbackThread.load(ordering: .relaxed)) else { return }
         do {
             try startDefaultCallbackThread()
         } catch {

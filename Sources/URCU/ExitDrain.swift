@@ -60,11 +60,7 @@ public enum RCUExit {
             // The barriers run on a thread of their own so that a grace
             // period that never ends (a reader stuck in a section) cannot
             // hang the exit: the process ends with that thread waiting.
-            let barriers = startDetachedThread {
-                while !quiet() {
-                    for flavor in drainable where flavor.pendingCallbacks > 0 { flavor.barrier() }
-                }
-            }
+            let barriers = startDetachedThread { runBarriers(untilQuiet: drainable) }
             guard barriers == 0 else { return }
             while !quiet() && monotonicSeconds() - started < timeout { usleep(1_000) }
         }

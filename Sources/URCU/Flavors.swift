@@ -14,22 +14,22 @@ import Musl
 /// exit. Pick it unless you have a reason for another.
 public enum MembarrierRCU: LiburcuFlavor {
     public static let name = "memb"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_memb_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_memb_update }
 
     @inlinable
     @inline(__always)
     public static func _readLock() {
         if _slowPath(!curcu_memb_is_registered()) { registerWithMemb() }
-        _urcu_memb_read_lock()
+        liburcuMembReadLock()
     }
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_memb_read_unlock() }
+    public static func _readUnlock() { liburcuMembReadUnlock() }
 
     @inlinable
-    public static var isInReadSection: Bool { _urcu_memb_read_ongoing() != 0 }
+    public static var isInReadSection: Bool { liburcuMembReadOngoing() }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
         if !curcu_memb_is_registered() { registerWithMemb() }
@@ -45,22 +45,22 @@ public enum MembarrierRCU: LiburcuFlavor {
 /// automatically, as with ``MembarrierRCU``.
 public enum MemoryBarrierRCU: LiburcuFlavor {
     public static let name = "mb"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_mb_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_mb_update }
 
     @inlinable
     @inline(__always)
     public static func _readLock() {
         if _slowPath(!curcu_mb_is_registered()) { registerWithMb() }
-        _urcu_mb_read_lock()
+        liburcuMbReadLock()
     }
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_mb_read_unlock() }
+    public static func _readUnlock() { liburcuMbReadUnlock() }
 
     @inlinable
-    public static var isInReadSection: Bool { _urcu_mb_read_ongoing() != 0 }
+    public static var isInReadSection: Bool { liburcuMbReadOngoing() }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
         if !curcu_mb_is_registered() { registerWithMb() }
@@ -75,19 +75,19 @@ public enum MemoryBarrierRCU: LiburcuFlavor {
 /// cost about as much as ``MembarrierRCU``; grace periods are slower.
 public enum BulletproofRCU: LiburcuFlavor {
     public static let name = "bp"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_bp_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_bp_update }
 
     @inlinable
     @inline(__always)
-    public static func _readLock() { _urcu_bp_read_lock() }
+    public static func _readLock() { liburcuBpReadLock() }
 
     @inlinable
     @inline(__always)
-    public static func _readUnlock() { _urcu_bp_read_unlock() }
+    public static func _readUnlock() { liburcuBpReadUnlock() }
 
     @inlinable
-    public static var isInReadSection: Bool { _urcu_bp_read_ongoing() != 0 }
+    public static var isInReadSection: Bool { liburcuBpReadOngoing() }
 
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result { body() }
 }

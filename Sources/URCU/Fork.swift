@@ -44,9 +44,11 @@ import Musl
 /// child, -1 (with `errno`) if there is no child.
 public func forkProcess() -> pid_t {
     whileBlocked {
-        // Callback threads first: paused, they can no longer enter a
-        // registration step, which the exclusive hold below would then wait
-        // for while they wait for it.
+        // Grace-period and callback threads first: paused between grace
+        // periods, they hold none of liburcu's locks and can no longer
+        // enter a registration step, which the exclusive hold below would
+        // then wait for while they wait for it.
+        for flavor in liburcuFlavors { flavor._accounting.gracePeriodThread.pauseForFork() }
         urcu_memb_call_rcu_before_fork()
         urcu_mb_call_rcu_before_fork()
         urcu_qsbr_call_rcu_before_fork()
@@ -67,6 +69,7 @@ public func forkProcess() -> pid_t {
             urcu_memb_call_rcu_after_fork_child()
             ForkGuard.enteredChild()
             RCUStallMonitor.restartWatchdogInChild()
+            for flavor in liburcuFlavors { flavor._accounting.gracePeriodThread.restartInChild() }
             // The copies of other threads' reader counters say what they were
             // doing at the fork, and would say it forever.
             for reader in readers where reader.counter.pointee & (reader.flavor == "qsbr" ? ~0 : readNestingMask) != 0 {
@@ -81,6 +84,7 @@ public func forkProcess() -> pid_t {
             urcu_qsbr_call_rcu_after_fork_parent()
             urcu_mb_call_rcu_after_fork_parent()
             urcu_memb_call_rcu_after_fork_parent()
+            for flavor in liburcuFlavors { flavor._accounting.gracePeriodThread.resumeAfterFork() }
         }
         return pid
     }
@@ -93,7 +97,7 @@ public func forkProcess() -> pid_t {
 /// initialisation to end. The registration globals are first touched inside
 /// steps, which the fork already waits for.
 private func finishLazyInitialization() {
-    for flavor in liburcuFlavors { _ = flavor.accounting }
+    for flavor in liburcuFlavors { _ = flavor._accounting }
     CallbackNodePool.finishLazyInitialization()
     _ = RCUStallMonitor.threshold
     _ = RCUExit.drainTimeout

@@ -31,8 +31,11 @@ public final class GracePeriodAccounting: Sendable {
     /// Whether the flavor's default callback thread is known to run (see
     /// `LiburcuFlavor.requireDefaultCallbackThread`).
     let hasDefaultCallbackThread = Atomic<Bool>(false)
+    /// Where a liburcu flavor's work that waits for a grace period runs
+    /// (`LiburcuFlavor._afterGracePeriod`).
+    let gracePeriodThread = GracePeriodThread()
 
-    public init() {}
+    package init() {}
 
     /// The newest ticket handed out so far.
     var startedTickets: UInt64 { lastTicket.load(ordering: .acquiring) }
@@ -59,14 +62,14 @@ public final class GracePeriodAccounting: Sendable {
     }
 
     /// Counts a callback in; call before handing it to the flavor.
-    public func callbackQueued() {
+    package func callbackQueued() {
         queued.value.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// Counts a callback out; call once it has run. Releasing: a thread
     /// that reads the count (acquiring) also sees everything the callback
     /// did, which is what ``RCUFlavor/pendingCallbacks`` `== 0` promises.
-    public func callbackRan() {
+    package func callbackRan() {
         ran.value.wrappingAdd(1, ordering: .releasing)
     }
 
@@ -119,15 +122,15 @@ extension RCUFlavor {
     /// complete once every read section running now has ended
     /// (`start_poll_synchronize_rcu`). Never blocks.
     public static func startPoll() -> GracePeriodCookie<Self> {
-        let ticket = accounting.nextTicket()
-        _callWithoutBackPressure { accounting.complete(through: ticket) }
+        let ticket = _accounting.nextTicket()
+        _afterGracePeriod { _accounting.complete(through: ticket) }
         return GracePeriodCookie(ticket: ticket)
     }
 
     /// Whether a full grace period has elapsed since `cookie` was started
     /// (`poll_state_synchronize_rcu`). Never blocks.
     public static func poll(_ cookie: GracePeriodCookie<Self>) -> Bool {
-        accounting.isComplete(cookie.ticket)
+        _accounting.isComplete(cookie.ticket)
     }
 
     /// Waits for a grace period unless one has already elapsed since
@@ -147,13 +150,21 @@ extension RCUFlavor {
     /// period: the "double bounce" (the kernel's `rcu_work`).
     ///
     /// Use it to free an object that readers may still reach when freeing
-    /// needs a context that may block (locks, I/O, `barrier()`): a callback
-    /// of ``call(_:)`` runs on the flavor's callback thread, which must not
-    /// block, so the callback only hands `work` to `executor`.
+    /// needs a context that may block (locks, I/O, `barrier()`): `work` is
+    /// handed to `executor` as soon as the grace period ends (by the
+    /// flavor's grace-period thread, within a few grace periods of the
+    /// call, not behind the callback thread's batching).
+    /// ``RCUQuiescence/wait()`` waits for `work` to have finished.
     public static func afterGracePeriod(
         on executor: some BlockingExecutor, execute work: @escaping @Sendable () -> Void
     ) {
-        call { executor.execute(work) }
+        RCUQuiescence.workQueued()
+        _afterGracePeriod {
+            executor.execute {
+                work()
+                RCUQuiescence.workFinished()
+            }
+        }
     }
 
     /// Runs `work` in a task on `executor` after a grace period: the
@@ -162,7 +173,13 @@ extension RCUFlavor {
     public static func afterGracePeriod(
         on executor: any TaskExecutor, execute work: @escaping @Sendable () async -> Void
     ) {
-        call { Task(executorPreference: executor) { await work() } }
+        RCUQuiescence.workQueued()
+        _afterGracePeriod {
+            Task(executorPreference: executor) {
+                await work()
+                RCUQuiescence.workFinished()
+            }
+        }
     }
 }
 

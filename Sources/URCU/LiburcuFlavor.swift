@@ -9,10 +9,10 @@ import Musl
 
 /// A flavor implemented by liburcu. The update side (grace periods,
 /// callbacks, barrier, callback workers) is shared by all four through
-/// ``liburcu``; each flavor supplies its read side and its registration rule.
+/// `_liburcu`; each flavor supplies its read side and its registration rule.
 public protocol LiburcuFlavor: RCUFlavor {
     /// The flavor's update-side functions (see `CURCU.h`).
-    static var liburcu: curcu_update_functions { get }
+    static var _liburcu: curcu_update_functions { get }
 
     /// Runs `body` on a thread liburcu accepts as a `call_rcu` caller
     /// (`call_rcu` must be called by registered threads).
@@ -31,8 +31,8 @@ var isInTask: Bool { withUnsafeCurrentTask { $0 != nil } }
 
 extension LiburcuFlavor {
     public static func _synchronize() {
-        RCUStallMonitor.watch(flavor: name) { whileBlocked { liburcu.synchronize_rcu() } }
-        #if URCU_TSAN
+        RCUStallMonitor.watch(flavor: name) { whileBlocked { _liburcu.synchronize_rcu() } }
+        #if ThreadSanitizerAnnotations
         tsanAcquire(tsanGracePeriodToken)
         #endif
     }
@@ -43,12 +43,23 @@ extension LiburcuFlavor {
     }
 
     public static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void) {
-        enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: accounting) }
+        enqueue(CallbackNode.runClosure) { CallbackNode.make(running: callback, accounting: _accounting) }
+    }
+
+    public static func _afterGracePeriod(_ item: @escaping @Sendable () -> Void) {
+        RCUExit.arm()
+        // Counted as a callback: the exit drain, barrier() and the stall
+        // watchdog wait for it and report it like one.
+        _accounting.callbackQueued()
+        _ = _accounting.gracePeriodThread.afterGracePeriod(synchronize: { _synchronize() }) {
+            item()
+            _accounting.callbackRan()
+        }
     }
 
     public static func retire(_ object: Unmanaged<AnyObject>) {
         applyBackPressure()
-        enqueue(CallbackNode.runRelease) { CallbackNode.make(releasing: object, accounting: accounting) }
+        enqueue(CallbackNode.runRelease) { CallbackNode.make(releasing: object, accounting: _accounting) }
     }
 
     /// Hands the node `makeNode` builds to liburcu's call_rcu, to be run by
@@ -58,10 +69,10 @@ extension LiburcuFlavor {
         RCUExit.arm()
         requireDefaultCallbackThread()
         let node = makeNode()
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanRelease(UnsafeMutableRawPointer(node.head))
         #endif
-        withRegisteredThread { liburcu.call_rcu(node.head, trampoline) }
+        withRegisteredThread { _liburcu.call_rcu(node.head, trampoline) }
     }
 
     /// An upper bound on callbacks queued and not yet run; `nil` (the
@@ -80,14 +91,14 @@ extension LiburcuFlavor {
     /// bookkeeping callbacks (``startPoll()``, a ``PercpuRef`` switch) never
     /// wait.
     public static var pendingCallbackLimit: Int? {
-        get { accounting.pendingLimit }
-        set { accounting.pendingLimit = newValue }
+        get { _accounting.pendingLimit }
+        set { _accounting.pendingLimit = newValue }
     }
 
     @inline(__always)
     static func applyBackPressure() {
-        guard _slowPath(!accounting.hasRoom) else { return }
-        if mayWaitForCallbacks && !isInTask { whileBlocked { accounting.waitForRoom() } }
+        guard _slowPath(!_accounting.hasRoom) else { return }
+        if mayWaitForCallbacks && !isInTask { whileBlocked { _accounting.waitForRoom() } }
     }
 
     /// Whether the calling thread may wait for this flavor's callbacks:
@@ -98,14 +109,23 @@ extension LiburcuFlavor {
     @available(*, noasync, message: "blocks until callbacks have run; use 'await barrier()' in async code")
     public static func barrier() {
         requireMayWaitForBarrier()
-        whileBlocked { liburcu.barrier() }
+        whileBlocked { waitForCallbacksQueuedSoFar() }
     }
 
     /// ``barrier()`` for async code: the task suspends while a thread of
     /// its own waits.
     public static func barrier() async {
         requireMayWaitForBarrier()
-        await onThreadOfItsOwn { liburcu.barrier() }
+        await onThreadOfItsOwn { waitForCallbacksQueuedSoFar() }
+    }
+
+    /// liburcu's barrier, and the grace-period thread's items handed in
+    /// before it (`afterGracePeriod` work is a callback to the user).
+    private static func waitForCallbacksQueuedSoFar() {
+        let gracePeriodThread = _accounting.gracePeriodThread
+        let ticket = gracePeriodThread.lastTicket
+        _liburcu.barrier()
+        gracePeriodThread.waitUntilServed(ticket)
     }
 
     private static func requireMayWaitForBarrier() {
@@ -122,8 +142,8 @@ extension LiburcuFlavor {
     /// A callback thread sets its own `call_rcu_data` as its thread data, so
     /// it is the one thread whose thread data names itself.
     public static var isCallbackThread: Bool {
-        guard let data = liburcu.get_thread_call_rcu_data() else { return false }
-        return pthread_equal(liburcu.get_call_rcu_thread(data), pthread_self()) != 0
+        guard let data = _liburcu.get_thread_call_rcu_data() else { return false }
+        return pthread_equal(_liburcu.get_call_rcu_thread(data), pthread_self()) != 0
     }
 }
 
@@ -186,7 +206,7 @@ struct CallbackNode {
     }
 
     static let runClosure: CallbackNode.Trampoline = { head in
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanAcquire(UnsafeMutableRawPointer(head!))
         tsanAcquire(tsanGracePeriodToken)
         #endif
@@ -201,7 +221,7 @@ struct CallbackNode {
     }
 
     static let runRelease: CallbackNode.Trampoline = { head in
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanAcquire(UnsafeMutableRawPointer(head!))
         tsanAcquire(tsanGracePeriodToken)
         #endif

@@ -22,8 +22,8 @@ import Musl
 /// never report quiescent states and would stall grace periods forever.
 public enum QuiescentStateRCU: LiburcuFlavor {
     public static let name = "qsbr"
-    public static let accounting = GracePeriodAccounting()
-    public static var liburcu: curcu_update_functions { curcu_qsbr_update }
+    public static let _accounting = GracePeriodAccounting()
+    public static var _liburcu: curcu_update_functions { curcu_qsbr_update }
 
     @inlinable
     @inline(__always)
@@ -33,16 +33,16 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         // reader counter: one load covers both mistakes, and only for the
         // outermost section.
         let depth = curcu_qsbr_read_depth_get()
-        if _slowPath(depth == 0 && _urcu_qsbr_read_ongoing() == 0) { readOnUnprotectedThread() }
+        if _slowPath(depth == 0 && !liburcuQsbrReadOngoing()) { readOnUnprotectedThread() }
         curcu_qsbr_read_depth_set(depth &+ 1)
         #endif
-        _urcu_qsbr_read_lock()
+        liburcuQsbrReadLock()
     }
 
     @inlinable
     @inline(__always)
     public static func _readUnlock() {
-        _urcu_qsbr_read_unlock()
+        liburcuQsbrReadUnlock()
         #if QSBRReadSideChecks
         curcu_qsbr_read_depth_set(curcu_qsbr_read_depth_get() &- 1)
         #endif
@@ -75,7 +75,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
 
     /// Whether the calling thread is registered and online, so that grace
     /// periods wait for it.
-    public static var isOnline: Bool { _urcu_qsbr_read_ongoing() != 0 }
+    public static var isOnline: Bool { liburcuQsbrReadOngoing() }
 
     @usableFromInline
     static func readOnUnprotectedThread() -> Never {
@@ -129,10 +129,10 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         if _slowPath(isInReadSection || !curcu_qsbr_is_registered()) {
             requireRegistered(outsideReadSection: "quiescentState()")
         }
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanRelease(tsanGracePeriodToken)
         #endif
-        _urcu_qsbr_quiescent_state()
+        liburcuQsbrQuiescentState()
     }
 
     /// Takes the thread offline: grace periods stop waiting for it until
@@ -144,16 +144,16 @@ public enum QuiescentStateRCU: LiburcuFlavor {
 
     /// Takes a registered thread outside any read section offline.
     static func goOffline() {
-        #if URCU_TSAN
+        #if ThreadSanitizerAnnotations
         tsanRelease(tsanGracePeriodToken)
         #endif
-        _urcu_qsbr_thread_offline()
+        liburcuQsbrThreadOffline()
     }
 
     /// Brings the thread back online after ``threadOffline()``.
     public static func threadOnline() {
         requireRegistered(outsideReadSection: "threadOnline()")
-        _urcu_qsbr_thread_online()
+        liburcuQsbrThreadOnline()
     }
 
     /// Runs `body`, which may block, with the thread offline, and brings it
@@ -162,7 +162,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         _ body: () throws(Failure) -> Result
     ) throws(Failure) -> Result {
         threadOffline()
-        defer { _urcu_qsbr_thread_online() }
+        defer { liburcuQsbrThreadOnline() }
         return try body()
     }
 
@@ -176,8 +176,8 @@ public enum QuiescentStateRCU: LiburcuFlavor {
             return body()
         }
         if !isOnline {
-            _urcu_qsbr_thread_online()
-            defer { _urcu_qsbr_thread_offline() }
+            liburcuQsbrThreadOnline()
+            defer { liburcuQsbrThreadOffline() }
             return body()
         }
         return body()

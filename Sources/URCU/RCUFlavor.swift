@@ -42,9 +42,16 @@ public protocol RCUFlavor: Sendable {
     /// back-pressure: the APIs that queue them promise not to block.
     static func _callWithoutBackPressure(_ callback: @escaping @Sendable () -> Void)
 
+    /// Runs `item`, which must not block, after a grace period, as soon as
+    /// one can end: the mechanism behind `await synchronize()`,
+    /// ``startPoll()`` and ``afterGracePeriod(on:execute:)``. Never blocks
+    /// and never waits for back-pressure. liburcu flavors run it on a
+    /// grace-period thread of their own; the default is a callback.
+    static func _afterGracePeriod(_ item: @escaping @Sendable () -> Void)
+
     /// Releases `object` after a grace period: the retire step of every
-    /// update. Equivalent to `call { object.release() }`, which is the
-    /// default; liburcu flavors do it with a single allocation.
+    /// update. Equivalent to `call { object.release() }`; liburcu flavors
+    /// do it with a single allocation.
     static func retire(_ object: Unmanaged<AnyObject>)
 
     /// Waits until every callback queued before this call has run
@@ -60,8 +67,9 @@ public protocol RCUFlavor: Sendable {
     static func barrier() async
 
     /// The flavor's grace-period and callback accounting, shared by the
-    /// polling API and by ``pendingCallbacks``.
-    static var accounting: GracePeriodAccounting { get }
+    /// polling API and by ``pendingCallbacks``: an implementation detail of
+    /// the library's flavors.
+    static var _accounting: GracePeriodAccounting { get }
 }
 
 extension RCUFlavor {
@@ -69,12 +77,10 @@ extension RCUFlavor {
         call(callback)
     }
 
-    public static func retire(_ object: Unmanaged<AnyObject>) {
-        // Releasing from another thread is the point of retiring: the last
-        // reference moves to the callback, and no one else touches it.
-        nonisolated(unsafe) let retired = object
-        call { retired.release() }
+    public static func _afterGracePeriod(_ item: @escaping @Sendable () -> Void) {
+        _callWithoutBackPressure(item)
     }
+
 }
 
 /// Proof that the current scope is inside a read-side critical section of
@@ -108,7 +114,7 @@ extension RCUFlavor {
     ) throws(Failure) -> Result {
         _readLock()
         defer {
-            #if URCU_TSAN
+            #if ThreadSanitizerAnnotations
             tsanRelease(tsanGracePeriodToken)
             #endif
             _readUnlock()
@@ -129,18 +135,19 @@ extension RCUFlavor {
         if isInReadSection {
             rcuMisuse("\(name): synchronize() called inside a read section of the same flavor; it would wait for itself forever")
         }
-        let covered = accounting.startedTickets
+        let covered = _accounting.startedTickets
         _synchronize()
-        accounting.complete(through: covered)
+        _accounting.complete(through: covered)
     }
 
     /// Waits for a grace period without blocking the calling thread: the
-    /// task resumes from a callback of this flavor. Waits for
-    /// back-pressure first, suspended, like `await call(_:)`.
+    /// task suspends, and resumes once a grace period that started after
+    /// the call has ended. With a liburcu flavor that takes a few grace
+    /// periods at most (the flavor's grace-period thread serves every task
+    /// waiting when a grace period starts), not a callback's latency.
     public static func synchronize() async {
-        await waitForCallbackRoom()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            _callWithoutBackPressure { continuation.resume() }
+            _afterGracePeriod { continuation.resume() }
         }
     }
 
@@ -149,7 +156,7 @@ extension RCUFlavor {
     /// code, which must not sleep on a thread of the cooperative pool.
     public static func waitForCallbackRoom() async {
         var delay: UInt64 = 20_000
-        while !accounting.hasRoom {
+        while !_accounting.hasRoom {
             try? await Task.sleep(nanoseconds: delay)
             delay = min(delay * 2, 1_000_000)
         }
@@ -174,9 +181,9 @@ extension RCUFlavor {
 
     /// The number of callbacks queued with ``call(_:)`` or ``retire(_:)``
     /// that have not run yet.
-    public static var pendingCallbacks: Int { accounting.pendingCallbacks }
+    public static var pendingCallbacks: Int { _accounting.pendingCallbacks }
 
     /// The number of callbacks of this flavor that have run, each after a
     /// grace period.
-    public static var callbacksRun: Int { accounting.callbacksRun }
+    public static var callbacksRun: Int { _accounting.callbacksRun }
 }

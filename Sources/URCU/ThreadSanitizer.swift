@@ -1,4 +1,4 @@
-#if URCU_TSAN
+#if ThreadSanitizerAnnotations
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -6,10 +6,11 @@ import Musl
 #endif
 import CURCU
 
-/// The lock of the ThreadSanitizer pass (`make sanitize-thread`, which
-/// builds with `-D URCU_TSAN`): `Synchronization.Mutex`'s interface on a
-/// pthread mutex. Every module of the package swaps it in for `Mutex` in
-/// that build only (a `typealias` in each, under the same condition).
+/// The lock of builds with the package trait ThreadSanitizerAnnotations
+/// (`make sanitize-thread`, and users' `--sanitize=thread` runs):
+/// `Synchronization.Mutex`'s interface on a pthread mutex. Every module of
+/// the package swaps it in for `Mutex` under that trait only (a
+/// `typealias` in each, under the same condition).
 ///
 /// Why: on Linux, `Synchronization.Mutex` blocks in the kernel through a
 /// priority-inheriting futex that TSan does not model, so TSan misses the
@@ -51,7 +52,7 @@ typealias Mutex<Value: ~Copyable> = PthreadMutex<Value>
 
 /// What liburcu orders without TSan seeing it (its queues and grace
 /// periods use atomics and system calls in code TSan does not instrument),
-/// told to TSan in the ThreadSanitizer pass:
+/// told to TSan under the ThreadSanitizerAnnotations trait:
 /// - `call`/`retire` happen before the callback runs (release on the
 ///   callback's node when queued, acquire when it starts);
 /// - every read-section end happens before a grace period that waited for
@@ -64,8 +65,8 @@ typealias Mutex<Value: ~Copyable> = PthreadMutex<Value>
 nonisolated(unsafe) let tsanGracePeriodToken = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
 
 @inlinable
-func tsanRelease(_ address: UnsafeMutableRawPointer) { __tsan_release(address) }
+func tsanRelease(_ address: UnsafeMutableRawPointer) { curcu_tsan_release(address) }
 
 @inlinable
-func tsanAcquire(_ address: UnsafeMutableRawPointer) { __tsan_acquire(address) }
+func tsanAcquire(_ address: UnsafeMutableRawPointer) { curcu_tsan_acquire(address) }
 #endif

@@ -23,7 +23,7 @@ package func whileBlocked<Result, Failure: Error>(
 ) throws(Failure) -> Result {
     guard QuiescentStateRCU.isOnline && !QuiescentStateRCU.isInReadSection else { return try wait() }
     QuiescentStateRCU.goOffline()
-    defer { _urcu_qsbr_thread_online() }
+    defer { liburcuQsbrThreadOnline() }
     return try wait()
 }
 

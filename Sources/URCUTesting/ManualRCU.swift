@@ -27,7 +27,7 @@ import Musl
 public enum ManualRCU<Domain>: RCUFlavor {
     public static var name: String { "manual(\(Domain.self))" }
 
-    public static var accounting: GracePeriodAccounting { state.accounting }
+    public static var _accounting: GracePeriodAccounting { state.accounting }
 
     public static func _readLock() {
         state.stages.withLock { $0.readDepth[currentThread, default: 0] += 1 }

@@ -1,4 +1,4 @@
-#if URCU_TSAN
+#if ThreadSanitizerAnnotations
 import URCU
 
 /// The ThreadSanitizer pass's lock (see `PthreadMutex` in URCU).

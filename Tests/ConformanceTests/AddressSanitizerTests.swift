@@ -3,11 +3,6 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Whether this process runs under AddressSanitizer (its runtime is
-/// linked in only then).
-// (A nil handle is glibc's RTLD_DEFAULT: the whole process.)
-let addressSanitizerIsActive = dlsym(nil, "__asan_init") != nil
-
 extension Conformance {
 @Suite("AddressSanitizer catches the bug the grace period prevents")
 struct AddressSanitizerTests {

@@ -98,7 +98,7 @@ struct FinalPutRaceTests {
     // Under ThreadSanitizer every atomic access is a call into its runtime,
     // which widens these races for the test above, and would make stepping
     // through them many times longer.
-    #if arch(x86_64) && canImport(Glibc) && !URCU_TSAN
+    #if arch(x86_64) && canImport(Glibc) && !ThreadSanitizerAnnotations
     /// The races above are an instruction or two wide: threads on real
     /// cores rarely hit them even in thousands of rounds (a put that reads
     /// the count again right after its subtraction passes the test above

@@ -111,7 +111,7 @@ struct SwitchRaceTests {
 
     // Under ThreadSanitizer every atomic access is a call into its runtime:
     // stepping through them would take many times longer.
-    #if arch(x86_64) && canImport(Glibc) && !URCU_TSAN
+    #if arch(x86_64) && canImport(Glibc) && !ThreadSanitizerAnnotations
     /// The race above finds a moment without the references only if the
     /// holder looks at that very moment, which for two adds in a row is a
     /// few nanoseconds. Here the end of the switch runs one instruction at a

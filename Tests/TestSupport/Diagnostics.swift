@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import URCU
 import URCUTesting
@@ -31,3 +32,8 @@ public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) 
     let threads = (0..<count).map { index in JoinableThread { body(index) } }
     threads.forEach { $0.join() }
 }
+
+/// Whether this process runs under AddressSanitizer (its runtime is
+/// linked in only then).
+// (A nil handle is glibc's RTLD_DEFAULT: the whole process.)
+public let addressSanitizerIsActive = dlsym(nil, "__asan_init") != nil

@@ -2,13 +2,14 @@
 # Compile-failure checks: each *.swift here names the diagnostic it must
 # produce (`// expect-error: ...`) or states that it compiles
 # (`// expect-success`). Compiled to SIL (ownership errors are found there,
-# not by the type checker) against the URCU module of a debug
+# not by the type checker) against the URCU and MemoryRegions modules of a debug
 # build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 swift build --target URCU >/dev/null
+swift build --target MemoryRegions >/dev/null
 bin=$(swift build --show-bin-path)
 flags=(-emit-sil -o /dev/null -swift-version 6 -I "$bin/Modules"
     -Xcc "-fmodule-map-file=$bin/CURCU.build/module.modulemap"

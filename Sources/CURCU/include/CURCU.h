@@ -2,10 +2,14 @@
  * The C side of swift-urcu: liburcu's four flavors in one translation unit,
  * with their static-inline fast paths visible to Swift.
  *
- * Defining _LGPL_SOURCE turns liburcu's read-side primitives into static
- * inline functions (the urcu/static headers) instead of calls into the shared
- * library, so they inline into Swift callers. That places LGPL-2.1 code in
- * every binary built with this module: see "License" in README.md.
+ * Both forms of liburcu's read side are visible: the functions the shared
+ * libraries export (urcu_memb_read_lock…) and the static-inline bodies of
+ * the urcu/static headers (_urcu_memb_read_lock…), which C programs get by
+ * defining _LGPL_SOURCE. Which one Swift calls is the package trait
+ * InlineFastPaths' choice (Sources/URCU/ReadSideEntryPoints.swift); an
+ * inline body is compiled into a binary only where it is called, placing
+ * LGPL-2.1 code there: see "License" in README.md. _LGPL_SOURCE itself is
+ * never defined, so no liburcu name is remapped.
  *
  * This header holds declarations, thread-local storage and one-line inline
  * wrappers. Every decision (auto-registration, misuse checks, closures,
@@ -13,8 +17,6 @@
  */
 #ifndef CURCU_H
 #define CURCU_H
-
-#define _LGPL_SOURCE
 
 /*
  * Only the function-pointer fields of curcu_update_functions carry
@@ -30,6 +32,10 @@
 #include <urcu/urcu-qsbr.h>
 #include <urcu/urcu-mb.h>
 #include <urcu/urcu-bp.h>
+#include <urcu/static/urcu-memb.h>
+#include <urcu/static/urcu-qsbr.h>
+#include <urcu/static/urcu-mb.h>
+#include <urcu/static/urcu-bp.h>
 
 /*
  * urcu/call-rcu.h has an include guard, so only the first flavor included
@@ -95,11 +101,14 @@ extern int pthread_getname_np(pthread_t thread, char *name, size_t len);
 extern int pthread_setname_np(pthread_t thread, const char *name);
 extern pid_t gettid(void);
 /*
- * ThreadSanitizer's annotations, defined by its runtime. Weak: only the
- * ThreadSanitizer pass (built with -D URCU_TSAN) calls them.
+ * ThreadSanitizer's annotations, defined by its runtime. Weak, and called
+ * only when present: a build with the ThreadSanitizerAnnotations trait
+ * but without --sanitize=thread pays a test and a branch, nothing more.
  */
 void __tsan_acquire(void *addr) __attribute__((weak));
 void __tsan_release(void *addr) __attribute__((weak));
+static inline void curcu_tsan_acquire(void *_Nonnull addr) { if (__tsan_acquire) __tsan_acquire(addr); }
+static inline void curcu_tsan_release(void *_Nonnull addr) { if (__tsan_release) __tsan_release(addr); }
 
 /* fork(2), which Swift's Glibc module does not export. */
 #include <unistd.h>

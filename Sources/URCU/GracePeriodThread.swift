@@ -1,0 +1,148 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One thread per liburcu flavor that runs grace periods while there is
+/// work waiting for one: what `await synchronize()`, ``RCUFlavor/startPoll()``
+/// and ``RCUFlavor/afterGracePeriod(on:execute:)`` ride on.
+///
+/// liburcu's call_rcu thread sleeps 10 ms after each batch of callbacks, so
+/// anything that waits on a callback waits about that long. This thread
+/// instead runs `synchronize_rcu` as soon as work arrives and serves, after
+/// each grace period, every item that arrived before it started: the
+/// kernel's batching of `synchronize_rcu` callers, so a thousand waiters
+/// cost a few grace periods, not a thousand. Idle, it sleeps. It is never
+/// registered with any flavor, which suits QSBR (an unregistered caller of
+/// its `synchronize_rcu` holds up no grace period).
+final class GracePeriodThread: Sendable {
+    private struct State {
+        /// Items waiting for the next grace period to start.
+        var waiting: [@Sendable () -> Void] = []
+        /// Items handed in so far, and items run so far: an item's ticket
+        /// is `queued` just after it was handed in.
+        var queued: UInt64 = 0
+        var served: UInt64 = 0
+        var running = false
+        var sleeping = false
+        /// forkProcess() asked the thread to stop between grace periods.
+        var pauseRequested = false
+        var paused = false
+        /// The flavor's synchronize, from the first item.
+        var synchronize: (@Sendable () -> Void)?
+        var gracePeriods = 0
+    }
+    private let state = Mutex(State())
+    private let wakeUp = DispatchSemaphore(value: 0)
+
+    /// Runs `item` on this thread after a grace period that starts after
+    /// this call, and returns its ticket (for ``waitUntilServed(_:)``).
+    /// Never blocks; the item must not block either.
+    func afterGracePeriod(
+        synchronize: @escaping @Sendable () -> Void, _ item: @escaping @Sendable () -> Void
+    ) -> UInt64 {
+        let (ticket, start, wake) = state.withLock { state -> (UInt64, Bool, Bool) in
+            state.waiting.append(item)
+            state.queued += 1
+            if state.synchronize == nil { state.synchronize = synchronize }
+            let start = !state.running
+            state.running = true
+            let wake = state.sleeping
+            state.sleeping = false
+            return (state.queued, start, wake)
+        }
+        if start { startThread() } else if wake { wakeUp.signal() }
+        return ticket
+    }
+
+    /// The ticket of the last item handed in so far.
+    var lastTicket: UInt64 { state.withLock { $0.queued } }
+
+    /// Whether every item up to `ticket` has run.
+    func hasServed(_ ticket: UInt64) -> Bool { state.withLock { $0.served >= ticket } }
+
+    /// Blocks until every item up to `ticket` has run.
+    func waitUntilServed(_ ticket: UInt64) {
+        sleepWithBackoff(from: 20) { !hasServed(ticket) }
+    }
+
+    /// Grace periods this thread has run: how well it batches.
+    var gracePeriodsRun: Int { state.withLock { $0.gracePeriods } }
+
+    private func startThread() {
+        if startDetachedThread({ self.serve() }) != 0 {
+            rcuMisuse("cannot start a grace-period thread: the system has no thread to spare")
+        }
+    }
+
+    private func serve() {
+        while true {
+            let next = state.withLock { state -> (batch: [@Sendable () -> Void], synchronize: (@Sendable () -> Void)?, pause: Bool) in
+                if state.pauseRequested {
+                    state.paused = true
+                    return ([], nil, true)
+                }
+                if state.waiting.isEmpty {
+                    state.sleeping = true
+                    return ([], nil, false)
+                }
+                defer { state.waiting = [] }
+                return (state.waiting, state.synchronize, false)
+            }
+            guard let synchronize = next.synchronize else {
+                // Asleep, or paused for a fork: woken by the next item or
+                // by resumeAfterFork().
+                wakeUp.wait()
+                continue
+            }
+            // Every item of the batch was handed in before this grace
+            // period started, so it covers their readers.
+            synchronize()
+            for item in next.batch { item() }
+            state.withLock {
+                $0.served += UInt64(next.batch.count)
+                $0.gracePeriods += 1
+            }
+        }
+    }
+
+    /// Before a fork: waits until the thread is between grace periods
+    /// (liburcu's grace-period lock would be inherited held otherwise) and
+    /// keeps it there.
+    func pauseForFork() {
+        let wake = state.withLock { state -> Bool in
+            state.pauseRequested = true
+            defer { state.sleeping = false }
+            return state.sleeping
+        }
+        if wake { wakeUp.signal() }
+        sleepWithBackoff(from: 20) { state.withLock { $0.running && !$0.paused } }
+    }
+
+    /// After a fork, in the parent: lets the thread go on.
+    func resumeAfterFork() {
+        let wasPaused = state.withLock { state -> Bool in
+            state.pauseRequested = false
+            defer { state.paused = false }
+            return state.paused
+        }
+        if wasPaused { wakeUp.signal() }
+    }
+
+    /// After a fork, in the child: the thread did not survive it; a new
+    /// one serves what is waiting.
+    func restartInChild() {
+        let start = state.withLock { state -> Bool in
+            state.pauseRequested = false
+            state.paused = false
+            state.sleeping = false
+            state.running = !state.waiting.isEmpty
+            return state.running
+        }
+        if start { startThread() }
+    }
+}
