@@ -8,7 +8,8 @@
 SWIFT ?= swift
 TORTURE_SECONDS ?= 20
 
-.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples snippets docs torture bench clean
+.PHONY: all deps build test swift-test sanitize-address sanitize-thread compile-fail spec examples snippets docs torture bench clean \
+	model-based-wide
 
 all: build
 
@@ -91,6 +92,14 @@ docs: deps
 
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)
+
+# The model-based tests on the graph of 2 contexts and 2 threads
+# (Spec/MBTLifecycleWide.cfg, about 92,000 states): too slow for make test
+# (times in Spec/README.md). Built optimised, with testing enabled for the
+# tests' @testable imports, in a build directory of its own.
+model-based-wide: deps
+	MODEL_BASED_WIDE=1 $(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path .build/release-tests \
+		--filter "ModelBasedTests/wideCoverage"
 
 # The whole benchmark, then the read side again in two other builds, each
 # against C in its own run: QSBR's read-side checks compiled out (the

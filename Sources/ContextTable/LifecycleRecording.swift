@@ -65,8 +65,23 @@ package protocol LifecycleRecorder: AnyObject, Sendable {
     /// records after the outer one.
     func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result
 
+    /// ``step(_:)`` for a step whose event is known before it runs: a
+    /// dropped lease, a completion, a release, a switch callback. These
+    /// are the steps that run others nested (a put that runs a release),
+    /// and the recorder may record the event as soon as the step begins.
+    func step(_ event: LifecycleEvent, performing action: () -> Void)
+
     /// A context object was allocated for the create tagged `tag`.
     func allocated(_ context: AnyObject, tag: Int)
+}
+
+extension LifecycleRecorder {
+    package func step(_ event: LifecycleEvent, performing action: () -> Void) {
+        step { () -> (Void, LifecycleEvent?) in
+            action()
+            return ((), event)
+        }
+    }
 }
 
 /// How a context whose `reqs` reached zero is freed: after a grace period
@@ -118,20 +133,13 @@ final class TableServices: Sendable {
     /// with no recorder.
     func switchStep(_ event: LifecycleEvent) -> (@Sendable (() -> Void) -> Void)? {
         guard let recorder else { return nil }
-        return { finish in
-            recorder.step { () -> (Void, LifecycleEvent?) in
-                finish()
-                return ((), event)
-            }
-        }
+        return { finish in recorder.step(event, performing: finish) }
     }
 
     /// Records a step that `action` performs entirely.
     @inline(__always)
     func step(_ event: @autoclosure () -> LifecycleEvent, _ action: () -> Void) {
-        step { () -> (Void, LifecycleEvent?) in
-            action()
-            return ((), event())
-        }
+        guard let recorder else { return action() }
+        recorder.step(event(), performing: action)
     }
 }

@@ -19,18 +19,38 @@ struct ModelBasedTests {
         ("MBTLifecycleTableFull", ModelBounds(contexts: 2, threads: 1, budget: 2)),
     ]
 
+    /// 2 contexts × 2 threads, refs in either mode: 92,560 states,
+    /// too slow for `make test`; `make model-based-wide` runs it.
+    static let wide = (config: "MBTLifecycleWide", bounds: ModelBounds(contexts: 2, threads: 2, budget: 2))
+
     @Test("every state and transition of the graph, on the implementation", arguments: configurations.indices)
     func coverage(configuration: Int) throws {
         let (config, bounds) = Self.configurations[configuration]
+        try Self.checkCoverage(config: config, bounds: bounds)
+    }
+
+    @Test("the same for 2 contexts and 2 threads",
+          .enabled(if: ProcessInfo.processInfo.environment["MODEL_BASED_WIDE"] == "1",
+                   "slow: make model-based-wide runs it"))
+    func wideCoverage() throws {
+        try Self.checkCoverage(config: Self.wide.config, bounds: Self.wide.bounds)
+    }
+
+    /// Walks the graph of `config` on the implementation, and prints what
+    /// it covered.
+    static func checkCoverage(config: String, bounds: ModelBounds) throws {
+        let loading = Date()
         let graph = try StateGraph.load(config: config)
         var explorer = ModelExplorer(graph: graph, bounds: bounds, reclamation: DoubleBounce())
         let started = Date()
         let unreachable = try explorer.exploreAll()
         let seconds = Date().timeIntervalSince(started)
         let report = """
-            model-based: \(config): states \(explorer.visitedNodes.count)/\(graph.nodeCount), \
+            model-based: \(config): states \(explorer.visitedNodes.count)/\(graph.nodeCount) \
+            (\(explorer.comparedNodes.count) compared), \
             transitions \(explorer.coveredEdges.count)/\(graph.edgeCount), \
-            \(explorer.runs) runs, \(explorer.steps) steps, \(String(format: "%.1f", seconds)) s
+            \(explorer.runs) runs, \(explorer.steps) steps, \(String(format: "%.1f", seconds)) s \
+            (graph: \(String(format: "%.1f", started.timeIntervalSince(loading))) s)
             """
         print(report)
         #expect(unreachable.isEmpty, "transitions the implementation never took: \(unreachable.count)")
@@ -48,6 +68,7 @@ struct ModelBasedTests {
             Issue.record("the variant without the double bounce passed the model-based test")
         } catch {
             let message = String(describing: error)
+            print("model-based: negative control rejected: \(message.prefix { $0 != "\n" })")
             #expect(message.contains("FreeRcuCallback"), "failed for another reason: \(message)")
         }
     }

@@ -8,8 +8,20 @@ struct ModelExplorer {
     let reclamation: any ContextReclamation
     private(set) var coveredEdges: Set<Edge> = []
     private(set) var visitedNodes: Set<Int> = []
+    /// The nodes where the implementation's state was compared with the
+    /// spec's (the others were passed through inside one step).
+    private(set) var comparedNodes: Set<Int> = []
     private(set) var runs = 0
     private(set) var steps = 0
+    /// Edges the test gave up on, and per node how many of its out-edges
+    /// are neither covered nor given up: the nodes a route may head for.
+    private var givenUp: Set<Edge> = []
+    private var openEdges: [Int]
+    /// The breadth-first search's marks, reused across searches (a search
+    /// on a large graph must not clear an array per call).
+    private var searchParent: [Int]
+    private var searchMark: [Int]
+    private var searchCount = 0
 
     struct Edge: Hashable { let from: Int, to: Int }
 
@@ -17,6 +29,9 @@ struct ModelExplorer {
         self.graph = graph
         self.bounds = bounds
         self.reclamation = reclamation
+        openEdges = graph.successors.map(\.count)
+        searchParent = Array(repeating: 0, count: graph.nodeCount)
+        searchMark = Array(repeating: 0, count: graph.nodeCount)
     }
 
     // MARK: Reading the graph
@@ -81,24 +96,11 @@ struct ModelExplorer {
         fatalError("state graph: no spec step explains edge \(from) -> \(to)")
     }
 
-    /// Whether the implementation can stop in `node`: no step that it takes
-    /// inline is due there (MBTLifecycle.tla's InlineDue).
-    mutating func isRest(_ node: Int) -> Bool {
-        let state = graph.state(node)
-        for context in bounds.contextNames {
-            let key = TLAValue.model(context)
-            let ran = state["releaseRan"]![key]!.setValue!
-            if state["users"]![key]!["releases"]!.intValue! > 0, !ran.contains(.string("users")) { return false }
-            if state["reqs"]![key]!["releases"]!.intValue! > 0, !ran.contains(.string("reqs")) { return false }
-            if ran.contains(.string("users")), state["inFlight"]![key]!.intValue! > 0 { return false }
-        }
-        return true
-    }
-
     /// The shortest path (of edges) from `start` to a node where `goal`
     /// holds.
-    private func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
-        var parent: [Int: Int] = [start: start]
+    private mutating func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
+        searchCount += 1
+        searchMark[start] = searchCount
         var frontier = [start]
         while !frontier.isEmpty {
             var next: [Int] = []
@@ -107,13 +109,14 @@ struct ModelExplorer {
                     var edges: [Edge] = []
                     var current = node
                     while current != start {
-                        edges.append(Edge(from: parent[current]!, to: current))
-                        current = parent[current]!
+                        edges.append(Edge(from: searchParent[current], to: current))
+                        current = searchParent[current]
                     }
                     return edges.reversed()
                 }
-                for successor in graph.successors[node] where parent[successor] == nil {
-                    parent[successor] = node
+                for successor in graph.successors[node] where searchMark[successor] != searchCount {
+                    searchMark[successor] = searchCount
+                    searchParent[successor] = node
                     next.append(successor)
                 }
             }
@@ -122,39 +125,44 @@ struct ModelExplorer {
         return nil
     }
 
+    private mutating func cover(_ edge: Edge) {
+        if coveredEdges.insert(edge).inserted, !givenUp.contains(edge) { openEdges[edge.from] -= 1 }
+    }
+
     // MARK: Walking
 
     /// Covers every edge it can, one run at a time; returns the edges the
     /// implementation could not be steered onto.
     mutating func exploreAll(maxRuns: Int = 100_000) throws -> Set<Edge> {
-        var unreachable: Set<Edge> = []
         var attempts: [Edge: Int] = [:]
+        let isFinal = graph.successors.map(\.isEmpty)
         while runs < maxRuns {
             /// An edge out of `node` that is neither covered nor given up.
             func wantedEdge(from node: Int) -> Edge? {
                 graph.successors[node].lazy.map { Edge(from: node, to: $0) }
-                    .first { !coveredEdges.contains($0) && !unreachable.contains($0) }
+                    .first { !coveredEdges.contains($0) && !givenUp.contains($0) }
             }
-            func wanted(_ node: Int) -> Bool { wantedEdge(from: node) != nil }
-            guard graph.initial.contains(where: { path(from: $0, to: wanted) != nil }) else { break }
+            let start = graph.initial[0]
+            guard path(from: start, to: { [openEdges] in openEdges[$0] > 0 }) != nil else { break }
             runs += 1
             let run = try ModelRun(bounds: bounds, reclamation: reclamation)
-            var current = graph.initial[0]
+            var current = start
             var trail: [SpecStep] = []
             visitedNodes.insert(current)
-            while let route = path(from: current, to: wanted) {
+            try compare(run, with: current, after: trail)
+            while let route = path(from: current, to: { [openEdges] in openEdges[$0] > 0 }) {
                 let target = route.last.map(\.to) ?? current
                 guard let goal = wantedEdge(from: target) else { break }
                 current = try follow(route + [goal], from: current, run: run, trail: &trail)
                 if !coveredEdges.contains(goal) {
+                    // The implementation left the route every time: the
+                    // test reports the edge as one it could not take.
                     attempts[goal, default: 0] += 1
-                    // Inline steps follow the order the implementation
-                    // runs them in; a different order is not reachable.
-                    if attempts[goal]! >= 3 { unreachable.insert(goal) }
+                    if attempts[goal]! >= 3, givenUp.insert(goal).inserted { openEdges[goal.from] -= 1 }
                 }
             }
             // Drive the run to a final state, so that it ends clean.
-            if let route = path(from: current, to: { graph.successors[$0].isEmpty }) {
+            if let route = path(from: current, to: { isFinal[$0] }) {
                 current = try follow(route, from: current, run: run, trail: &trail)
             }
             guard graph.successors[current].isEmpty else {
@@ -166,7 +174,21 @@ struct ModelExplorer {
                 throw ConformanceFailure("\(error)\npath: \(trail.map(\.description).joined(separator: ", "))")
             }
         }
-        return unreachable
+        return givenUp
+    }
+
+    /// Checks that the implementation's state is `node`'s.
+    private mutating func compare(_ run: ModelRun, with node: Int, after trail: [SpecStep]) throws {
+        let spec = graph.state(node)
+        comparedNodes.insert(node)
+        let implementation = run.abstractState(spec: spec)
+        let differences = spec.keys.sorted().filter { spec[$0] != implementation[$0] }
+        if !differences.isEmpty {
+            throw ConformanceFailure("""
+                after \(trail.map(\.description).joined(separator: ", ")):
+                \(differences.map { "\($0): spec \(spec[$0]!), implementation \(implementation[$0].map(\.description) ?? "missing")" }.joined(separator: "\n"))
+                """)
+        }
     }
 
     /// Takes the edges of `route` that the test chooses (from states where
@@ -177,11 +199,9 @@ struct ModelExplorer {
         var remaining = route[...]
         while let edge = remaining.first {
             remaining = remaining.dropFirst()
-            guard isRest(current) else {
-                throw ConformanceFailure("the implementation stopped where a step it takes inline is due\npath: \(trail)")
-            }
             let intended = step(from: edge.from, to: edge.to)
-            let taken = try run.perform(intended, in: graph.state(current))
+            let next = remaining.first.map { step(from: $0.from, to: $0.to) }
+            let taken = try run.perform(intended, in: graph.state(current), then: next)
             guard let first = taken.first, intended.admits(first) else {
                 throw ConformanceFailure(
                     "the test asked for \(intended); the implementation did \(taken.map(\.description))\npath: \(trail.map(\.description).joined(separator: ", "))")
@@ -203,7 +223,7 @@ struct ModelExplorer {
                 let queuedAfter = graph.state(next)["rcuCallbacks"]!["rcu"]!["queued"]!.setValue!
                 specQueued += queuedAfter.subtracting(queuedBefore).sorted { $0.description < $1.description }
                 if observed.action == "FreeRcuCallback" { specFreeCallbacks.append(observed.context!) }
-                coveredEdges.insert(Edge(from: current, to: next))
+                cover(Edge(from: current, to: next))
                 current = next
                 visitedNodes.insert(current)
                 steps += 1
@@ -213,15 +233,7 @@ struct ModelExplorer {
             } catch {
                 throw ConformanceFailure("\(error)\npath: \(trail.map(\.description).joined(separator: ", "))")
             }
-            let spec = graph.state(current)
-            let implementation = run.abstractState(spec: spec)
-            let differences = spec.keys.sorted().filter { spec[$0] != implementation[$0] }
-            if !differences.isEmpty {
-                throw ConformanceFailure("""
-                    after \(trail.map(\.description).joined(separator: ", ")):
-                    \(differences.map { "\($0): spec \(spec[$0]!), implementation \(implementation[$0].map(\.description) ?? "missing")" }.joined(separator: "\n"))
-                    """)
-            }
+            try compare(run, with: current, after: trail)
             // Steps taken inline may have covered the next edges of the
             // route; go on from where the implementation is, if the route
             // passes there.

@@ -32,9 +32,12 @@ final class ManualExecutor: BlockingExecutor, @unchecked Sendable {
 }
 
 /// A real thread that runs the operations of one spec thread (or one
-/// create), and can be stopped in the middle of one: the recorder parks it
-/// after the steps that the spec separates from what follows (`LookupLoad`
-/// inside the read section, `CreateReserve` before the publish).
+/// create, or the system steps that may run a release), and can be
+/// stopped in the middle of one: the recorder parks it after the steps
+/// that the spec separates from what follows (`LookupLoad` inside the read
+/// section, `CreateReserve` before the publish), before a release that a
+/// put or a switch callback runs inline, and, when the test asks, before
+/// the step of a completion that has claimed its request.
 final class Worker: @unchecked Sendable {
     let name: String
     private let command = DispatchSemaphore(value: 0)
@@ -44,6 +47,11 @@ final class Worker: @unchecked Sendable {
     private var job: (() -> Void)?
     private var quitting = false
     private(set) var isParked = false
+    /// The release (or claimed completion) the worker is parked before.
+    private(set) var parkedBefore: LifecycleEvent?
+    /// Set by the test: the worker's next completion, having claimed its
+    /// request, stops before its step.
+    var stopsBeforeNextCompletion = false
     private(set) var threadID: UInt = 0
     private var thread: JoinableThread?
     /// The lease this spec thread holds; touched only by its jobs.
@@ -79,12 +87,15 @@ final class Worker: @unchecked Sendable {
     func resume() throws {
         precondition(isParked, "\(name) is not parked")
         isParked = false
+        parkedBefore = nil
         resumed.signal()
         try waitUntilStopped()
     }
 
-    /// Called on the worker's own thread: stop here until ``resume()``.
-    func park() {
+    /// Called on the worker's own thread: stop here until ``resume()``;
+    /// `release`: the release step it stops before.
+    func park(before release: LifecycleEvent? = nil) {
+        parkedBefore = release
         isParked = true
         stopped.signal()
         resumed.wait()
@@ -115,6 +126,18 @@ struct FreeWithoutGracePeriod: ContextReclamation {
     }
 }
 
+/// The workers of a run by thread, for the recorder's hooks, which run on
+/// the workers themselves.
+final class WorkerRegistry: Sendable {
+    private let workers = Mutex<[UInt: Worker]>([:])
+
+    func register(_ worker: Worker) { workers.withLock { $0[worker.threadID] = worker } }
+    func worker(_ thread: UInt) -> Worker? { workers.withLock { $0[thread] } }
+    /// The worker running the caller, if it is one.
+    var current: Worker? { worker(ModelFlavor.currentThread) }
+    var all: [Worker] { workers.withLock { Array($0.values) } }
+}
+
 /// The constants of one `MBTLifecycle*.cfg`.
 struct ModelBounds {
     var contexts: Int
@@ -130,7 +153,22 @@ struct ModelBounds {
 
 /// One run of the implementation, driven along the state graph: a fresh
 /// table over ``ModelFlavor``, a worker per spec thread and per context's
-/// create, and the mapping from the implementation's state to the spec's.
+/// create, workers for the system steps, and the mapping from the
+/// implementation's state to the spec's.
+///
+/// A put (or a switch callback) that drops a ref to zero runs its release
+/// inline; the spec has the release as a step of its own, which other
+/// steps may precede. The run stops the worker before the release, so
+/// that the test can take those steps first. The spec's thread is done
+/// with its step by then (only the OS thread is busy with the release),
+/// so it goes on, on a fresh worker.
+///
+/// users' release completes the requests it cancels inside itself, before
+/// it kills reqs; the spec's cancelled requests complete after the release
+/// (as the kernel's do). The implementation rests in those states when a
+/// completion claimed the request before the release could cancel it: to
+/// reach them, the run starts such completions and stops them before
+/// their step.
 final class ModelRun {
     let bounds: ModelBounds
     let recorder: LifecycleTraceRecorder
@@ -138,7 +176,12 @@ final class ModelRun {
     let table: ContextTable<ModelFlavor>
     private var threadWorkers: [String: Worker] = [:]
     private var creators: [String: Worker] = [:]
-    private var workersByThread: [UInt: Worker] = [:]
+    /// Workers stopped before a release they run inline or before a
+    /// claimed completion, and idle ones for the system steps (Complete,
+    /// the callbacks).
+    private var stopped: [Worker] = []
+    private var spareWorkers: [Worker] = []
+    private let registry = WorkerRegistry()
     private let ids = Mutex<[String: ContextID]>([:])
     private let requests = Mutex<[String: [ContextRequest<ModelFlavor>]]>([:])
     /// Contexts whose create has been issued.
@@ -157,28 +200,66 @@ final class ModelRun {
         self.bounds = bounds
         // A run that failed may have left callbacks behind.
         ModelFlavor.reset()
-        let parking = Mutex<[UInt: Worker]>([:])
-        recorder = LifecycleTraceRecorder(keepsContexts: true, afterStep: { event in
-            switch event {
-            case .createReserve, .lookupLoad:
-                parking.withLock { $0[ModelFlavor.currentThread] }?.park()
-            default: break
-            }
-        })
+        let registry = registry
+        recorder = LifecycleTraceRecorder(
+            keepsContexts: true,
+            afterStep: { event in
+                switch event {
+                case .createReserve, .lookupLoad: registry.current?.park()
+                default: break
+                }
+            },
+            beforeStep: { event in
+                guard let worker = registry.current else { return }
+                switch event {
+                case .usersReleased, .reqsReleased: worker.park(before: event)
+                // Not a Complete nested in users' release (its worker is not
+                // asked to stop): the release's own step has not taken
+                // effect before it.
+                case .complete where worker.stopsBeforeNextCompletion:
+                    worker.stopsBeforeNextCompletion = false
+                    worker.park(before: event)
+                default: break
+                }
+            })
         table = ContextTable(
             capacity: bounds.slots, requestBudget: bounds.budget, cleanupExecutor: executor,
             reclamation: reclamation, recorder: recorder)
-        for name in bounds.threadNames { threadWorkers[name] = Worker(name: name, recorder: recorder) }
-        for name in bounds.contextNames { creators[name] = Worker(name: "create-\(name)", recorder: recorder) }
-        for worker in Array(threadWorkers.values) + Array(creators.values) {
-            workersByThread[worker.threadID] = worker
-        }
-        parking.withLock { $0 = workersByThread }
+        for name in bounds.threadNames { threadWorkers[name] = makeWorker(name) }
+        for name in bounds.contextNames { creators[name] = makeWorker("create-\(name)") }
+    }
+
+    private func makeWorker(_ name: String) -> Worker {
+        let worker = Worker(name: name, recorder: recorder)
+        registry.register(worker)
+        return worker
+    }
+
+    /// Runs `body` on a spare worker, and files it.
+    private func performOnSystemWorker(_ body: @escaping () -> Void) throws {
+        let worker = spareWorkers.popLast() ?? makeWorker("system")
+        try worker.perform(body)
+        file(worker)
+    }
+
+    /// Files a system worker that has stopped: with the stopped ones, or
+    /// with the spare ones if it finished.
+    private func file(_ worker: Worker) {
+        if worker.parkedBefore == nil { spareWorkers.append(worker) } else { stopped.append(worker) }
+    }
+
+    /// Resumes the worker stopped before `event`, if any.
+    private func resumeWorker(stoppedBefore event: LifecycleEvent) throws -> Bool {
+        guard let index = stopped.firstIndex(where: { $0.parkedBefore == event }) else { return false }
+        let worker = stopped.remove(at: index)
+        try worker.resume()
+        file(worker)
+        return true
     }
 
     /// Stops the workers and checks that the table gave everything back.
     func finish() throws {
-        for worker in workersByThread.values {
+        for worker in registry.all {
             if worker.isParked { throw ConformanceFailure("\(worker.name) is still inside an operation at the end") }
             try worker.perform { worker.lease = nil }
             worker.quit()
@@ -197,10 +278,11 @@ final class ModelRun {
         recorder.context(tag(name)) as? Context<ModelFlavor>
     }
 
-    /// Takes the spec step `step` (from the current state `state`) on the
+    /// Takes the spec step `step` (from the current state `state`; `next`
+    /// is the step the test means to take after it) on the
     /// implementation, and returns every spec step it took as a result, in
     /// order.
-    func perform(_ step: SpecStep, in state: [String: TLAValue]) throws -> [SpecStep] {
+    func perform(_ step: SpecStep, in state: [String: TLAValue], then next: SpecStep? = nil) throws -> [SpecStep] {
         let context = step.context
         switch step.action {
         case "GracePeriodStart":
@@ -243,6 +325,10 @@ final class ModelRun {
         case "LookupPut":
             let worker = threadWorkers[step.thread!]!
             try worker.perform { worker.lease = nil }
+            if worker.parkedBefore != nil {
+                stopped.append(worker)
+                threadWorkers[step.thread!] = makeWorker(step.thread!)
+            }
         case "Submit", "Destroy":
             // Any thread holding the context (the graph merges them).
             guard let holder = readers.first(where: { $0.value == ("holding", context!) })?.key else {
@@ -262,16 +348,41 @@ final class ModelRun {
                 }
             }
         case "Complete":
+            if try resumeWorker(stoppedBefore: .complete(context: tag(context!))) { break }
             guard let request = requests.withLock({ $0[context!]?.popLast() }) else {
                 throw ConformanceFailure("Complete(\(context!)): no request in flight")
             }
-            request.complete()
+            try performOnSystemWorker { request.complete() }
+        case "UsersRelease":
+            // Unless the route goes on with the completions of the requests
+            // the release cancels, completions claim them first.
+            if let next, next.action != "Complete" || next.context != context {
+                for request in requests.withLock({ $0.removeValue(forKey: context!) ?? [] }) {
+                    let worker = spareWorkers.popLast() ?? makeWorker("system")
+                    worker.stopsBeforeNextCompletion = true
+                    try worker.perform { request.complete() }
+                    guard worker.parkedBefore == .complete(context: tag(context!)) else {
+                        throw ConformanceFailure("\(step): a completion did not stop before its step")
+                    }
+                    stopped.append(worker)
+                }
+            }
+            guard try resumeWorker(stoppedBefore: .usersReleased(context: tag(context!))) else {
+                throw ConformanceFailure("\(step): no thread is stopped before it")
+            }
+        case "ReqsRelease":
+            guard try resumeWorker(stoppedBefore: .reqsReleased(context: tag(context!))) else {
+                throw ConformanceFailure("\(step): no thread is stopped before it")
+            }
         case "RefSwitchConfirm", "FreeRcuCallback":
             let name: TLAValue = .tuple([.string(step.action == "FreeRcuCallback" ? "free" : step.detail!), .model(context!)])
             guard let id = callbackNames.first(where: { $0.value == name })?.key else {
                 throw ConformanceFailure("\(step): no callback \(name) queued in the implementation")
             }
-            guard ModelFlavor.runReadyCallback(id) else { throw ConformanceFailure("\(step): callback \(name) is not ready") }
+            guard ModelFlavor.snapshot.ready.contains(id) else {
+                throw ConformanceFailure("\(step): callback \(name) is not ready")
+            }
+            try performOnSystemWorker { ModelFlavor.runReadyCallback(id) }
         case "FreeWork":
             guard let id = jobNames.first(where: { $0.value == context! })?.key else {
                 throw ConformanceFailure("\(step): no free job for \(context!) on the executor")
@@ -334,6 +445,7 @@ final class ModelRun {
         var ctxState: [TLAValue: TLAValue] = [:], users = ctxState, reqs = ctxState, releaseRan = ctxState
         var inFlight = ctxState, reqsAvail = ctxState, ring = ctxState, work = ctxState, frees = ctxState
         let pendingJobs = Set(executor.pending.compactMap { jobNames[$0] })
+        let stoppedBefore = stopped.compactMap(\.parkedBefore)
         for name in bounds.contextNames {
             let key = TLAValue.model(name)
             var state = "unused"
@@ -347,9 +459,12 @@ final class ModelRun {
                 let usersState = object.users.abstractState, reqsState = object.reqs.abstractState
                 users[key] = ref(usersState)
                 reqs[key] = ref(reqsState)
+                // A release has run once due and no worker is stopped
+                // before it.
+                let usersRan = usersState.releases > 0 && !stoppedBefore.contains(.usersReleased(context: object.tag))
+                let reqsRan = reqsState.releases > 0 && !stoppedBefore.contains(.reqsReleased(context: object.tag))
                 releaseRan[key] = .set(Set(
-                    (usersState.releases > 0 ? [TLAValue.string("users")] : [])
-                        + (reqsState.releases > 0 ? [.string("reqs")] : [])))
+                    (usersRan ? [TLAValue.string("users")] : []) + (reqsRan ? [.string("reqs")] : [])))
                 inFlight[key] = .int(object.active.withLock { $0.count })
                 reqsAvail[key] = .int(object.ring.availableSlots)
                 if object.isFreed {
@@ -386,7 +501,7 @@ final class ModelRun {
         }
         let snapshot = ModelFlavor.snapshot
         func threads(_ ids: Set<UInt>) -> TLAValue {
-            .set(Set(ids.map { TLAValue.model(workersByThread[$0]?.name ?? "thread\($0)") }))
+            .set(Set(ids.map { TLAValue.model(registry.worker($0)?.name ?? "thread\($0)") }))
         }
         func callbacks(_ ids: [Int]) -> TLAValue {
             .set(Set(ids.map { callbackNames[$0] ?? .string("unnamed callback \($0)") }))
@@ -424,7 +539,8 @@ extension ModelRun {
             SpecStep("CreateReserve", context: "c1", detail: "atomic"), SpecStep("CreatePublish", context: "c1"),
             SpecStep("LookupLoad", context: "c1", thread: "t1"), SpecStep("LookupTrygetLiveOk", context: "c1", thread: "t1"),
             SpecStep("LookupLoad", context: "c1", thread: "t2"), SpecStep("Destroy", context: "c1"),
-            SpecStep("LookupPut", context: "c1", thread: "t1"),
+            SpecStep("LookupPut", context: "c1", thread: "t1"), SpecStep("UsersRelease", context: "c1"),
+            SpecStep("ReqsRelease", context: "c1"),
         ] {
             _ = try run.perform(step, in: state)
         }

@@ -105,7 +105,10 @@ extension LifecycleEvent {
 /// Each step runs inside one recursive lock, so steps on different threads
 /// cannot overlap and the recorded order is the order in which they took
 /// effect; a step nested in another (a release run inside a put) is
-/// recorded after it, in the slot the outer step reserved first.
+/// recorded after it, in the slot the outer step reserved first. With a
+/// `beforeStep` hook, the lock is let go before a nested step whose
+/// enclosing steps were recorded when they began: steps of other threads
+/// may then come between the two, as they may without a recorder.
 final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     struct Entry {
         let event: LifecycleEvent
@@ -117,7 +120,8 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     private let lock = NSRecursiveLock()
     // Guarded by `lock`.
     private var entries: [Entry?] = []
-    private var depth = 0
+    /// How many steps each thread is inside (nested steps count again).
+    private var depths: [UInt: Int] = [:]
     private var threadNames: [UInt: String] = [:]
     private var contexts: [Int: AnyObject] = [:]
     private var lastTag = 0
@@ -125,6 +129,13 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     /// Runs on the recording thread after each outermost step, outside the
     /// lock: where the model-based tests stop a worker mid-operation.
     private let afterStep: (@Sendable (LifecycleEvent) -> Void)?
+    /// Runs on the recording thread before each step whose event was known
+    /// in advance, with the lock let go (the steps enclosing it, if any,
+    /// are recorded already): where the model-based tests stop a thread
+    /// between a put and the release it runs, or a completion that has
+    /// claimed its request before its step, while other threads take
+    /// theirs.
+    private let beforeStep: (@Sendable (LifecycleEvent) -> Void)?
     /// Whether to keep the context objects (which keeps them allocated).
     private let keepsContexts: Bool
 
@@ -132,9 +143,13 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     ///   - keepsContexts: keep each context object, for the model-based
     ///     tests' refinement mapping; a table's shutdown then waits for
     ///     them in vain until ``forgetContexts()``.
-    init(keepsContexts: Bool = false, afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil) {
+    init(
+        keepsContexts: Bool = false, afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil,
+        beforeStep: (@Sendable (LifecycleEvent) -> Void)? = nil
+    ) {
         self.keepsContexts = keepsContexts
         self.afterStep = afterStep
+        self.beforeStep = beforeStep
     }
 
     private func locked<Result>(_ body: () -> Result) -> Result {
@@ -173,19 +188,45 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     func forgetContexts() { locked { contexts = [:] } }
 
     func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result {
-        lock.lock()
-        depth += 1
-        let slot = entries.count
-        entries.append(nil)
-        let (result, event) = body()
-        if let event {
-            entries[slot] = Entry(event: event, thread: event.isThreadStep ? currentThreadName() : nil)
+        record(announced: nil, body)
+    }
+
+    /// Records `event` when the step begins, so that a step nested in it
+    /// may stop with this one already recorded.
+    func step(_ event: LifecycleEvent, performing action: () -> Void) {
+        if let beforeStep {
+            let thread = ManualRCU<Never>.currentThread
+            let held = locked { depths[thread, default: 0] }
+            // The enclosing steps, if any, have taken effect (their events
+            // are recorded): other threads' steps may come between.
+            for _ in 0..<held { lock.unlock() }
+            beforeStep(event)
+            for _ in 0..<held { lock.lock() }
         }
-        depth -= 1
-        let outermost = depth == 0
+        record(announced: event) { () -> (Void, LifecycleEvent?) in
+            action()
+            return ((), event)
+        }
+    }
+
+    private func record<Result>(announced: LifecycleEvent?, _ body: () -> (Result, LifecycleEvent?)) -> Result {
+        lock.lock()
+        let thread = ManualRCU<Never>.currentThread
+        depths[thread, default: 0] += 1
+        let slot = entries.count
+        entries.append(announced.map(entry))
+        let (result, event) = body()
+        if let event { entries[slot] = entry(event) }
+        depths[thread]! -= 1
+        let outermost = depths[thread] == 0
+        if outermost { depths[thread] = nil }
         lock.unlock()
         if outermost, let event, let afterStep { afterStep(event) }
         return result
+    }
+
+    private func entry(_ event: LifecycleEvent) -> Entry {
+        Entry(event: event, thread: event.isThreadStep ? currentThreadName() : nil)
     }
 
     private func currentThreadName() -> String {
