@@ -98,6 +98,24 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     ///   RCU may still be using it. Free such an object only after an
     ///   explicit grace period of the readers' flavor, from a context that
     ///   may block (`Flavor.afterGracePeriod(on:execute:)`).
+    ///
+    /// The object that owns the ref usually owns what `release` frees.
+    /// Capturing that object in `release` would be a retain cycle (the
+    /// object holds the ref, the ref holds `release`): capture what is to be
+    /// freed instead, held in an object of its own that the owner shares
+    /// (its buffers, its socket), as `Examples/ConnectionTable` does:
+    ///
+    /// ```swift
+    /// final class Connection: Sendable {
+    ///     let resources = Resources()
+    ///     let users: PercpuRef<MembarrierRCU>
+    ///     init(cleanup: DispatchQueue) {
+    ///         users = PercpuRef { [resources] in
+    ///             MembarrierRCU.afterGracePeriod(on: cleanup) { resources.close() }
+    ///         }
+    ///     }
+    /// }
+    /// ```
     public convenience init(options: Options = [], release: @escaping @Sendable () -> Void) {
         self.init(options: options, completingSwitch: nil, release: release)
     }
@@ -446,6 +464,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
 
     /// Retires the ref (`percpu_ref_exit`): any later use is a misuse.
     /// ``isZero`` and ``isDying`` keep answering (``isDying`` is true).
+    ///
+    /// Optional: unlike the kernel's, a ref frees its counters itself when
+    /// it is destroyed. Call it to have any later use diagnosed.
     public func exit() {
         control.withLock { control in
             if control.switchInFlight { rcuMisuse("PercpuRef: exit() while a switch to atomic mode is in flight") }
