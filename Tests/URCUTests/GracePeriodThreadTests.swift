@@ -27,10 +27,14 @@ struct GracePeriodThreadTests {
             let queuedBefore = F.waitersQueuedForGracePeriods
             let before = F.gracePeriodsRunForWaiters
             let served = Counter()
-            let waiters = Task {
+            // On an executor of their own: the cooperative pool may be
+            // held by other tests' blocking waits, and then the waiters
+            // would reach the thread one by one, long after the release.
+            let executor = QueueExecutor(label: "urcu.test.waiters")
+            let waiters = Task(executorPreference: executor) {
                 await withTaskGroup(of: Void.self) { group in
                     for _ in 0..<10_000 {
-                        group.addTask {
+                        group.addTask(executorPreference: executor) {
                             await F.synchronize()
                             served.increment()
                         }
@@ -50,7 +54,7 @@ struct GracePeriodThreadTests {
         #expect(served == 10_000)
         // The one held up, the one after it, and a few for waiters of
         // other tests running meanwhile: one per waiter would be 10,000.
-        #expect(gracePeriods >= 1 && gracePeriods <= 10, "\(gracePeriods) grace periods for 10,000 waiters")
+        #expect(gracePeriods >= 1 && gracePeriods <= 20, "\(gracePeriods) grace periods for 10,000 waiters")
     }
 
     @Test("a waiter that arrives during a grace period waits for the next one", arguments: allFlavors)
