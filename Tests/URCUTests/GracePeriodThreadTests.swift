@@ -15,23 +15,26 @@ import Glibc
 /// cooperative pool, which the waiting tasks need.
 @Suite("Grace-period thread", .serialized)
 struct GracePeriodThreadTests {
+    // While a reader holds a grace period up, nothing here may need the
+    // cooperative pool: other tests' blocking waits for that grace period
+    // can hold every pool thread, and the reader would never be released.
+    // The scenarios run on threads of their own, their tasks on an
+    // executor of their own.
+
     @Test("10,000 tasks awaiting synchronize() at once are served by a few grace periods", arguments: allFlavors)
     func batching(flavor: any LiburcuFlavor.Type) async {
-        func check<F: LiburcuFlavor>(_: F.Type) async -> (served: Int, gracePeriods: Int) {
+        @Sendable func check<F: LiburcuFlavor>(_: F.Type) -> (served: Int, gracePeriods: Int) {
+            let executor = QueueExecutor(label: "urcu.test.waiters")
             // A reader holds up the grace period in progress while all the
             // waiters arrive.
-            let entered = Latch(), release = Latch()
+            let entered = Latch(), release = Latch(), allServed = Latch()
             let reader = JoinableThread { F.asReaderThread { F.read { _ in entered.open(); release.wait() } } }
-            _ = await offPool { entered.wait() }
-            let holdUp = Task { await F.synchronize() }
+            entered.wait()
+            Task(executorPreference: executor) { await F.synchronize() }
             let queuedBefore = F.waitersQueuedForGracePeriods
             let before = F.gracePeriodsRunForWaiters
             let served = Counter()
-            // On an executor of their own: the cooperative pool may be
-            // held by other tests' blocking waits, and then the waiters
-            // would reach the thread one by one, long after the release.
-            let executor = QueueExecutor(label: "urcu.test.waiters")
-            let waiters = Task(executorPreference: executor) {
+            Task(executorPreference: executor) {
                 await withTaskGroup(of: Void.self) { group in
                     for _ in 0..<10_000 {
                         group.addTask(executorPreference: executor) {
@@ -40,17 +43,15 @@ struct GracePeriodThreadTests {
                         }
                     }
                 }
+                allServed.open()
             }
-            await offPool {
-                _ = eventually(seconds: 60) { F.waitersQueuedForGracePeriods - queuedBefore >= 10_000 }
-                release.open()
-                reader.join()
-            }
-            await holdUp.value
-            await waiters.value
+            _ = eventually(seconds: 60) { F.waitersQueuedForGracePeriods - queuedBefore >= 10_000 }
+            release.open()
+            reader.join()
+            allServed.wait()
             return (served.value, F.gracePeriodsRunForWaiters - before)
         }
-        let (served, gracePeriods) = await check(flavor)
+        let (served, gracePeriods) = await offPool { check(flavor) }
         #expect(served == 10_000)
         // The one held up, the one after it, and a few for waiters of
         // other tests running meanwhile: one per waiter would be 10,000.
@@ -59,7 +60,8 @@ struct GracePeriodThreadTests {
 
     @Test("a waiter that arrives during a grace period waits for the next one", arguments: allFlavors)
     func lateWaiterWaitsForNextGracePeriod(flavor: any LiburcuFlavor.Type) async {
-        func check<F: LiburcuFlavor>(_: F.Type) async -> (servedEarly: Bool, sawReaderLeave: Bool) {
+        @Sendable func check<F: LiburcuFlavor>(_: F.Type) -> (servedEarly: Bool, sawReaderLeave: Bool) {
+            let executor = QueueExecutor(label: "urcu.test.waiters")
             // A reader holds up the grace period an early waiter starts; a
             // second reader enters after it started, then a late waiter
             // arrives: the late one must also wait for the second reader.
@@ -67,22 +69,21 @@ struct GracePeriodThreadTests {
             let earlyDone = Latch(), lateDone = Latch()
             let secondLeft = Atomic<Bool>(false), lateSawSecondLeave = Atomic<Bool>(false)
             let first = JoinableThread { F.asReaderThread { F.read { _ in firstEntered.open(); releaseFirst.wait() } } }
-            _ = await offPool { firstEntered.wait() }
+            firstEntered.wait()
             let earlyTicket = F.waitersQueuedForGracePeriods + 1
-            Task {
+            Task(executorPreference: executor) {
                 await F.synchronize()
                 earlyDone.open()
             }
+            // Enter once the grace period covering the early waiter has
+            // started (and is waiting for the first reader). If a grace
+            // period another test's waiter started just before holds it
+            // back, enter after 2 s anyway: the late waiter then shares the
+            // early one's grace period, which waits for this reader too,
+            // and the check proves less.
+            _ = eventually(seconds: 2) { F.waitersWhoseGracePeriodStarted >= earlyTicket }
+            usleep(5_000)
             let second = JoinableThread {
-                // Enters once the grace period covering the early waiter
-                // has started (and is waiting for the first reader). A
-                // grace period another test's waiter started just before
-                // holds it back until the first reader leaves, which waits
-                // for this one: then enter after 2 s anyway; the late
-                // waiter then shares the early one's grace period, which
-                // waits for this reader too, and the check proves less.
-                _ = eventually(seconds: 2) { F.waitersWhoseGracePeriodStarted >= earlyTicket }
-                usleep(5_000)
                 F.asReaderThread {
                     F.read { _ in
                         secondEntered.open()
@@ -93,32 +94,25 @@ struct GracePeriodThreadTests {
                     }
                 }
             }
-            _ = await offPool { secondEntered.wait() }
-            Task {
+            secondEntered.wait()
+            Task(executorPreference: executor) {
                 await F.synchronize()
                 lateSawSecondLeave.store(secondLeft.load(ordering: .acquiring), ordering: .relaxed)
                 lateDone.open()
             }
             // The first reader leaves: the early waiter's grace period can
-            // end, but the late waiter must still wait for the second
-            // reader. (Nothing here waits for the early waiter: if its
-            // grace period started late, it waits for the second reader
-            // too.)
-            let servedEarly = await offPool { () -> Bool in
-                usleep(5_000)
-                releaseFirst.open()
-                return lateDone.wait(seconds: 0.05)
-            }
-            await offPool {
-                releaseSecond.open()
-                earlyDone.wait()
-                lateDone.wait()
-                first.join()
-                second.join()
-            }
+            // end, but the late waiter must still wait for the second one.
+            usleep(5_000)
+            releaseFirst.open()
+            let servedEarly = lateDone.wait(seconds: 0.05)
+            releaseSecond.open()
+            earlyDone.wait()
+            lateDone.wait()
+            first.join()
+            second.join()
             return (servedEarly, lateSawSecondLeave.load(ordering: .relaxed))
         }
-        let result = await check(flavor)
+        let result = await offPool { check(flavor) }
         #expect(!result.servedEarly, "the late waiter was served by the grace period already in progress")
         #expect(result.sawReaderLeave, "the late waiter returned before the reader it had to wait for left")
     }
