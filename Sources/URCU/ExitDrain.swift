@@ -74,3 +74,13 @@ public enum RCUExit {
         }
     }
 }
+
+/// Runs barriers, round after round, until none of `flavors` has callbacks
+/// pending: a callback of one flavor that queues a callback of another is
+/// waited for too. Unbounded: the exit drain runs it on a thread of its own
+/// and stops waiting at its deadline.
+func runBarriers(untilQuiet flavors: [any LiburcuFlavor.Type]) {
+    while flavors.contains(where: { $0.pendingCallbacks > 0 }) {
+        for flavor in flavors where flavor.pendingCallbacks > 0 { flavor.barrier() }
+    }
+}

@@ -100,6 +100,9 @@ public final class GracePeriodAccounting: Sendable {
         sleepWithBackoff(from: 20) { !hasRoom }
     }
 
+    /// Callbacks queued since the process started.
+    var callbacksQueued: Int { queued.value.load(ordering: .acquiring) }
+
     var pendingCallbacks: Int {
         // Read `ran` first: a callback counted there was counted in `queued`
         // before, so the difference never goes negative.
@@ -158,11 +161,11 @@ extension RCUFlavor {
     public static func afterGracePeriod(
         on executor: some BlockingExecutor, execute work: @escaping @Sendable () -> Void
     ) {
-        RCUQuiescence.workQueued()
+        RCUQuiescence.workWasQueued()
         _afterGracePeriod {
             executor.execute {
                 work()
-                RCUQuiescence.workFinished()
+                RCUQuiescence.workHasFinished()
             }
         }
     }
@@ -173,11 +176,11 @@ extension RCUFlavor {
     public static func afterGracePeriod(
         on executor: any TaskExecutor, execute work: @escaping @Sendable () async -> Void
     ) {
-        RCUQuiescence.workQueued()
+        RCUQuiescence.workWasQueued()
         _afterGracePeriod {
             Task(executorPreference: executor) {
                 await work()
-                RCUQuiescence.workFinished()
+                RCUQuiescence.workHasFinished()
             }
         }
     }

@@ -11,19 +11,32 @@ import Synchronization
 /// for the callbacks queued before it, of one flavor. ``wait()-2wjvb`` waits for
 /// the whole chain, whatever the flavors.
 public enum RCUQuiescence {
-    /// Work that `afterGracePeriod` queued and that has not finished:
-    /// counted from the call (before its grace period) to the end of the
-    /// work on its executor.
-    private static let unfinishedWork = Atomic<Int>(0)
+    /// `afterGracePeriod` work handed in, and work finished, since the
+    /// process started: from the call (before its grace period) to the end
+    /// of the work on its executor.
+    private static let workQueued = Atomic<Int>(0)
+    private static let workFinished = Atomic<Int>(0)
 
-    static func workQueued() { unfinishedWork.wrappingAdd(1, ordering: .relaxed) }
-    // Releasing, so that a waiter that sees the count drop sees what the
+    static func workWasQueued() { workQueued.wrappingAdd(1, ordering: .relaxed) }
+    // Releasing, so that a waiter that sees the count grow sees what the
     // work did.
-    static func workFinished() { unfinishedWork.wrappingSubtract(1, ordering: .releasing) }
+    static func workHasFinished() { workFinished.wrappingAdd(1, ordering: .releasing) }
+
+    /// The most rounds ``wait()`` runs: chains longer than this many hops
+    /// are not waited for to their end, so that work other threads keep
+    /// queueing cannot hold the caller forever.
+    public static let maximumRounds = 16
 
     /// Blocks until every callback queued so far, of every liburcu flavor,
     /// has run, and every piece of work `afterGracePeriod` handed to an
     /// executor has finished, including what those queued in turn.
+    ///
+    /// It works in rounds: each waits for the callbacks of every flavor
+    /// queued before it (a barrier each) and for the work queued before it,
+    /// and the next round waits for what the previous one's callbacks and
+    /// work queued. It returns after a round during which nothing new was
+    /// queued, or after ``maximumRounds`` rounds: other threads that keep
+    /// queueing cannot hold it forever.
     ///
     /// Not inside a read section, nor on a callback thread (it would wait
     /// for itself: diagnosed). Work queued to an executor that this very
@@ -45,13 +58,17 @@ public enum RCUQuiescence {
     }
 
     private static func drain() {
-        func callbacksPending() -> Bool { liburcuFlavors.contains { $0.pendingCallbacks > 0 } }
-        repeat {
-            runBarriers(untilQuiet: liburcuFlavors)
-            // Work on its executor may queue callbacks again: wait for the
-            // work, then look at the callbacks once more.
-            sleepWithBackoff(from: 20) { unfinishedWork.load(ordering: .acquiring) > 0 && !callbacksPending() }
-        } while callbacksPending() || unfinishedWork.load(ordering: .acquiring) > 0
+        func queuedSoFar() -> (callbacks: [Int], work: Int) {
+            (liburcuFlavors.map { $0._accounting.callbacksQueued }, workQueued.load(ordering: .acquiring))
+        }
+        for _ in 0..<maximumRounds {
+            let before = queuedSoFar()
+            // A flavor with nothing pending has run everything queued so far.
+            for flavor in liburcuFlavors where flavor.pendingCallbacks > 0 { flavor.barrier() }
+            // Counts, not identities: work may finish out of order.
+            sleepWithBackoff(from: 20) { workFinished.load(ordering: .acquiring) < before.work }
+            if queuedSoFar() == before && workFinished.load(ordering: .acquiring) >= before.work { return }
+        }
     }
 
     private static func requireMayWait() {
@@ -60,14 +77,5 @@ public enum RCUQuiescence {
                 "RCUQuiescence.wait() called inside a read section of \(flavor.name) or from one of its callbacks; "
                     + "it would wait for itself")
         }
-    }
-}
-
-/// Runs barriers, round after round, until none of `flavors` has callbacks
-/// pending: a callback of one flavor that queues a callback of another is
-/// waited for too. The exit drain and ``RCUQuiescence`` share it.
-func runBarriers(untilQuiet flavors: [any LiburcuFlavor.Type]) {
-    while flavors.contains(where: { $0.pendingCallbacks > 0 }) {
-        for flavor in flavors where flavor.pendingCallbacks > 0 { flavor.barrier() }
     }
 }

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import PercpuRef
 import TestSupport
 import Testing
