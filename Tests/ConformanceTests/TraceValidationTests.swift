@@ -166,7 +166,10 @@ struct TraceValidationTests {
                 }
             }
             events += entries.count
-            #expect(entries.count >= 200, "run \(seed) recorded only \(entries.count) events")
+            // 80 operations of 3 threads give about 200–400 events, fewer
+            // when many lookups miss: a run that recorded under 100 did
+            // not run its workload.
+            #expect(entries.count >= 100, "run \(seed) recorded only \(entries.count) events")
             try TraceModule(
                 name: "Trace_\(String(format: "%02d", seed))", entries: entries, slots: Self.slots,
                 maxRequests: Self.maxRequests, budget: Self.budget
