@@ -22,7 +22,7 @@ public enum RCUQuiescence {
     // work did.
     static func workHasFinished() { workFinished.wrappingAdd(1, ordering: .releasing) }
 
-    /// The most rounds ``wait()`` runs: chains longer than this many hops
+    /// The most rounds ``wait()-2wjvb`` runs: chains longer than this many hops
     /// are not waited for to their end, so that work other threads keep
     /// queueing cannot hold the caller forever.
     public static let maximumRounds = 16
