@@ -17,21 +17,16 @@ struct ModelExplorer {
     /// are neither covered nor given up: the nodes a route may head for.
     private var givenUp: Set<Edge> = []
     private var openEdges: [Int]
-    /// The breadth-first search's marks, reused across searches (a search
-    /// on a large graph must not clear an array per call).
-    private var searchParent: [Int]
-    private var searchMark: [Int]
-    private var searchCount = 0
+    private var search: StateGraph.PathSearch
 
-    struct Edge: Hashable { let from: Int, to: Int }
+    typealias Edge = StateGraph.Edge
 
     init(graph: StateGraph, bounds: ModelBounds, reclamation: any ContextReclamation) {
         self.graph = graph
         self.bounds = bounds
         self.reclamation = reclamation
         openEdges = graph.successors.map(\.count)
-        searchParent = Array(repeating: 0, count: graph.nodeCount)
-        searchMark = Array(repeating: 0, count: graph.nodeCount)
+        search = StateGraph.PathSearch(graph)
     }
 
     // MARK: Reading the graph
@@ -96,33 +91,8 @@ struct ModelExplorer {
         fatalError("state graph: no spec step explains edge \(from) -> \(to)")
     }
 
-    /// The shortest path (of edges) from `start` to a node where `goal`
-    /// holds.
     private mutating func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
-        searchCount += 1
-        searchMark[start] = searchCount
-        var frontier = [start]
-        while !frontier.isEmpty {
-            var next: [Int] = []
-            for node in frontier {
-                if goal(node) {
-                    var edges: [Edge] = []
-                    var current = node
-                    while current != start {
-                        edges.append(Edge(from: searchParent[current], to: current))
-                        current = searchParent[current]
-                    }
-                    return edges.reversed()
-                }
-                for successor in graph.successors[node] where searchMark[successor] != searchCount {
-                    searchMark[successor] = searchCount
-                    searchParent[successor] = node
-                    next.append(successor)
-                }
-            }
-            frontier = next
-        }
-        return nil
+        search.path(from: start, to: goal)
     }
 
     private mutating func cover(_ edge: Edge) {

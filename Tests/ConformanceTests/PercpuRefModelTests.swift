@@ -22,10 +22,13 @@ struct PercpuRefExplorer {
     private var refusalsChecked: Set<Int> = []
     private(set) var refusals = 0
 
-    struct Edge: Hashable { let from: Int, to: Int }
+    private var search: StateGraph.PathSearch
+
+    typealias Edge = StateGraph.Edge
 
     init(graph: StateGraph, threads: [String], maxHeld: Int, stepsPerRun: Int = 400) {
         self.graph = graph
+        search = StateGraph.PathSearch(graph)
         self.threads = threads
         self.maxHeld = maxHeld
         self.stepsPerRun = stepsPerRun
@@ -60,40 +63,19 @@ struct PercpuRefExplorer {
         return SpecStep("SwitchToPercpu")
     }
 
-    /// The shortest path (of edges) from `start` to a node where `goal`
-    /// holds.
-    func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
-        var parent: [Int: Int] = [start: start]
-        var frontier = [start]
-        while !frontier.isEmpty {
-            var next: [Int] = []
-            for node in frontier {
-                if goal(node) {
-                    var edges: [Edge] = []
-                    var current = node
-                    while current != start {
-                        edges.append(Edge(from: parent[current]!, to: current))
-                        current = parent[current]!
-                    }
-                    return edges.reversed()
-                }
-                for successor in graph.successors[node] where parent[successor] == nil {
-                    parent[successor] = node
-                    next.append(successor)
-                }
-            }
-            frontier = next
-        }
-        return nil
+    mutating func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
+        search.path(from: start, to: goal)
     }
 
     /// Covers every edge, one run after another.
     mutating func exploreAll() throws {
         while true {
-            func wanted(_ node: Int) -> Bool {
-                graph.successors[node].contains { !coveredEdges.contains(Edge(from: node, to: $0)) }
+            // Nodes with an edge not covered yet, as the edges stand now.
+            func wanted() -> (Int) -> Bool {
+                let covered = coveredEdges, successors = graph.successors
+                return { node in successors[node].contains { !covered.contains(Edge(from: node, to: $0)) } }
             }
-            guard path(from: graph.initial[0], to: wanted) != nil else { return }
+            guard path(from: graph.initial[0], to: wanted()) != nil else { return }
             runs += 1
             let run = try PercpuModelRun(threads: threads)
             var current = graph.initial[0]
@@ -101,7 +83,7 @@ struct PercpuRefExplorer {
             visitedNodes.insert(current)
             try compare(run, with: current, after: trail)
             var stepsThisRun = 0
-            while stepsThisRun < stepsPerRun, let route = path(from: current, to: wanted) {
+            while stepsThisRun < stepsPerRun, let route = path(from: current, to: wanted()) {
                 let goal = graph.successors[route.last?.to ?? current].first {
                     !coveredEdges.contains(Edge(from: route.last?.to ?? current, to: $0))
                 }!

@@ -93,6 +93,57 @@ struct StateGraph {
     }
 }
 
+extension StateGraph {
+    /// An edge of the graph, by node index.
+    struct Edge: Hashable { let from: Int, to: Int }
+
+    /// Shortest routes through the graph, breadth first. The marks are
+    /// reused from one search to the next: the explorers search a graph of
+    /// up to 92,560 states thousands of times, and must not clear an array
+    /// per search.
+    struct PathSearch {
+        private let successors: [[Int]]
+        private var parent: [Int]
+        private var mark: [Int]
+        private var searches = 0
+
+        init(_ graph: StateGraph) {
+            successors = graph.successors
+            parent = Array(repeating: 0, count: graph.nodeCount)
+            mark = Array(repeating: 0, count: graph.nodeCount)
+        }
+
+        /// The shortest path (of edges) from `start` to a node where
+        /// `goal` holds.
+        mutating func path(from start: Int, to goal: (Int) -> Bool) -> [Edge]? {
+            searches += 1
+            mark[start] = searches
+            var frontier = [start]
+            while !frontier.isEmpty {
+                var next: [Int] = []
+                for node in frontier {
+                    if goal(node) {
+                        var edges: [Edge] = []
+                        var current = node
+                        while current != start {
+                            edges.append(Edge(from: parent[current], to: current))
+                            current = parent[current]
+                        }
+                        return edges.reversed()
+                    }
+                    for successor in successors[node] where mark[successor] != searches {
+                        mark[successor] = searches
+                        parent[successor] = node
+                        next.append(successor)
+                    }
+                }
+                frontier = next
+            }
+            return nil
+        }
+    }
+}
+
 struct ConformanceFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
