@@ -95,7 +95,11 @@ struct LifecycleTests {
         // wait to block its thread, the pool would stall until the
         // timeouts, and the deregistrations would throw.
         let count = ProcessInfo.processInfo.activeProcessorCount + 2
-        let table = MemoryRegionTable<MembarrierRCU>(capacity: count, deregistrationTimeout: 5)
+        // The holders are dropped once the last deregistration has reached
+        // its wait, which under ASan on a loaded machine came more than 5 s
+        // after the first began waiting: 20 s keeps the timeouts out of a
+        // passing run, and a blocking wait still fails the test.
+        let table = MemoryRegionTable<MembarrierRCU>(capacity: count, deregistrationTimeout: 20)
         let regions = try (0..<count).map { _ in try table.register(length: 8) }
         let holders = try regions.map { region in
             guard let reference = table.lookup(region.key) else { throw MissingRegion() }
