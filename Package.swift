@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting", "CURCU"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         // Helpers shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting", "MemoryRegions"], path: "Tests/TestSupport"),
         .testTarget(
             name: "URCUTests",
             dependencies: ["URCU", "URCUTorture", "ContextTable", "PercpuRef", "URCUTesting", "TestSupport"]),
@@ -83,7 +83,7 @@ let package = Package(
         // TLC's state graph, and trace validation of real runs by TLC.
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["ContextTable", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
+            dependencies: ["ContextTable", "MemoryRegions", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
         .testTarget(
             name: "MemoryRegionTests",
             dependencies: ["MemoryRegions", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
