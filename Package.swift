@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "URCUTesting", dependencies: ["URCU", "CURCU"]),
         // The torture run (`make torture`): its scenarios are a library so
         // the tests can run them briefly.
-        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting", "CURCU"]),
+        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "MemoryRegions", "URCUTesting", "CURCU"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         // Helpers shared by the test targets.
         .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting", "MemoryRegions"], path: "Tests/TestSupport"),
