@@ -88,7 +88,25 @@ public enum MemoryRegionTorture {
         _ flavor: Flavor.Type, seconds: Double, timeouts: Int = 2, timeLimit: Double? = nil, readers: Int = 2,
         progress: (@Sendable (Report) -> Void)? = nil
     ) -> Report {
-        let shared = Shared(table: MemoryRegionTable<Flavor>(capacity: 16, deregistrationTimeout: deregistrationTimeout))
+        // Threads are delayed at random at the points where an order's
+        // mistake would show, as rcutorture delays its threads: every other
+        // deregistration step and release starts up to half a millisecond
+        // late, and one lookup in 64 waits up to 200 µs between loading the
+        // region and its get. The windows (a count already zero, its
+        // release not yet finished; a region found, not yet counted) are
+        // then wide enough for the other threads to hit.
+        let stretches = Counter()
+        func stretch(oneIn chance: UInt64, upTo microseconds: UInt64) -> @Sendable () -> Void {
+            {
+                stretches.increment()
+                var random = SplitMix(seed: UInt64(stretches.value))
+                if random.next() % chance == 0 { usleep(UInt32(random.next() % microseconds)) }
+            }
+        }
+        let stretchStep = stretch(oneIn: 2, upTo: 500), stretchLookup = stretch(oneIn: 64, upTo: 200)
+        let shared = Shared(table: MemoryRegionTable<Flavor>(
+            capacity: 16, deregistrationTimeout: deregistrationTimeout, teardown: SynchronizeThenDrop(),
+            lookupLoaded: { _ in stretchLookup() }, releaseStarted: stretchStep, stepTaken: { _ in stretchStep() }))
         let start = monotonicSeconds()
         var threads = (0..<readers).map { index in
             JoinableThread(name: "region reader") { reader(shared, seed: UInt64(index) + 1) }
@@ -143,11 +161,41 @@ public enum MemoryRegionTorture {
     /// writes it): the free's poison, or memory reused after it, is not.
     static func isIntact(_ bytes: UnsafeMutableRawBufferPointer) -> Bool { bytes.allSatisfy { $0 == 0 } }
 
+    /// A reference a reader keeps for a while, as a work request in flight
+    /// keeps its region (`rvt_sge`): up to a few milliseconds, longer than
+    /// a grace period, so that deregistrations find readers holding the
+    /// region when they kill it and wait for them.
+    final class InFlight<Flavor: RCUFlavor> {
+        var reference: MemoryRegionReference<Flavor>?
+        var deadline = 0.0
+        var isHeld: Bool { reference != nil }
+    }
+
+    /// References in flight per reader, and how long each stays at most.
+    static var inFlightPerReader: Int { 4 }
+    static var longestFlight: UInt64 { 4_000 }  // microseconds
+
     static func reader<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, seed: UInt64) {
         asReaderThread(Flavor.self) { quiescent in
             var random = SplitMix(seed: seed)
             var lookups = 0, failed = 0, dependents = 0, damaged = 0
+            let inFlight = (0..<inFlightPerReader).map { _ in InFlight<Flavor>() }
+            /// The request completes: it uses the region once more, then
+            /// puts its reference or hands it to the region.
+            func complete(_ reference: consuming MemoryRegionReference<Flavor>) {
+                if !reference.withBytes(isIntact) { damaged += 1 }
+                if random.next() % 8 == 0 {
+                    reference.keepInRegion()
+                    dependents += 1
+                } else {
+                    reference.put()
+                }
+            }
             while !shared.stop.load(ordering: .relaxed) {
+                let now = monotonicSeconds()
+                for request in inFlight where request.deadline <= now {
+                    if let reference = request.reference.take() { complete(reference) }
+                }
                 let candidates = shared.known.withLock { $0 }
                 for _ in 0..<32 where !candidates.isEmpty {
                     let key = candidates[Int(random.next() % UInt64(candidates.count))]
@@ -157,11 +205,11 @@ public enum MemoryRegionTorture {
                         continue
                     }
                     if !reference.withBytes(isIntact) { damaged += 1 }
-                    if random.next() % 8 == 0 {
-                        reference.keepInRegion()
-                        dependents += 1
+                    if let request = inFlight.first(where: { !$0.isHeld }) {
+                        request.reference = consume reference
+                        request.deadline = now + Double(random.next() % longestFlight) / 1e6
                     } else {
-                        reference.put()
+                        complete(reference)
                     }
                 }
                 quiescent()
@@ -171,6 +219,11 @@ public enum MemoryRegionTorture {
                 shared.useAfterFree.wrappingAdd(damaged, ordering: .relaxed)
                 lookups = 0; failed = 0; dependents = 0; damaged = 0
             }
+            for request in inFlight {
+                if let reference = request.reference.take() { complete(reference) }
+            }
+            shared.dependents.wrappingAdd(dependents, ordering: .relaxed)
+            shared.useAfterFree.wrappingAdd(damaged, ordering: .relaxed)
         }
     }
 
