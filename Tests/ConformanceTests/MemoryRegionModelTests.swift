@@ -36,19 +36,18 @@ struct MemoryRegionExplorer {
     typealias Edge = StateGraph.Edge
 
     init(graph: StateGraph, threads: [String], teardown: any MemoryRegionTeardown, ignoredVariables: Set<String> = []) throws {
-        self.graph = graph
+        var graph = graph
         self.threads = threads
         self.teardown = teardown
         self.ignoredVariables = ignoredVariables
         order = try MemoryRegionSpec.order(bug: "None")
         let count = graph.nodeCount
         var successors = Array(repeating: [Int](), count: 2 * count)
-        var reading = graph
         for node in 0..<count {
             for next in graph.successors[node] {
-                let step = Self.step(from: node, to: next, graph: &reading, threads: threads, order: order)
-                let dueBefore = reading.state(node)["ref"]![MemoryRegionModelRun.regionName]!["releases"]!
-                let dueAfter = reading.state(next)["ref"]![MemoryRegionModelRun.regionName]!["releases"]!
+                let step = Self.step(from: node, to: next, graph: &graph, threads: threads, order: order)
+                let dueBefore = graph.state(node)["ref"]![MemoryRegionModelRun.regionName]!["releases"]!
+                let dueAfter = graph.state(next)["ref"]![MemoryRegionModelRun.regionName]!["releases"]!
                 let deregistrationReleases = order.contains(Self.stepName(of: step.action)) && dueBefore != dueAfter
                 successors[node].append(next + (deregistrationReleases ? count : 0))
                 switch step.action {
@@ -58,7 +57,7 @@ struct MemoryRegionExplorer {
                 }
             }
         }
-        self.graph = reading
+        self.graph = graph
         self.successors = successors
         search = StateGraph.PathSearch(successors: successors)
     }
@@ -97,7 +96,7 @@ struct MemoryRegionExplorer {
         }
         if u["step"] != v["step"] {
             let name = order[u["step"]![r1]!.intValue! - 1]
-            return SpecStep(name.prefix(1).uppercased() + name.dropFirst())
+            return SpecStep(name.prefix(1).uppercased() + name.dropFirst())  // "unpublish": Unpublish
         }
         if u["released"] != v["released"] { return SpecStep("Release") }
         if u["ref"] != v["ref"] { return SpecStep("RefSwitchConfirm") }
