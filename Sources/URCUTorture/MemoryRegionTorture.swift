@@ -77,8 +77,8 @@ public enum MemoryRegionTorture {
     }
 
     /// How long a deregistration waits for the last reference: long beside
-    /// a reader's use of a region (microseconds), short enough that the
-    /// provoked timeouts cost little.
+    /// a reader's use of a region (at most ``longestFlightMicroseconds``), short enough
+    /// that the provoked timeouts cost little.
     static let deregistrationTimeout = 0.2
 
     /// Runs the readers and the updater for `seconds`, then on until the
@@ -173,7 +173,7 @@ public enum MemoryRegionTorture {
 
     /// References in flight per reader, and how long each stays at most.
     static var inFlightPerReader: Int { 4 }
-    static var longestFlight: UInt64 { 4_000 }  // microseconds
+    static var longestFlightMicroseconds: UInt64 { 4_000 }
 
     static func reader<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, seed: UInt64) {
         asReaderThread(Flavor.self) { quiescent in
@@ -207,7 +207,7 @@ public enum MemoryRegionTorture {
                     if !reference.withBytes(isIntact) { damaged += 1 }
                     if let request = inFlight.first(where: { !$0.isHeld }) {
                         request.reference = consume reference
-                        request.deadline = now + Double(random.next() % longestFlight) / 1e6
+                        request.deadline = now + Double(random.next() % longestFlightMicroseconds) / 1e6
                     } else {
                         complete(reference)
                     }
