@@ -77,8 +77,8 @@ public enum MemoryRegionTorture {
     }
 
     /// How long a deregistration waits for the last reference: long beside
-    /// a reader's use of a region (at most ``longestFlightMicroseconds``), short enough
-    /// that the provoked timeouts cost little.
+    /// a reader's use of a region (at most ``longestFlightMicroseconds``),
+    /// short enough that the provoked timeouts cost little.
     static let deregistrationTimeout = 0.2
 
     /// Runs the readers and the updater for `seconds`, then on until the
