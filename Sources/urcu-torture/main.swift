@@ -151,8 +151,11 @@ if options.suites.contains("lifecycle") {
 
 // MARK: The memory regions
 
+/// Timeouts provoked (and recovered) per flavor.
+let provokedTimeouts = 2
+
 func runMemoryRegions<F: LiburcuFlavor>(_: F.Type, seconds: Double, readers: Int) -> MemoryRegionTorture.Report {
-    MemoryRegionTorture.run(F.self, seconds: seconds, readers: readers) { report in
+    MemoryRegionTorture.run(F.self, seconds: seconds, timeouts: provokedTimeouts, readers: readers) { report in
         print("[memory regions \(report.flavor) \(Int(report.seconds))s] lookups \(rate(report.lookups, report.seconds)), "
             + "freed \(report.freed), timeouts provoked \(report.timeoutsProvoked), use-after-free \(report.useAfterFree)")
     }
@@ -161,7 +164,7 @@ func runMemoryRegions<F: LiburcuFlavor>(_: F.Type, seconds: Double, readers: Int
 if options.suites.contains("memory-regions") {
     let seconds = timeShare(of: "memory-regions") / Double(options.flavors.count)
     print("urcu-torture: memory regions (RDMAVT), \(options.readers) readers + 1 updater, \(seconds)s per flavor "
-        + "(\(options.flavors.joined(separator: ", "))), 2 timeouts provoked in each")
+        + "(\(options.flavors.joined(separator: ", "))), \(provokedTimeouts) timeouts provoked in each")
     let reports = options.flavors.map { flavor in
         switch flavor {
         case "memb": runMemoryRegions(MembarrierRCU.self, seconds: seconds, readers: options.readers)
