@@ -60,7 +60,7 @@ public enum ContextError: Error, Equatable, Sendable {
 public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// The slots (`mm->ioctx_table`): replaced by a larger copy when full,
     /// up to ``maximumCapacity`` slots.
-    private let table: RCUPointer<SlotTable<Flavor>, Flavor>
+    let table: RCUPointer<SlotTable<Flavor>, Flavor>
     /// Serialises updaters of the slots and the table's growth (the
     /// kernel's `mm->ioctx_lock`), and holds each slot's generation.
     private let tableLock: Mutex<[UInt64]>

@@ -36,9 +36,11 @@ package final class SlotTable<Flavor: RCUFlavor>: @unchecked Sendable {
     /// lookup's two dereferences, the table pointer being the first).
     func context(at slot: Int, in section: borrowing ReadSection<Flavor>) -> Context<Flavor>? {
         guard (0..<capacity).contains(slot) else { return nil }
+        // Checked before the slot is read (what a freed table's slot holds
+        // is garbage), and again before the context is touched, for a free
+        // that ran meanwhile.
+        checkNotFreed()
         return slots[slot].dereference(in: section) { context in
-            // Checked before the context is touched: what a freed table's
-            // slot holds is garbage.
             checkNotFreed()
             return context
         }
