@@ -120,7 +120,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
 
     /// Destroys the contexts still in the table (the kernel's `exit_aio`);
     /// their teardown completes on its own, after their grace periods.
-    /// ``shutdown(timeoutSeconds:)-3a1xq`` also waits for it.
+    /// `shutdown(timeoutSeconds:)` also waits for it.
     deinit {
         for id in liveContexts { try? destroy(id) }
     }
@@ -329,7 +329,9 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     public var statistics: LifecycleStatistics { counters.snapshot(budgetInUse: budgetInUse) }
 
     /// Destroys every context left, then waits until all of them are freed
-    /// and no callback or free is pending. Returns what it saw; a
+    /// and no callback or free is pending, replaced slot tables' included
+    /// (the kernel's `exit_aio`, which waits on `rq_wait`). Returns what it
+    /// saw; a
     /// ``LifecycleStatistics/isClean`` result proves nothing leaked. Gives
     /// up once `timeoutSeconds` pass without progress (see
     /// ``waitForAll(timeoutSeconds:)-3ttbe``). Blocks the calling thread: async
