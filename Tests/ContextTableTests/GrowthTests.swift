@@ -190,17 +190,30 @@ struct GrowthTests {
             reclamation: DoubleBounce(), recorder: nil, growth: growth)
         _ = try table.create(maxRequests: 1)
         let second = try table.create(maxRequests: 1)
-        let published = Mutex<ContextID?>(nil)
+        // A lease on the context created during the copy: the only way to
+        // destroy it once the table has lost it.
+        let published = Mutex<ContextLease<MembarrierRCU>?>(nil)
         growth.betweenCopyAndPublish {
             // Frees slot 1 of the table being copied, and fills it again.
             try? table.destroy(second)
-            published.withLock { $0 = try? table.create(maxRequests: 1) }
+            guard let id = try? table.create(maxRequests: 1) else { return }
+            published.withLock { $0 = table.lookup(id) }
         }
         _ = try table.create(maxRequests: 1)
-        let lost = try #require(published.withLock { $0 })
         #expect(table.statistics.tableGrowths == 1)
+        guard let lease = published.withLock({ $0.take() }) else {
+            Issue.record("the context created during the copy was not created")
+            return
+        }
+        let lost = lease.id
         #expect(!table.isReachable(lost), "the control should lose the context created during its copy")
         #expect(!table.liveContexts.contains(lost))
+        // Clean up: destroying it also clears slot 1 of the new table, where
+        // the destroyed context the copy kept would otherwise be reached
+        // after its free.
+        try table.destroy(lease)
+        _ = consume lease
+        #expect(table.shutdown(timeoutSeconds: teardownStallSeconds).isClean)
     }
 
     @Test("negative control: a copy outside the table lock keeps a destroyed context, which a lookup reaches after its free")
