@@ -85,6 +85,9 @@ package final class SlotTable<Flavor: RCUFlavor>: @unchecked Sendable {
         }
     }
 
+    /// Whether ``free()`` has run.
+    var isFreed: Bool { freed.load(ordering: .acquiring) }
+
     /// Frees the slots (the `kfree` that `kfree_rcu` runs): only after a
     /// grace period of `Flavor` that started once the table was replaced.
     package func free() {
@@ -103,7 +106,7 @@ package final class SlotTable<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     private func checkNotFreed() {
-        if freed.load(ordering: .acquiring) {
+        if isFreed {
             counters.useAfterFree.increment()
             rcuMisuse("ContextTable: a lookup read a slot table after it was freed (use after free)")
         }
