@@ -31,7 +31,9 @@ final class GrowthReader: @unchecked Sendable {
 
     init() {
         let started = DispatchSemaphore(value: 0)
-        thread = JoinableThread { [unowned self] in
+        // Strong: a run abandoned by a failed check leaves the thread
+        // parked, holding the reader; quit() breaks the cycle.
+        thread = JoinableThread { [self] in
             threadID = GrowthFlavor.currentThread
             started.signal()
             run()
@@ -77,6 +79,7 @@ final class GrowthReader: @unchecked Sendable {
         quitting = true
         command.signal()
         thread?.join()
+        thread = nil
     }
 }
 
@@ -96,12 +99,16 @@ final class GrowthModelRun {
     private var readerContext: String?
     let contextNames: [String]
 
-    init(contextNames: [String]) {
+    /// The table's growth: what the spec's `GrowPublish` runs.
+    private let growth: any TableGrowth
+
+    init(contextNames: [String], growth: any TableGrowth = GrowUnderTableLock()) {
         GrowthFlavor.reset()
         self.contextNames = contextNames
+        self.growth = growth
         table = ContextTable(
             capacity: 1, maximumCapacity: 2, requestBudget: 10, cleanupExecutor: executor,
-            reclamation: DoubleBounce(), recorder: nil)
+            reclamation: DoubleBounce(), recorder: nil, growth: growth)
         tables = [currentSlotTable]
     }
 
@@ -171,7 +178,7 @@ final class GrowthModelRun {
         // the table lock, where nothing the spec sees can interleave.
         if u["current"] != v["current"] {
             let full = currentSlotTable
-            GrowUnderTableLock().grow(table, from: full)
+            growth.grow(table, from: full)
             tables.append(currentSlotTable)
             return try nameNewCallback(.tuple([.string("table"), .int(u["current"]!.intValue!)]))
         }
