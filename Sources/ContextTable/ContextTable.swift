@@ -331,8 +331,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// Destroys every context left, then waits until all of them are freed
     /// and no callback or free is pending, replaced slot tables' included
     /// (the kernel's `exit_aio`, which waits on `rq_wait`). Returns what it
-    /// saw; a
-    /// ``LifecycleStatistics/isClean`` result proves nothing leaked. Gives
+    /// saw; a ``LifecycleStatistics/isClean`` result proves nothing leaked. Gives
     /// up once `timeoutSeconds` pass without progress (see
     /// ``waitForAll(timeoutSeconds:)-3ttbe``). Blocks the calling thread: async
     /// code uses `await shutdown()`.
