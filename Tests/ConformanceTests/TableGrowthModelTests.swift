@@ -2,6 +2,7 @@
 import Dispatch
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 import URCU
 import URCUTesting
@@ -271,54 +272,81 @@ extension Conformance {
 struct TableGrowthModelTests {
     @Test("every state and transition of MBTTableGrowth's graph, on ContextTable")
     func coverage() throws {
+        let outcome = try Self.explore(growth: GrowUnderTableLock())
+        print(outcome.report)
+        #expect(outcome.visited == outcome.graphNodes, "\(outcome.report)")
+        #expect(outcome.covered == outcome.graphEdges, "\(outcome.report)")
+    }
+
+    @Test("negative control: an old table freed without a grace period leaves the spec at the first growth")
+    func oldTableFreedAtOnceIsRejected() throws {
+        do {
+            let outcome = try Self.explore(growth: FreeOldTableWithoutGracePeriod())
+            Issue.record("the control conformed: \(outcome.report)")
+        } catch let failure as ConformanceFailure {
+            print("model-based: negative control rejected: \(failure.description.prefix(200))")
+            #expect(failure.description.contains(#"expected one new callback for <<"table", 1>>, found 0"#), "\(failure)")
+        }
+    }
+
+    struct Outcome {
+        var visited = 0, covered = 0, graphNodes = 0, graphEdges = 0, runs = 0, steps = 0
+        var report = ""
+    }
+
+    /// Covers every edge of the graph, one run after another, each on a
+    /// fresh table that grows by `growth`; throws at the first state where
+    /// the table and the spec differ.
+    static func explore(growth: any TableGrowth) throws -> Outcome {
         var graph = try StateGraph.load(config: "MBTTableGrowth", module: "MCTableGrowth")
         var search = StateGraph.PathSearch(graph)
         var covered: Set<StateGraph.Edge> = [], visited: Set<Int> = []
-        var runs = 0, steps = 0
-        let contextNames = ["c1", "c2"]
+        var outcome = Outcome(graphNodes: graph.nodeCount, graphEdges: graph.edgeCount)
         let started = Date()
         func wanted() -> (Int) -> Bool {
             let successors = graph.successors, done = covered
             return { node in successors[node].contains { !done.contains(StateGraph.Edge(from: node, to: $0)) } }
         }
         while search.path(from: graph.initial[0], to: wanted()) != nil {
-            runs += 1
-            let run = GrowthModelRun(contextNames: contextNames)
-            var current = graph.initial[0], trail: [String] = []
+            outcome.runs += 1
+            let run = GrowthModelRun(contextNames: ["c1", "c2"], growth: growth)
+            var current = graph.initial[0], stepsThisRun = 0
             visited.insert(current)
-            var stepsThisRun = 0
             while stepsThisRun < 200, let route = search.path(from: current, to: wanted()) {
                 let last = route.last?.to ?? current
                 let goal = graph.successors[last].first { !covered.contains(StateGraph.Edge(from: last, to: $0)) }!
                 for edge in route + [StateGraph.Edge(from: last, to: goal)] {
                     let u = graph.state(edge.from), v = graph.state(edge.to)
-                    trail.append(String(edge.to))
-                    try run.perform(from: u, to: v)
+                    do {
+                        try run.perform(from: u, to: v)
+                    } catch {
+                        throw ConformanceFailure("run \(outcome.runs), step \(stepsThisRun + 1): \(error)")
+                    }
                     let implementation = run.abstractState(like: v)
                     let differences = v.keys.sorted().filter { v[$0] != implementation[$0] }
                     if !differences.isEmpty {
                         throw ConformanceFailure("""
-                            run \(runs), after \(trail.count) steps:
+                            run \(outcome.runs), step \(stepsThisRun + 1):
                             \(differences.map { "\($0): spec \(v[$0]!), implementation \(implementation[$0]!)" }.joined(separator: "\n"))
                             """)
                     }
                     covered.insert(edge)
                     visited.insert(edge.to)
                     current = edge.to
-                    steps += 1
+                    outcome.steps += 1
                     stepsThisRun += 1
                 }
             }
             try run.finish()
         }
-        let report = """
+        outcome.visited = visited.count
+        outcome.covered = covered.count
+        outcome.report = """
             model-based: MBTTableGrowth: states \(visited.count)/\(graph.nodeCount), \
-            transitions \(covered.count)/\(graph.edgeCount), \(runs) runs, \(steps) steps, \
+            transitions \(covered.count)/\(graph.edgeCount), \(outcome.runs) runs, \(outcome.steps) steps, \
             \(String(format: "%.1f", Date().timeIntervalSince(started))) s
             """
-        print(report)
-        #expect(visited.count == graph.nodeCount, "\(report)")
-        #expect(covered.count == graph.edgeCount, "\(report)")
+        return outcome
     }
 }
 }
