@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "MemoryRegions", "URCUTesting", "CURCU"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         // Helpers shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting", "MemoryRegions"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting", "ContextTable", "MemoryRegions"], path: "Tests/TestSupport"),
         .testTarget(
             name: "URCUTests",
             dependencies: ["URCU", "URCUTorture", "ContextTable", "PercpuRef", "URCUTesting", "TestSupport"]),

@@ -32,6 +32,7 @@ public enum LifecycleTorture {
             var errors: [String] = []
             if statistics.useAfterFree > 0 { errors.append("\(statistics.useAfterFree) uses after free") }
             if !clean { errors.append("not clean at the end: \(statistics)") }
+            if statistics.tableGrowths == 0 { errors.append("the table never grew") }
             if lookups == 0 || statistics.created == 0 || statistics.freed == 0 {
                 errors.append("no progress (lookups \(lookups), created \(statistics.created), freed \(statistics.freed))")
             }
@@ -60,7 +61,9 @@ public enum LifecycleTorture {
         _ flavor: Flavor.Type, seconds: Double, minimumCreated: Int = 0, timeLimit: Double? = nil, readers: Int = 2,
         progress: (@Sendable (Report) -> Void)? = nil
     ) -> Report {
-        let shared = Shared(table: ContextTable<Flavor>(capacity: 16, requestBudget: 16 * 24))
+        // One slot to start with: the table grows under the readers (to 2,
+        // 4, 8, 16 slots), each replaced table freed after a grace period.
+        let shared = Shared(table: ContextTable<Flavor>(capacity: 1, maximumCapacity: 16, requestBudget: 16 * 24))
         let callbacksBefore = Flavor.callbacksRun
         let start = monotonicSeconds()
         var threads = (0..<readers).map { index in JoinableThread { reader(shared, seed: UInt64(index) + 1) } }

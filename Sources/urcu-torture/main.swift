@@ -141,6 +141,7 @@ if options.suites.contains("lifecycle") {
         | ring index writes by "user space" | \(report.ringIndexWrites) | |
         | contexts created / failed creates | \(s.created) / \(s.failedCreates) | \(rate(s.created, report.seconds)) |
         | contexts destroyed / freed | \(s.destroyed) / \(s.freed) | |
+        | slot-table growths (each old table freed after a grace period) | \(s.tableGrowths) | |
         | RCU callbacks run (each after a grace period) | \(report.callbacksRun) | |
         | use-after-free detections | \(s.useAfterFree) | |
         | leaks (live, objects, pending frees, budget) | \(s.live), \(s.objects), \(s.pendingFrees), \(s.budgetInUse) | |
