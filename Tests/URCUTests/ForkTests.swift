@@ -123,7 +123,7 @@ struct ForkTests {
 
     /// What a child does to show RCU works in it: a new thread registers
     /// with memb and QSBR (liburcu's registry lock, the package's reader
-    /// registry and counter slots) and reads, and grace periods complete.
+    /// registry and a PercpuRef counter area) and reads, and grace periods complete.
     static func childWorks() -> Never {
         JoinableThread {
             MembarrierRCU.read { _ in }
@@ -183,7 +183,7 @@ struct ForkTests {
 
     /// Forks `forks` times while threads keep registering and unregistering
     /// (short-lived memb and mb threads, and short-lived threads taking a
-    /// PercpuRef counter slot); each child starts a reader thread and
+    /// PercpuRef counter area, folded at their exit); each child starts a reader thread and
     /// completes grace periods. Returns how many children hung or failed.
     /// The churning threads register without entering a read section
     /// (`withRegisteredThread`): a fork while another thread is inside a
