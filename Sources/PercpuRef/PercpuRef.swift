@@ -161,7 +161,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inline(__always)
     public func get(count n: Int = 1) {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        Flavor.read { _ in
+        Flavor._leafRead {
             let word = offsetAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.slowPathFlags == 0) {
                 countInThread(n, offset: word)
@@ -179,7 +179,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inlinable
     public func tryGet(count n: Int = 1) -> Bool {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        return Flavor.read { _ in
+        return Flavor._leafRead {
             let word = offsetAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.modeFlags == 0) {
                 countInPercpuMode(n, word: word)
@@ -196,7 +196,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inlinable
     public func tryGetLive(count n: Int = 1) -> Bool {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        return Flavor.read { _ in
+        return Flavor._leafRead {
             let word = offsetAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.modeFlags == 0) {
                 countInPercpuMode(n, word: word)
@@ -213,7 +213,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inline(__always)
     public func put(count n: Int = 1) {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        let reachedZero = Flavor.read { _ -> Bool in
+        let reachedZero = Flavor._leafRead { () -> Bool in
             let word = offsetAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.slowPathFlags == 0) {
                 countInThread(-n, offset: word)
