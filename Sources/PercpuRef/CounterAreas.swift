@@ -27,7 +27,7 @@ import Glibc
 /// - Once a switch has collected, the offset stays zero everywhere until
 ///   the ref is back in percpu mode: no thread counts on it in atomic mode.
 @usableFromInline
-enum CounterAreas {
+package enum CounterAreas {
     /// The distance between two refs' counters in an area.
     @inlinable
     static var stride: UInt { UInt(MemoryLayout<ThreadCounters>.stride) }
@@ -47,6 +47,9 @@ enum CounterAreas {
         var committedOffsets = 0
         /// Offsets never handed out start here.
         var nextOffset = 0
+        /// Offsets handed out at most: `maximumOffsets`, unless a test
+        /// lowered it.
+        var offsetLimit = maximumOffsets
         var freeOffsets: [Int] = []
         /// Per offset: gets minus puts that exited threads counted.
         var folded: [Int] = []
@@ -86,12 +89,18 @@ enum CounterAreas {
         ForkGuard.excludingFork {
             state.withLock { state -> UInt? in
                 if let reused = state.freeOffsets.popLast() { return UInt(reused) * stride }
-                guard state.nextOffset < maximumOffsets else { return nil }
+                guard state.nextOffset < state.offsetLimit else { return nil }
                 if state.nextOffset == state.committedOffsets { commitMoreOffsets(&state) }
                 defer { state.nextOffset += 1 }
                 return UInt(state.nextOffset) * stride
             }
         }
+    }
+
+    /// Hands out at most `count` offsets from now on, so that a test can
+    /// reach the refs created when none is left without creating millions.
+    package static func limitOffsets(to count: Int) {
+        state.withLock { $0.offsetLimit = min(count, maximumOffsets) }
     }
 
     /// Gives back `offset`, zeroing it everywhere. The ref that owned it
@@ -184,7 +193,7 @@ enum CounterAreas {
     }
 
     /// The fold: at the calling thread's exit, its counters move to
-    /// `folded` and its area, now zero, to the spares. Under the lock, so
+    /// `folded` and its area, zeroed, to the spares. Under the lock, so
     /// that a switch's sum sees each count exactly once: in the area before
     /// the fold or in `folded` after it.
     private static func foldCallingThread() {
@@ -194,9 +203,12 @@ enum CounterAreas {
         ForkGuard.excludingFork {
             state.withLock { state in
                 for index in 0..<state.nextOffset {
-                    let net = counters(in: area, atOffset: UInt(index) * stride).pointee.takeAll()
-                    state.folded[index] &+= net
+                    state.folded[index] &+= counters(in: area, atOffset: UInt(index) * stride).pointee.net
                 }
+                // Zeroes the area (private anonymous pages read as zero
+                // once dropped) and gives its memory back until a new
+                // thread writes it.
+                madvise(UnsafeMutableRawPointer(bitPattern: area), state.committedOffsets * Int(stride), MADV_DONTNEED)
                 state.areas.remove(area)
                 state.spareAreas.append(area)
             }

@@ -49,6 +49,34 @@ struct ConcurrencyTests {
         #expect(operations.value > 100)
     }
 
+    @Test("refs created when no offset is left count on their shared count, exactly")
+    func refsWithoutOffsets() async {
+        // In a process of its own: the limit is process-wide.
+        await #expect(processExitsWith: .success) {
+            CounterAreas.limitOffsets(to: 1)
+            let releases = Counter()
+            // The first takes the one offset; the others count on their
+            // shared count in percpu mode.
+            let refs = (0..<3).map { _ in PercpuRef<MembarrierRCU> { releases.increment() } }
+            runThreads(4) { _ in
+                for ref in refs {
+                    for _ in 0..<1_000 { ref.get(); ref.put() }
+                    ref.get(count: 2)
+                    #expect(ref.tryGet() && ref.tryGetLive())
+                    ref.put(count: 3)
+                }
+            }
+            for ref in refs {
+                #expect(ref.isPercpu)
+                #expect(ref.abstractState.count == 5, "the initial reference and one per thread")
+                ref.put(count: 4)
+                ref.kill()
+            }
+            await MembarrierRCU.barrier()
+            #expect(releases.value == refs.count)
+        }
+    }
+
     @Test("256 threads leave counts on refs that outlive them; refs that come and go reuse offsets clean")
     func foldAndOffsetReuse() {
         let releases = Counter()
