@@ -123,17 +123,25 @@ struct ForkTests {
 
     /// What a child does to show RCU works in it: a new thread registers
     /// with memb and QSBR (liburcu's registry lock, the package's reader
-    /// registry and a PercpuRef counter area) and reads, and grace periods complete.
+    /// registry) and reads, and counts on a PercpuRef (taking a counter
+    /// area, folded at its exit: PercpuRef's area lock); grace periods
+    /// complete, and the ref, killed, is released.
     static func childWorks() -> Never {
+        let released = Latch()
+        let ref = PercpuRef<MembarrierRCU> { released.open() }
         JoinableThread {
             MembarrierRCU.read { _ in }
+            ref.get()
+            ref.put()
             QuiescentStateRCU.registerThread()
             QuiescentStateRCU.read { _ in }
             QuiescentStateRCU.unregisterThread()
         }.join()
+        ref.kill()
         MembarrierRCU.synchronize()
         QuiescentStateRCU.synchronize()
-        _exit(0)
+        MembarrierRCU.barrier()
+        _exit(released.isOpen ? 0 : 1)
     }
 
     /// A thread is parked halfway through a registration step
