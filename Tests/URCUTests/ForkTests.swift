@@ -124,24 +124,21 @@ struct ForkTests {
     /// What a child does to show RCU works in it: a new thread registers
     /// with memb and QSBR (liburcu's registry lock, the package's reader
     /// registry) and reads, and counts on a PercpuRef (taking a counter
-    /// area, folded at its exit: PercpuRef's area lock); grace periods
-    /// complete, and the ref, killed, is released.
+    /// area and folding it at its exit, under PercpuRef's area lock, which
+    /// the count then reads); grace periods complete.
     static func childWorks() -> Never {
-        let released = Latch()
-        let ref = PercpuRef<MembarrierRCU> { released.open() }
+        let ref = PercpuRef<MembarrierRCU> {}
         JoinableThread {
             MembarrierRCU.read { _ in }
-            ref.get()
+            ref.get(count: 2)
             ref.put()
             QuiescentStateRCU.registerThread()
             QuiescentStateRCU.read { _ in }
             QuiescentStateRCU.unregisterThread()
         }.join()
-        ref.kill()
         MembarrierRCU.synchronize()
         QuiescentStateRCU.synchronize()
-        MembarrierRCU.barrier()
-        _exit(released.isOpen ? 0 : 1)
+        _exit(ref.abstractState.count == 2 ? 0 : 1)
     }
 
     /// A thread is parked halfway through a registration step
