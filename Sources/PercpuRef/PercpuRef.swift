@@ -48,11 +48,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @usableFromInline static var modeFlags: UInt { atomicMode | deadFlag | exitedFlag }
     /// The ref has no offset (every one is taken): in percpu mode it counts
     /// on the shared count, which holds the bias, so that is correct, only
-    /// slower.
+    /// slower. Not a mode flag: with it alone, the ref is in percpu mode.
     @usableFromInline static var noCounterFlag: UInt { 8 }
-    /// Any of these set sends get and put off the fast path; all clear, the
-    /// word is the offset the fast path counts at.
-    @usableFromInline static var slowPathFlags: UInt { modeFlags | noCounterFlag }
 
     /// Added to the shared count while in percpu mode, so that puts that
     /// reach it during a switch (after the mode flips, before the per-thread
@@ -163,10 +160,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         if _slowPath(n <= 0) { countNotPositive(n) }
         Flavor._leafRead {
             let word = offsetAndMode.load(ordering: .acquiring)
-            if _fastPath(word & Self.slowPathFlags == 0) {
-                countInThread(n, offset: word)
-            } else if word & Self.modeFlags == 0 {
-                count.wrappingAdd(n, ordering: .relaxed)
+            if _fastPath(word & Self.modeFlags == 0) {
+                countInPercpuMode(n, word: word)
             } else {
                 addToSharedCount(n, word: word)
             }
@@ -215,11 +210,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         if _slowPath(n <= 0) { countNotPositive(n) }
         let reachedZero = Flavor._leafRead { () -> Bool in
             let word = offsetAndMode.load(ordering: .acquiring)
-            if _fastPath(word & Self.slowPathFlags == 0) {
-                countInThread(-n, offset: word)
-                return false
-            } else if word & Self.modeFlags == 0 {
-                count.wrappingSubtract(n, ordering: .relaxed)
+            if _fastPath(word & Self.modeFlags == 0) {
+                countInPercpuMode(-n, word: word)
                 return false
             }
             return subtractFromSharedCount(n, word: word)
