@@ -50,6 +50,10 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// on the shared count, which holds the bias, so that is correct, only
     /// slower. Not a mode flag: with it alone, the ref is in percpu mode.
     @usableFromInline static var noCounterFlag: UInt { 8 }
+    /// All clear: percpu mode, and the word is the offset to count at. get
+    /// and put test them in one instruction (measured: a second test for
+    /// `noCounterFlag` made a qsbr get+put 25% slower).
+    @usableFromInline static var fastPathFlags: UInt { modeFlags | noCounterFlag }
 
     /// Added to the shared count while in percpu mode, so that puts that
     /// reach it during a switch (after the mode flips, before the per-thread
@@ -160,7 +164,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         if _slowPath(n <= 0) { countNotPositive(n) }
         Flavor._leafRead {
             let word = offsetAndMode.load(ordering: .acquiring)
-            if _fastPath(word & Self.modeFlags == 0) {
+            if _fastPath(word & Self.fastPathFlags == 0) {
+                countInThread(n, offset: word)
+            } else if word & Self.modeFlags == 0 {
                 countInPercpuMode(n, word: word)
             } else {
                 addToSharedCount(n, word: word)
@@ -210,7 +216,10 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         if _slowPath(n <= 0) { countNotPositive(n) }
         let reachedZero = Flavor._leafRead { () -> Bool in
             let word = offsetAndMode.load(ordering: .acquiring)
-            if _fastPath(word & Self.modeFlags == 0) {
+            if _fastPath(word & Self.fastPathFlags == 0) {
+                countInThread(-n, offset: word)
+                return false
+            } else if word & Self.modeFlags == 0 {
                 countInPercpuMode(-n, word: word)
                 return false
             }
