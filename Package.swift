@@ -97,7 +97,7 @@ let package = Package(
         // Benchmarks: the C reference loops and the runner (`make bench`).
         .target(name: "CBaseline", dependencies: ["CLibURCU"], path: "Benchmarks/CBaseline"),
         .executableTarget(
-            name: "urcu-bench", dependencies: ["URCU", "PercpuRef", "URCUTesting", "CBaseline"], path: "Benchmarks/URCUBench"),
+            name: "urcu-bench", dependencies: ["URCU", "PercpuRef", "ContextTable", "URCUTesting", "CBaseline"], path: "Benchmarks/URCUBench"),
     ],
     swiftLanguageModes: [.v6]
 )

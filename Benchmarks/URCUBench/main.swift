@@ -7,6 +7,7 @@
 // per-round ratios.
 
 import CBaseline
+import ContextTable
 import Foundation
 import PercpuRef
 import Synchronization
@@ -90,7 +91,8 @@ struct Row {
 
 nonisolated(unsafe) var rows: [Row] = []  // written by the main thread only
 
-/// `urcu-bench GROUP...` runs only the named groups (read, locks, call, ref).
+/// `urcu-bench GROUP...` runs only the named groups (read, locks, call, ref,
+/// scale).
 let groups = Set(CommandLine.arguments.dropFirst())
 
 func selected(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
@@ -149,6 +151,16 @@ func readCases<F: RCUFlavor>(
         [Case(name: "Swift \(F.name)\(F.self == QuiescentStateRCU.self ? " (\(qsbrReadSide))" : ""): read { dereference(in:) }",
               iterations: readIterations,
               setUp: setUp, tearDown: tearDown) { n in consume(swiftReadLoop(shared, n)) }])
+}
+
+// The memory measurements, each in a process of its own (see "scale").
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "bytes-per-ref" {
+    print(bytesPerRef(threads: Int(CommandLine.arguments[2])!))
+    exit(0)
+}
+if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "context-bytes" {
+    print(bytesPerContext())
+    exit(0)
 }
 
 print("swift-urcu benchmark: \(machineDescription())")
@@ -249,6 +261,142 @@ if selected("ref") {
                     for _ in 0..<n { qsbrRef.get(); qsbrRef.put() }
                 },
             ], baselineName: "ideal")
+    }
+}
+
+// MARK: PercpuRef at scale
+
+/// The process's resident set, in bytes (`/proc/self/statm`).
+func residentBytes() -> Int {
+    guard let file = fopen("/proc/self/statm", "r") else { return 0 }
+    defer { fclose(file) }
+    var size = 0, resident = 0
+    _ = withUnsafeMutablePointer(to: &size) { sizePointer in
+        withUnsafeMutablePointer(to: &resident) { withVaList([sizePointer, $0]) { vfscanf(file, "%ld %ld", $0) } }
+    }
+    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Runs `body(index)` on `threads` threads that exist, and have run
+/// `prepare` (touching their stacks), before `measure` is called first;
+/// returns `measure`'s results before and after the bodies ran, with all
+/// threads still alive at both.
+func measureAroundThreads(
+    _ threads: Int, prepare: @escaping @Sendable () -> Void = {}, measure: () -> Double,
+    _ body: @escaping @Sendable (Int) -> Void
+) -> (before: Double, after: Double) {
+    let go = Latch(), finish = Latch()
+    let ready = Counter(), done = Counter()
+    let workers = (0..<threads).map { index in
+        JoinableThread {
+            prepare()
+            ready.increment()
+            go.wait()
+            body(index)
+            done.increment()
+            finish.wait()
+        }
+    }
+    _ = eventually { ready.value == threads }
+    let before = measure()
+    go.open()
+    _ = eventually { done.value == threads }
+    let after = measure()
+    finish.open()
+    workers.forEach { $0.join() }
+    return (before, after)
+}
+
+enum Measured { static let refs = 20_000 }
+
+/// `urcu-bench bytes-per-ref THREADS` (a fresh process for each count, so
+/// that no earlier measurement's memory is reused): the resident-set
+/// growth per ref when `Measured.refs` refs are created and each is used
+/// (get+put) by THREADS threads.
+func bytesPerRef(threads: Int) -> Double {
+    nonisolated(unsafe) var refs: [PercpuRef<MembarrierRCU>] = []
+    let (before, after) = measureAroundThreads(
+        threads, prepare: { MembarrierRCU.read { _ in } },
+        measure: {
+            if refs.isEmpty { let rss = residentBytes(); refs = (0..<Measured.refs).map { _ in PercpuRef {} }; return Double(rss) }
+            return Double(residentBytes())
+        }
+    ) { _ in
+        for ref in refs { ref.get(); ref.put() }
+    }
+    return (after - before) / Double(Measured.refs)
+}
+
+/// `urcu-bench context-bytes`: the resident-set growth per ContextTable
+/// context (maxRequests 1), each looked up once.
+func bytesPerContext() -> Double {
+    let count = Measured.refs / 2
+    let table = ContextTable<MembarrierRCU>(capacity: count, requestBudget: count)
+    let before = residentBytes()
+    let ids = (0..<count).map { _ in try! table.create(maxRequests: 1) }
+    for id in ids { _ = table.lookup(id) }
+    let after = residentBytes()
+    withExtendedLifetime(table) {}
+    return Double(after - before) / Double(count)
+}
+
+/// Runs this benchmark again as `urcu-bench ARGUMENTS` and returns the
+/// number it prints.
+func measuredInFreshProcess(_ arguments: [String]) -> Double {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    try! process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Double(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? .nan
+}
+
+/// Prints a row whose figure is not a time.
+@MainActor
+func reportQuantity(_ name: String, _ value: Double, unit: String, note: String = "") {
+    rows.append(Row(name: name, nanoseconds: value, ratio: note))
+    print(name.padding(toLength: 60, withPad: " ", startingAt: 0) + String(format: "%9.0f %@  ", value, unit) + note)
+}
+
+if selected("scale") {
+    // Memory: bytes per ref (RSS growth over 20,000 refs, each used by 1,
+    // 2 or 64 threads), and per ContextTable context (two refs and more).
+    for threads in [1, 2, 64] {
+        reportQuantity("PercpuRef memory per ref, used by \(threads) thread(s)",
+                       measuredInFreshProcess(["bytes-per-ref", String(threads)]), unit: "B", note: "bytes (RSS / 20,000 refs)")
+    }
+    reportQuantity("ContextTable context memory (maxRequests 1, looked up once)",
+                   measuredInFreshProcess(["context-bytes"]), unit: "B", note: "bytes (RSS / 10,000 contexts)")
+
+    // Aggregate throughput: the same total of get+put pairs on one memb
+    // ref, shared among 2, 64 or 256 live threads; wall time over all the
+    // pairs, in interleaved rounds, ratio to 2 threads.
+    let totalPairs = 32_000_000
+    let ref = PercpuRef<MembarrierRCU> {}
+    func aggregateNanoseconds(threads: Int) -> Double {
+        let (start, end) = measureAroundThreads(
+            threads, prepare: { MembarrierRCU.read { _ in } }, measure: monotonicSeconds
+        ) { _ in
+            for _ in 0..<(totalPairs / threads) { ref.get(); ref.put() }
+        }
+        return (end - start) / Double(totalPairs) * 1e9
+    }
+    let threadCounts = [2, 64, 256]
+    var times = Array(repeating: [Double](), count: threadCounts.count)
+    var ratios = Array(repeating: [Double](), count: threadCounts.count)
+    for _ in 0..<5 {
+        let measured = threadCounts.map { aggregateNanoseconds(threads: $0) }
+        for index in threadCounts.indices {
+            times[index].append(measured[index])
+            ratios[index].append(measured[index] / measured[0])
+        }
+    }
+    for (index, threads) in threadCounts.enumerated() {
+        report("PercpuRef<memb> get+put aggregate (wall ns / pair), \(threads) threads", median(times[index]),
+               ratio: index == 0 ? nil : median(ratios[index]), baselineName: "2 threads")
     }
 }
 

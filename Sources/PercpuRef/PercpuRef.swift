@@ -39,35 +39,37 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// How a ref starts: ``PercpuRefOptions``.
     public typealias Options = PercpuRefOptions
 
-    /// How many threads at once own a padded counter in every ref: a thread
-    /// takes a slot on its first get or put and gives it back when it
-    /// exits. Threads beyond this many use the shared count, which is
-    /// correct in either mode, only slower.
-    public static var perThreadCounters: Int { 32 }
-
-    // The flags of `countersAndMode`, in the low bits of the address of
-    // `counters` (the kernel's percpu_count_ptr): percpu mode is all three
-    // clear, and then the word is the address the fast path counts at.
+    // The flags of `offsetAndMode`, in the low bits of the ref's offset in
+    // the counter areas (the kernel's percpu_count_ptr): percpu mode is the
+    // three mode flags clear.
     @usableFromInline static var atomicMode: UInt { 1 }
     @usableFromInline static var deadFlag: UInt { 2 }
     @usableFromInline static var exitedFlag: UInt { 4 }
     @usableFromInline static var modeFlags: UInt { atomicMode | deadFlag | exitedFlag }
+    /// The ref has no offset (every one is taken): in percpu mode it counts
+    /// on the shared count, which holds the bias, so that is correct, only
+    /// slower. Not a mode flag: with it alone, the ref is in percpu mode.
+    @usableFromInline static var noCounterFlag: UInt { 8 }
+    /// All clear: percpu mode, and the word is the offset to count at. get
+    /// and put test them in one instruction (measured: a second test for
+    /// `noCounterFlag` made a qsbr get+put 25% slower).
+    @usableFromInline static var fastPathFlags: UInt { modeFlags | noCounterFlag }
 
     /// Added to the shared count while in percpu mode, so that puts that
     /// reach it during a switch (after the mode flips, before the per-thread
     /// counters are summed) cannot take it to zero. The sum removes it.
     @usableFromInline static var bias: Int { 1 << 62 }
 
-    /// The address of `counters` with the mode flags. get, tryGet,
-    /// tryGetLive and put load it inside a read section of `Flavor`, which
-    /// is what lets the switch trust the per-thread counters after a grace
-    /// period; it changes only under `control`'s lock. One load gives both
-    /// the mode and where to count.
-    @usableFromInline let countersAndMode: Atomic<UInt>
+    /// `offset` with the mode flags. get, tryGet, tryGetLive and put load
+    /// it inside a read section of `Flavor`, which is what lets the switch
+    /// trust the per-thread counters after a grace period; it changes only
+    /// under `control`'s lock. One load gives both the mode and where to
+    /// count.
+    @usableFromInline let offsetAndMode: Atomic<UInt>
     @usableFromInline let count: Atomic<Int>
-    /// One padded counter per ``ThreadSlot``, after an entry that is no
-    /// thread's (slot `s` is entry `s + 1`).
-    @usableFromInline let counters: UnsafeMutablePointer<CacheLinePadded<ThreadCounters>>
+    /// Where this ref's counters are in every thread's area
+    /// (``CounterAreas``), in bytes; nil if none was left.
+    let offset: UInt?
     @usableFromInline let release: @Sendable () -> Void
     /// Times `release` has run since the ref was created or reinitialised
     /// (the spec's `releases`).
@@ -138,14 +140,9 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             startCount += 1
         }
         count = Atomic(startCount)
-        counters = .allocate(capacity: Self.perThreadCounters + 1)
-        for index in 0...Self.perThreadCounters {
-            (counters + index).initialize(to: CacheLinePadded(ThreadCounters()))
-        }
-        // The flags fit below the address: the array is aligned to its
-        // elements' 8 bytes at least.
-        precondition(UInt(bitPattern: counters) & Self.modeFlags == 0, "PercpuRef: counters are not 8-byte aligned")
-        countersAndMode = Atomic(UInt(bitPattern: counters) | startMode)
+        offset = CounterAreas.allocateOffset()
+        // The flags fit below the offset, a multiple of 16.
+        offsetAndMode = Atomic((offset ?? Self.noCounterFlag) | startMode)
         self.release = release
         control = Mutex(Control(
             forceAtomic: options.contains(.startAtomic),
@@ -153,8 +150,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     deinit {
-        counters.deinitialize(count: Self.perThreadCounters + 1)
-        counters.deallocate()
+        // No thread counts on a ref that is gone (a get or put holds it).
+        if let offset { CounterAreas.freeOffset(offset) }
     }
 
     // MARK: References
@@ -165,10 +162,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inline(__always)
     public func get(count n: Int = 1) {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        Flavor.read { _ in
-            let word = countersAndMode.load(ordering: .acquiring)
-            if _fastPath(word & Self.modeFlags == 0) {
-                countInThread(n, counters: word)
+        Flavor._leafRead {
+            let word = offsetAndMode.load(ordering: .acquiring)
+            if _fastPath(word & Self.fastPathFlags == 0) {
+                countInThread(n, offset: word)
+            } else if word & Self.modeFlags == 0 {
+                countInPercpuMode(n, word: word)
             } else {
                 addToSharedCount(n, word: word)
             }
@@ -181,10 +180,10 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inlinable
     public func tryGet(count n: Int = 1) -> Bool {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        return Flavor.read { _ in
-            let word = countersAndMode.load(ordering: .acquiring)
+        return Flavor._leafRead {
+            let word = offsetAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.modeFlags == 0) {
-                countInThread(n, counters: word)
+                countInPercpuMode(n, word: word)
                 return true
             }
             checkNotExited("tryGet", word: word)
@@ -198,10 +197,10 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inlinable
     public func tryGetLive(count n: Int = 1) -> Bool {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        return Flavor.read { _ in
-            let word = countersAndMode.load(ordering: .acquiring)
+        return Flavor._leafRead {
+            let word = offsetAndMode.load(ordering: .acquiring)
             if _fastPath(word & Self.modeFlags == 0) {
-                countInThread(n, counters: word)
+                countInPercpuMode(n, word: word)
                 return true
             }
             checkNotExited("tryGetLive", word: word)
@@ -215,10 +214,13 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     @inline(__always)
     public func put(count n: Int = 1) {
         if _slowPath(n <= 0) { countNotPositive(n) }
-        let reachedZero = Flavor.read { _ -> Bool in
-            let word = countersAndMode.load(ordering: .acquiring)
-            if _fastPath(word & Self.modeFlags == 0) {
-                countInThread(-n, counters: word)
+        let reachedZero = Flavor._leafRead { () -> Bool in
+            let word = offsetAndMode.load(ordering: .acquiring)
+            if _fastPath(word & Self.fastPathFlags == 0) {
+                countInThread(-n, offset: word)
+                return false
+            } else if word & Self.modeFlags == 0 {
+                countInPercpuMode(-n, word: word)
                 return false
             }
             return subtractFromSharedCount(n, word: word)
@@ -233,51 +235,37 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     /// Counts `delta` gets (positive) or `-delta` puts (negative) in
-    /// percpu mode, on the calling thread's counter in the array at
-    /// `address`. Each caller's sign is known, so once inlined the test of
-    /// it folds away.
+    /// percpu mode, on the calling thread's counters at `offset` in its
+    /// area. Each caller's sign is known, so once inlined the test of it
+    /// folds away.
     @inlinable
     @inline(__always)
-    func countInThread(_ delta: Int, counters address: UInt) {
-        let offset = ThreadSlot.counterOffset
-        if _fastPath(Self.hasCounter(atOffset: offset)) {
-            threadCounter(in: address, atOffset: offset).pointee.value.count(delta)
+    func countInThread(_ delta: Int, offset: UInt) {
+        let area = CounterAreas.callingThreadArea
+        if _fastPath(area != 0) {
+            CounterAreas.counters(in: area, atOffset: offset).pointee.count(delta)
         } else {
-            countInThreadSlowly(delta)
+            countInNewArea(delta, offset: offset)
         }
     }
 
-    /// Whether a thread whose counter offset is `offset` has a counter in
-    /// every ref. Offset zero (no slot yet) wraps around: one comparison
-    /// covers it and a slot beyond the array.
+    /// Counts `delta` in percpu mode, given the ref's `word`: on the
+    /// calling thread's counters, or on the shared count if the ref has
+    /// none (it holds the bias in percpu mode, so that is correct).
     @inlinable
     @inline(__always)
-    static func hasCounter(atOffset offset: UInt) -> Bool {
-        offset &- ThreadSlot.counterStride < UInt(perThreadCounters) * ThreadSlot.counterStride
-    }
-
-    /// The counter at `offset` bytes into the counter array at `address`.
-    /// It goes through `curcu_counter_address` so that the increment
-    /// reaches memory at a plain register address: measured, that halves a
-    /// get+put pair (see that function).
-    @inlinable
-    @inline(__always)
-    func threadCounter(in address: UInt, atOffset offset: UInt) -> UnsafeMutablePointer<CacheLinePadded<ThreadCounters>> {
-        curcu_counter_address(address, offset).assumingMemoryBound(to: CacheLinePadded<ThreadCounters>.self)
-    }
-
-    /// A thread's first count (it takes a slot), or a thread beyond the
-    /// table, which counts on the shared count: that holds the bias in
-    /// percpu mode, so adding to it directly is correct and cannot reach
-    /// zero.
-    @usableFromInline
-    func countInThreadSlowly(_ delta: Int) {
-        let offset = ThreadSlot.assignedCounterOffset
-        if Self.hasCounter(atOffset: offset) {
-            threadCounter(in: UInt(bitPattern: counters), atOffset: offset).pointee.value.count(delta)
+    func countInPercpuMode(_ delta: Int, word: UInt) {
+        if _fastPath(word & Self.noCounterFlag == 0) {
+            countInThread(delta, offset: word)
         } else {
             count.wrappingAdd(delta, ordering: .relaxed)
         }
+    }
+
+    /// A thread's first count: it takes an area.
+    @usableFromInline
+    func countInNewArea(_ delta: Int, offset: UInt) {
+        CounterAreas.counters(in: CounterAreas.assignedArea, atOffset: offset).pointee.count(delta)
     }
 
     /// `get` in atomic mode. A count of zero means the ref was released
@@ -329,21 +317,21 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Whether the count is zero (`percpu_ref_is_zero`). Always false in
     /// percpu mode, where the count is not known without a switch.
     public var isZero: Bool {
-        countersAndMode.load(ordering: .acquiring) & Self.atomicMode != 0 && count.load(ordering: .acquiring) == 0
+        offsetAndMode.load(ordering: .acquiring) & Self.atomicMode != 0 && count.load(ordering: .acquiring) == 0
     }
 
     /// Whether the ref has been killed (`percpu_ref_is_dying`).
-    public var isDying: Bool { countersAndMode.load(ordering: .acquiring) & Self.deadFlag != 0 }
+    public var isDying: Bool { offsetAndMode.load(ordering: .acquiring) & Self.deadFlag != 0 }
 
     /// Whether the ref is in percpu mode.
-    public var isPercpu: Bool { countersAndMode.load(ordering: .acquiring) & Self.modeFlags == 0 }
+    public var isPercpu: Bool { offsetAndMode.load(ordering: .acquiring) & Self.modeFlags == 0 }
 
     /// The ref as `Spec/RefCount.tla` sees it: the refinement mapping
     /// from this representation to the spec's record. Exact only while no
     /// other thread uses the ref.
     package var abstractState: AbstractRefState {
         control.withLock { control in
-            let word = countersAndMode.load(ordering: .acquiring)
+            let word = offsetAndMode.load(ordering: .acquiring)
             var total = count.load(ordering: .acquiring)
             let mode: AbstractRefState.Mode
             if word & Self.atomicMode == 0 {
@@ -357,7 +345,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
                 // The bias, and in a switch its own reference, are not
                 // references anyone holds; the per-thread counters are.
                 total -= Self.bias + (mode == .switching ? 1 : 0)
-                total &+= perThreadSum()
+                total &+= perThreadSum
             }
             return AbstractRefState(
                 count: total, mode: mode, isDead: word & Self.deadFlag != 0,
@@ -383,10 +371,10 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     ///   Every ``tryGetLive(count:)`` that starts after it runs fails.
     public func kill(confirm: (@Sendable () -> Void)? = nil) {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
-            let current = countersAndMode.load(ordering: .relaxed)
+            let current = offsetAndMode.load(ordering: .relaxed)
             checkNotExited("kill", word: current)
             if current & Self.deadFlag != 0 { rcuMisuse("PercpuRef: kill() called on a ref that is already dead (killed twice?)") }
-            countersAndMode.store(current | Self.deadFlag, ordering: .releasing)
+            offsetAndMode.store(current | Self.deadFlag, ordering: .releasing)
             return settleMode(&control, confirm: confirm)
         }
         ready.forEach { $0() }
@@ -399,7 +387,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// - Parameter confirm: runs once the ref is in atomic mode.
     public func switchToAtomic(confirm: (@Sendable () -> Void)? = nil) {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
-            checkNotExited("switchToAtomic", word: countersAndMode.load(ordering: .relaxed))
+            checkNotExited("switchToAtomic", word: offsetAndMode.load(ordering: .relaxed))
             control.forceAtomic = true
             return settleMode(&control, confirm: confirm)
         }
@@ -430,7 +418,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// ``PercpuRefOptions/allowReinit``.
     public func switchToPercpu() {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
-            checkNotExited("switchToPercpu", word: countersAndMode.load(ordering: .relaxed))
+            checkNotExited("switchToPercpu", word: offsetAndMode.load(ordering: .relaxed))
             control.forceAtomic = false
             return settleMode(&control, confirm: nil)
         }
@@ -441,12 +429,12 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// (`percpu_ref_resurrect`); the count need not be zero.
     public func resurrect() {
         let ready = control.withLock { control -> [@Sendable () -> Void] in
-            let current = countersAndMode.load(ordering: .relaxed)
+            let current = offsetAndMode.load(ordering: .relaxed)
             checkNotExited("resurrect", word: current)
             if current & Self.deadFlag == 0 { rcuMisuse("PercpuRef: resurrect() on a ref that is not dead") }
             // Still in atomic mode: the new reference goes to the shared count.
             count.wrappingAdd(1, ordering: .relaxed)
-            countersAndMode.store(current & ~Self.deadFlag, ordering: .releasing)
+            offsetAndMode.store(current & ~Self.deadFlag, ordering: .releasing)
             return settleMode(&control, confirm: nil)
         }
         ready.forEach { $0() }
@@ -471,8 +459,8 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         control.withLock { control in
             if control.switchInFlight { rcuMisuse("PercpuRef: exit() while a switch to atomic mode is in flight") }
             // Like the kernel's __PERCPU_REF_ATOMIC_DEAD: dying from now on.
-            countersAndMode.store(
-                countersAndMode.load(ordering: .relaxed) | Self.modeFlags,
+            offsetAndMode.store(
+                offsetAndMode.load(ordering: .relaxed) | Self.modeFlags,
                 ordering: .releasing)
         }
     }
@@ -481,7 +469,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Runs under the control lock; returns what to do once the lock is
     /// released (confirmations, or queueing the switch's completion).
     private func settleMode(_ control: inout Control, confirm: (@Sendable () -> Void)?) -> [@Sendable () -> Void] {
-        if control.forceAtomic || countersAndMode.load(ordering: .relaxed) & Self.deadFlag != 0 {
+        if control.forceAtomic || offsetAndMode.load(ordering: .relaxed) & Self.deadFlag != 0 {
             return startSwitchToAtomic(&control, confirm: confirm)
         }
         switchToPercpuNow(&control)
@@ -489,7 +477,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     }
 
     private func startSwitchToAtomic(_ control: inout Control, confirm: (@Sendable () -> Void)?) -> [@Sendable () -> Void] {
-        let current = countersAndMode.load(ordering: .relaxed)
+        let current = offsetAndMode.load(ordering: .relaxed)
         if current & Self.atomicMode != 0 {
             // Already atomic, or on the way: confirm now, or with the switch
             // in flight.
@@ -497,7 +485,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             if let confirm { control.confirmations.append(confirm) }
             return []
         }
-        countersAndMode.store(current | Self.atomicMode, ordering: .releasing)
+        offsetAndMode.store(current | Self.atomicMode, ordering: .releasing)
         control.switchInFlight = true
         control.confirmations = confirm.map { [$0] } ?? []
         // Hold the ref across the grace period, so the sum cannot find a
@@ -522,7 +510,10 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// After the grace period: no section that saw percpu mode is still
     /// running, so the per-thread counters are final.
     private func finishSwitchToAtomic() {
-        let total = count.wrappingAdd(perThreadSum() &- Self.bias, ordering: .acquiringAndReleasing).newValue
+        // Collected and zeroed in one step under the areas' lock: a thread
+        // exiting meanwhile folds its counters before or after, never both.
+        let perThread = offset.map(CounterAreas.collect) ?? 0
+        let total = count.wrappingAdd(perThread &- Self.bias, ordering: .acquiringAndReleasing).newValue
         // The switch itself holds one reference.
         if total < 1 {
             rcuMisuse("PercpuRef: count is \(total - 1) after switching to atomic mode: more puts than gets in percpu mode")
@@ -532,7 +523,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             defer { control.confirmations = [] }
             // Requests made during the switch (switchToPercpu, resurrect)
             // take effect now.
-            if !control.forceAtomic && countersAndMode.load(ordering: .relaxed) & Self.deadFlag == 0 {
+            if !control.forceAtomic && offsetAndMode.load(ordering: .relaxed) & Self.deadFlag == 0 {
                 switchToPercpuNow(&control)
             }
             return control.confirmations
@@ -541,18 +532,16 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         put()
     }
 
-    /// The references counted in the per-thread counters: gets minus puts.
-    private func perThreadSum() -> Int {
-        var sum = 0
-        for entry in 1...Self.perThreadCounters {
-            sum &+= counters[entry].value.gets.load(ordering: .relaxed)
-                &- counters[entry].value.puts.load(ordering: .relaxed)
-        }
-        return sum
+    /// The references counted in the per-thread counters, live threads'
+    /// and exited ones', left in place.
+    private var perThreadSum: Int {
+        guard let offset else { return 0 }
+        let (live, folded) = CounterAreas.peek(offset)
+        return live &+ folded
     }
 
     private func switchToPercpuNow(_ control: inout Control) {
-        let current = countersAndMode.load(ordering: .relaxed)
+        let current = offsetAndMode.load(ordering: .relaxed)
         guard current & Self.atomicMode != 0 else { return }
         // Checked before deferring, so the caller that asked is the one
         // stopped, not the callback thread that would settle it later.
@@ -560,13 +549,11 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
             rcuMisuse("PercpuRef: switch to percpu mode on a ref created without .allowReinit")
         }
         guard !control.switchInFlight else { return }
+        // The counters are zero: the switch that made the ref atomic
+        // collected them, and no thread counts on them in atomic mode
+        // (CounterAreas' invariants).
         count.wrappingAdd(Self.bias, ordering: .relaxed)
-        for entry in 1...Self.perThreadCounters {
-            counters[entry].value.gets.store(0, ordering: .relaxed)
-            counters[entry].value.puts.store(0, ordering: .relaxed)
-        }
-        // Release: a reader that sees percpu mode also sees zeroed counters.
-        countersAndMode.store(current & ~Self.atomicMode, ordering: .releasing)
+        offsetAndMode.store(current & ~Self.atomicMode, ordering: .releasing)
     }
 }
 
@@ -584,17 +571,28 @@ public struct PercpuRefOptions: OptionSet, Sendable {
     public static let allowReinit = PercpuRefOptions(rawValue: 4)
 }
 
-/// One thread's counters in one ref. Gets and puts are counted apart: a get
-/// followed by a put then touches two addresses, not the same one twice,
-/// so neither waits for the other's store (measured: 4x faster per pair).
-/// The reference count is the sum of `gets - puts` over all threads.
+/// One thread's counters in one ref, at the ref's offset in the thread's
+/// area (all-zero memory is two zero counters). Gets and puts are counted
+/// apart: a get followed by a put then touches two addresses, not the same
+/// one twice, so neither waits for the other's store (measured: 4x faster
+/// per pair). The reference count is the sum of `gets - puts` over all
+/// threads.
 @usableFromInline
 struct ThreadCounters: ~Copyable {
     @usableFromInline let gets = Atomic<Int>(0)
     @usableFromInline let puts = Atomic<Int>(0)
 
-    @usableFromInline
-    init() {}
+    /// Gets minus puts.
+    var net: Int { gets.load(ordering: .relaxed) &- puts.load(ordering: .relaxed) }
+
+    /// Returns gets minus puts and zeroes both; writes nothing if they are
+    /// zero, so an area's untouched pages stay unallocated.
+    func takeAll() -> Int {
+        let (got, put) = (gets.load(ordering: .relaxed), puts.load(ordering: .relaxed))
+        if got != 0 { gets.store(0, ordering: .relaxed) }
+        if put != 0 { puts.store(0, ordering: .relaxed) }
+        return got &- put
+    }
 
     /// Counts `delta` gets (positive) or `-delta` puts (negative).
     @inlinable

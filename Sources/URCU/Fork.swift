@@ -18,7 +18,7 @@ import Musl
 ///
 /// Threads registering or unregistering meanwhile (memb and mb readers on
 /// their first section and at their exit, QSBR's ``QuiescentStateRCU/registerThread()``,
-/// a thread taking a `PercpuRef` counter slot) hold locks the child would
+/// a thread taking or folding a `PercpuRef` counter area) hold locks the child would
 /// inherit held: the fork waits until none is inside such a step, and they
 /// wait for the fork (`ForkGuard`). A calling thread that is an online
 /// QSBR reader is taken offline while the fork waits, and back online in
@@ -112,9 +112,10 @@ private let readNestingMask: UInt = (1 << (UInt.bitWidth / 2)) - 1
 ///
 /// Every such step of the package runs inside ``excludingFork(_:)``:
 /// registering and unregistering a reader thread (liburcu's registry lock,
-/// and the package's reader registry), taking or giving back a PercpuRef
-/// counter slot, and the stall monitor's bookkeeping. The fork holds the
-/// guard alone (``excludingEveryoneElse(_:)``), so it happens only when no
+/// and the package's reader registry), every step under PercpuRef's
+/// counter-area lock (a thread taking or folding its area, a ref's offset
+/// allocated, summed or freed), and the stall monitor's bookkeeping. The
+/// fork holds the guard alone (``excludingEveryoneElse(_:)``), so it happens only when no
 /// thread is inside one of them. A step that finds a fork pending waits for
 /// it: the fork goes first, so a steady stream of steps cannot hold it off.
 ///

@@ -48,6 +48,24 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         #endif
     }
 
+    /// ``RCUFlavor/read(_:)``'s section and its online check, without the
+    /// nesting depth: `body` makes none of the calls whose checks read it.
+    @inlinable
+    @inline(__always)
+    public static func _leafRead<Result>(_ body: () -> Result) -> Result {
+        #if QSBRReadSideChecks
+        if _slowPath(!liburcuQsbrReadOngoing()) { readOnUnprotectedThread() }
+        #endif
+        liburcuQsbrReadLock()
+        defer {
+            #if ThreadSanitizerAnnotations
+            tsanRelease(tsanGracePeriodToken)
+            #endif
+            liburcuQsbrReadUnlock()
+        }
+        return body()
+    }
+
     /// Whether the calling thread is inside a ``RCUFlavor/read(_:)`` body.
     ///
     /// liburcu's `rcu_read_ongoing` for QSBR reports whether the thread is

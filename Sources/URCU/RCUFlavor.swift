@@ -22,6 +22,14 @@ public protocol RCUFlavor: Sendable {
     /// Leaves the read-side critical section entered by ``_readLock()``.
     static func _readUnlock()
 
+    /// Runs `body` in a read-side critical section, for the library's fast
+    /// paths (`PercpuRef`'s get and put) whose body calls nothing of RCU:
+    /// no section, grace period, barrier, callback or quiescent state. It
+    /// protects what ``read(_:)`` protects; a flavor may skip bookkeeping
+    /// that only such calls need (QSBR's nesting depth, which its misuse
+    /// checks read). The default is ``read(_:)``.
+    static func _leafRead<Result>(_ body: () -> Result) -> Result
+
     /// Whether the calling thread is inside a read-side critical section of
     /// this flavor (`rcu_read_ongoing`).
     static var isInReadSection: Bool { get }
@@ -81,6 +89,11 @@ extension RCUFlavor {
         _callWithoutBackPressure(item)
     }
 
+    @inlinable
+    @inline(__always)
+    public static func _leafRead<Result>(_ body: () -> Result) -> Result {
+        read { _ in body() }
+    }
 }
 
 /// Proof that the current scope is inside a read-side critical section of

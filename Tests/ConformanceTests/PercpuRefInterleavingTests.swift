@@ -19,21 +19,21 @@ struct InterleavingPoint {
 /// one instruction at a time.
 struct ChangeObserver {
     let ref: ModelRef
-    let slot: Int?
+    let counters: UnsafeMutablePointer<ThreadCounters>?
     private var last = (0, UInt(0), 0, 0)
 
-    init(_ ref: ModelRef, slot: Int?) {
+    init(_ ref: ModelRef, counters: UnsafeMutablePointer<ThreadCounters>?) {
         self.ref = ref
-        self.slot = slot
+        self.counters = counters
         last = now
     }
 
     // A tuple, not an array: this runs in a signal handler, which must not
     // allocate.
     private var now: (Int, UInt, Int, Int) {
-        (ref.count.load(ordering: .relaxed), ref.countersAndMode.load(ordering: .relaxed),
-         slot.map { ref.counters[$0].value.gets.load(ordering: .relaxed) } ?? 0,
-         slot.map { ref.counters[$0].value.puts.load(ordering: .relaxed) } ?? 0)
+        (ref.count.load(ordering: .relaxed), ref.offsetAndMode.load(ordering: .relaxed),
+         counters.map { $0.pointee.gets.load(ordering: .relaxed) } ?? 0,
+         counters.map { $0.pointee.puts.load(ordering: .relaxed) } ?? 0)
     }
 
     /// Whether they changed since the last call.
@@ -333,7 +333,7 @@ extension PercpuRefExplorer {
         let worker = run.worker(interleaving.call.thread)
         let callIsStepped = interleaving.callIsStepped
         let (stepped, other) = callIsStepped ? (call.body, step.body) : (step.body, call.body)
-        let seen = SteppedRun(observer: ChangeObserver(run.ref, slot: callIsStepped ? run.slot(of: interleaving.call.thread) : nil))
+        let seen = SteppedRun(observer: ChangeObserver(run.ref, counters: callIsStepped ? run.counters(in: run.area(of: interleaving.call.thread)) : nil))
         let ready = Latch(), go = Latch(), done = Latch()
         // Neither thread's read sections take ManualRCU's lock: the other
         // must not wait for a lock the stepped one holds.

@@ -16,9 +16,9 @@ typealias PercpuModelRCU = ManualRCU<PercpuModelDomain>
 /// counter is written and the section left later (`PercpuOpDone`). The test
 /// parks the thread here, takes the counter write back while the thread is
 /// parked, and makes it again when the spec's second step comes: the only
-/// other writer of a thread's counter is the switch back to percpu mode,
-/// which cannot run while the thread is inside a section that saw percpu
-/// mode (the switch to atomic mode in between waits for it).
+/// other writer of a thread's counter is the switch to atomic mode, whose
+/// sum zeroes it after a grace period, which waits for the parked thread
+/// (and the thread's own exit, which cannot come while it is parked).
 enum ParkingRCU: RCUFlavor {
     /// What each thread (by `PercpuModelRCU.currentThread`) runs before
     /// leaving its next read section.
@@ -74,11 +74,11 @@ typealias ModelRef = PercpuRef<ParkingRCU>
 /// from the ref's representation to the spec's variables.
 ///
 /// Spec thread `t` runs on its worker, and the spec's CPU `t` (the
-/// configurations make CPUs the threads) is the counter of that worker's
-/// `ThreadSlot`. Workers are replaced now and then (``replaceWorker(_:)``):
-/// the new thread takes a slot of its own, and the counter the old one left
-/// still counts as CPU `t`'s, which is how Swift keeps the counts of exited
-/// threads.
+/// configurations make CPUs the threads) is the ref's counter in that
+/// worker's area (`CounterAreas`), plus what the spec thread's earlier
+/// workers folded when they exited. Workers are replaced now and then
+/// (``replaceWorker(_:)``): the old one's exit folds its counter into the
+/// areas' folded count of the ref, and it still counts as CPU `t`'s.
 final class PercpuModelRun {
     let ref: ModelRef
     let threadNames: [String]
@@ -87,21 +87,19 @@ final class PercpuModelRun {
     private let releases = Counter()
     private var releasesBeforeReinit = 0
     private var workers: [String: Worker] = [:]
-    /// Workers kept alive (holding their slots) because their slot was
-    /// another spec thread's.
-    private var spareWorkers: [Worker] = []
-    /// The slots whose counters make up each spec CPU's counter, and the
-    /// slot of each spec thread's current worker.
-    private var slotsOf: [String: Set<Int>] = [:]
-    private var currentSlot: [String: Int] = [:]
+    /// The area of each spec thread's current worker, and the references
+    /// its earlier workers folded at their exit (until a switch collects
+    /// them).
+    private var areaOf: [String: UInt] = [:]
+    private var foldedBy: [String: Int] = [:]
     /// What the spec tracks and the ref does not: references each thread
     /// holds, whether the initial reference is held, and the operation a
     /// parked thread is in ("inc"/"dec").
     private(set) var held: [String: Int] = [:]
     private(set) var initialRef = true
     private var pending: [String: String] = [:]
-    /// The slot whose counter a parked thread wrote.
-    private var parkedSlot: [String: Int] = [:]
+    /// The area whose counter a parked thread wrote.
+    private var parkedArea: [String: UInt] = [:]
     /// Rotates through the operations that lead to the same spec state.
     private var choice = 0
 
@@ -121,38 +119,25 @@ final class PercpuModelRun {
     /// Stops the workers; the ref must not be inside an operation.
     func finish() throws {
         if let parked = pending.first { throw ConformanceFailure("\(parked.key) is still inside an operation at the end") }
-        for worker in Array(workers.values) + spareWorkers { worker.quit() }
+        for worker in workers.values { worker.quit() }
         workers = [:]
-        spareWorkers = []
         PercpuModelRCU.reset()
     }
 
-    /// A worker for spec thread `name`, holding a slot no other spec thread's
-    /// counter uses.
+    /// A worker for spec thread `name`, with its counter area (live
+    /// threads' areas are distinct).
     private func startWorker(for name: String) throws -> Worker {
-        for attempt in 1...8 {
-            let worker = Worker(name: "\(name)-\(attempt)")
-            var offset: UInt = 0
-            try worker.perform { offset = ThreadSlot.assignedCounterOffset }
-            guard ModelRef.hasCounter(atOffset: offset) else {
-                spareWorkers.append(worker)
-                continue
-            }
-            let slot = Int(offset / ThreadSlot.counterStride)
-            if slotsOf.contains(where: { $0.key != name && $0.value.contains(slot) }) {
-                spareWorkers.append(worker)
-                continue
-            }
-            slotsOf[name, default: []].insert(slot)
-            currentSlot[name] = slot
-            return worker
-        }
-        throw ConformanceFailure("no counter slot free for \(name) after 8 threads")
+        let worker = Worker(name: name)
+        var area: UInt = 0
+        try worker.perform { area = CounterAreas.assignedArea }
+        areaOf[name] = area
+        return worker
     }
 
     /// Lets the worker of `name` exit and gives the spec thread a new one.
     func replaceWorker(_ name: String) throws {
         precondition(pending[name] == nil, "replacing a parked worker")
+        foldedBy[name, default: 0] += netCount(in: areaOf[name]!)
         workers[name]!.quit()
         workers[name] = try startWorker(for: name)
     }
@@ -172,23 +157,23 @@ final class PercpuModelRun {
             let increment = step.action == "AcquireSeesPercpu"
             let worker = workers[thread]!
             let operation = increment ? acquisition(thread, in: state) : "put"
-            let parkedAt = HandedOver<Int?>(nil)
+            let parkedAt = HandedOver<UInt?>(nil)
             ParkingRCU.beforeUnlock.withLock { parkings in
                 parkings[worker.threadID] = {
-                    parkedAt.value = Int(ThreadSlot.counterOffset / ThreadSlot.counterStride)
+                    parkedAt.value = CounterAreas.callingThreadArea
                     worker.park()
                 }
             }
             let succeeded = try run(operation, on: worker)
-            guard worker.isParked, let slot = parkedAt.value else {
+            guard worker.isParked, let area = parkedAt.value else {
                 ParkingRCU.beforeUnlock.withLock { _ = $0.removeValue(forKey: worker.threadID) }
                 throw ConformanceFailure("\(step): \(operation) did not take the percpu path (it returned \(succeeded))")
             }
             guard succeeded else { throw ConformanceFailure("\(step): \(operation) failed in percpu mode") }
             // Take the counter write back: the spec makes it in PercpuOpDone.
-            adjustCounter(slot: slot, gets: increment, by: -1)
+            adjustCounter(area: area, gets: increment, by: -1)
             pending[thread] = increment ? "inc" : "dec"
-            parkedSlot[thread] = slot
+            parkedArea[thread] = area
             held[thread]! += increment ? 1 : -1
         case "PercpuOpDone":
             let thread = step.thread!
@@ -197,7 +182,7 @@ final class PercpuModelRun {
                 throw ConformanceFailure("\(step): \(thread) is not inside a percpu operation")
             }
             // Make the write the thread made, on its own counter.
-            adjustCounter(slot: parkedSlot.removeValue(forKey: thread)!, gets: operation == "inc", by: 1)
+            adjustCounter(area: parkedArea.removeValue(forKey: thread)!, gets: operation == "inc", by: 1)
             try worker.resume()
         case "GetAtomic", "TryAcquireAtomic", "PutAtomic":
             let operation = step.action == "PutAtomic" ? "put" : acquisition(step.thread!, in: state)
@@ -258,7 +243,8 @@ final class PercpuModelRun {
             guard ready.count == 1 else {
                 throw ConformanceFailure("SwitchConfirm: \(ready.count) callbacks ready in the implementation (1 expected)")
             }
-            return ({ PercpuModelRCU.runReadyCallback(ready[0]) }, { _ in })
+            // The switch's sum collects what exited workers folded.
+            return ({ PercpuModelRCU.runReadyCallback(ready[0]) }, { _ in self.foldedBy = [:] })
         case "Kill": return ({ ref.kill(); return true }, { _ in self.initialRef = false })
         case "SwitchToAtomic": return ({ ref.switchToAtomic(); return true }, { _ in })
         case "SwitchToPercpu": return ({ ref.switchToPercpu(); return true }, { _ in })
@@ -281,8 +267,8 @@ final class PercpuModelRun {
 
     func worker(_ thread: String) -> Worker { workers[thread]! }
 
-    /// The counter array entry of the current worker of `thread`.
-    func slot(of thread: String) -> Int { currentSlot[thread]! }
+    /// The counter area of the current worker of `thread`.
+    func area(of thread: String) -> UInt { areaOf[thread]! }
 
     /// Makes acquisition `operation` on the worker of `thread`; returns
     /// whether it succeeded (the test then holds the reference).
@@ -292,42 +278,47 @@ final class PercpuModelRun {
         return succeeded
     }
 
-    /// Adds `delta` to the gets or puts of counter array entry `slot`, on
+    /// The ref's counters in `area`.
+    func counters(in area: UInt) -> UnsafeMutablePointer<ThreadCounters> {
+        CounterAreas.counters(in: area, atOffset: ref.offset!)
+    }
+
+    /// Adds `delta` to the gets or puts of the ref's counters in `area`, on
     /// behalf of its parked owner.
-    private func adjustCounter(slot: Int, gets: Bool, by delta: Int) {
+    private func adjustCounter(area: UInt, gets: Bool, by delta: Int) {
+        let counters = counters(in: area)
         if gets {
-            ref.counters[slot].value.gets.wrappingAdd(delta, ordering: .relaxed)
+            counters.pointee.gets.wrappingAdd(delta, ordering: .relaxed)
         } else {
-            ref.counters[slot].value.puts.wrappingAdd(delta, ordering: .relaxed)
+            counters.pointee.puts.wrappingAdd(delta, ordering: .relaxed)
         }
     }
+
+    private func netCount(in area: UInt) -> Int { counters(in: area).pointee.net }
 
     // MARK: The refinement mapping
 
     /// The ref's state as `PercpuRef.tla`'s variables.
     func abstractState() throws -> [String: TLAValue] {
-        let word = ref.countersAndMode.load(ordering: .acquiring)
+        let word = ref.offsetAndMode.load(ordering: .acquiring)
         let view = ref.abstractState
         let raw = ref.count.load(ordering: .acquiring)
         // The bias is 2^62; the counts the tests reach are tiny beside it.
         let biased = raw > ModelRef.bias / 2
-        func netCount(_ slot: Int) -> Int {
-            ref.counters[slot].value.gets.load(ordering: .relaxed) - ref.counters[slot].value.puts.load(ordering: .relaxed)
-        }
-        // Once a switch to atomic mode has summed them, the counters are
-        // dead state until the switch back zeroes them; the spec zeroes
-        // them at the sum.
-        let summed = word & ModelRef.atomicMode != 0 && view.mode != .switching
         var pcpu: [TLAValue: TLAValue] = [:]
         var attributed = 0
         for name in threadNames {
-            let value = slotsOf[name, default: []].reduce(0) { $0 + netCount($1) }
-            pcpu[.model(name)] = .int(summed ? 0 : value)
-            attributed += value
+            let live = netCount(in: areaOf[name]!)
+            pcpu[.model(name)] = .int(live + foldedBy[name, default: 0])
+            attributed += live
         }
-        let total = (1...ModelRef.perThreadCounters).reduce(0) { $0 + netCount($1) }
-        if total != attributed {
-            throw ConformanceFailure("the per-thread counters hold \(total) references, the spec threads' slots \(attributed)")
+        let (live, folded) = CounterAreas.peek(ref.offset!)
+        if live != attributed {
+            throw ConformanceFailure("the live threads' counters hold \(live) references, the spec threads' areas \(attributed)")
+        }
+        let foldedBySpecThreads = foldedBy.values.reduce(0, +)
+        if folded != foldedBySpecThreads {
+            throw ConformanceFailure("exited threads folded \(folded) references, the spec threads' earlier workers \(foldedBySpecThreads)")
         }
         let snapshot = PercpuModelRCU.snapshot
         let names = Dictionary(uniqueKeysWithValues: workers.map { ($0.value.threadID, $0.key) })

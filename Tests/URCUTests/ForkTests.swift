@@ -123,17 +123,22 @@ struct ForkTests {
 
     /// What a child does to show RCU works in it: a new thread registers
     /// with memb and QSBR (liburcu's registry lock, the package's reader
-    /// registry and counter slots) and reads, and grace periods complete.
+    /// registry) and reads, and counts on a PercpuRef (taking a counter
+    /// area and folding it at its exit, under PercpuRef's area lock, which
+    /// the count then reads); grace periods complete.
     static func childWorks() -> Never {
+        let ref = PercpuRef<MembarrierRCU> {}
         JoinableThread {
             MembarrierRCU.read { _ in }
+            ref.get(count: 2)
+            ref.put()
             QuiescentStateRCU.registerThread()
             QuiescentStateRCU.read { _ in }
             QuiescentStateRCU.unregisterThread()
         }.join()
         MembarrierRCU.synchronize()
         QuiescentStateRCU.synchronize()
-        _exit(0)
+        _exit(ref.abstractState.count == 2 ? 0 : 1)
     }
 
     /// A thread is parked halfway through a registration step
@@ -183,7 +188,7 @@ struct ForkTests {
 
     /// Forks `forks` times while threads keep registering and unregistering
     /// (short-lived memb and mb threads, and short-lived threads taking a
-    /// PercpuRef counter slot); each child starts a reader thread and
+    /// PercpuRef counter area, folded at their exit); each child starts a reader thread and
     /// completes grace periods. Returns how many children hung or failed.
     /// The churning threads register without entering a read section
     /// (`withRegisteredThread`): a fork while another thread is inside a

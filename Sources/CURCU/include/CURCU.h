@@ -156,13 +156,14 @@ static inline unsigned long curcu_qsbr_read_depth_get(void) { return curcu_qsbr_
 static inline void curcu_qsbr_read_depth_set(unsigned long depth) { curcu_qsbr_read_depth = depth; }
 
 /*
- * Where the calling thread's counter sits in a PercpuRef's array of
- * per-thread counters, in bytes from the array's start; zero until the
- * thread first needs one. Assigned and recycled by Swift (ThreadSlot).
+ * The address of the calling thread's area of PercpuRef counters (every
+ * ref has its counters at the same offset in every thread's area); zero
+ * until the thread first needs one. Assigned and recycled by Swift
+ * (CounterAreas).
  */
-extern __thread unsigned long curcu_thread_counter_offset;
-static inline unsigned long curcu_thread_counter_offset_get(void) { return curcu_thread_counter_offset; }
-static inline void curcu_thread_counter_offset_set(unsigned long offset) { curcu_thread_counter_offset = offset; }
+extern __thread uintptr_t curcu_thread_counter_area;
+static inline uintptr_t curcu_thread_counter_area_get(void) { return curcu_thread_counter_area; }
+static inline void curcu_thread_counter_area_set(uintptr_t area) { curcu_thread_counter_area = area; }
 
 /*
  * base + offset, as a pointer the optimizer cannot fold back into an

@@ -1,0 +1,217 @@
+import CURCU
+import Synchronization
+import URCU
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The per-thread counters of every ``PercpuRef`` in the process, laid out
+/// as the kernel's percpu allocator lays out per-CPU variables: each thread
+/// that counts owns an *area*, and each ref owns an *offset*, the same in
+/// every area. A get or put in percpu mode adds to `area + offset` of the
+/// calling thread: no shared cache line, no atomic read-modify-write.
+///
+/// A ref costs `ThreadCounters` (16 bytes) per thread that has an area, not
+/// per thread that used it; areas are reserved address space whose pages
+/// the kernel supplies when first written, so offsets no thread touched
+/// cost nothing.
+///
+/// Invariants, all under `state`'s lock:
+/// - A free offset is zero in every area, and its `folded` entry is zero:
+///   a ref that takes it starts with no per-thread references.
+/// - For a ref in percpu mode or switching, the references the per-thread
+///   counters hold are `folded[offset]` plus, over `areas`, gets minus puts
+///   at the offset. Exited threads' counters are moved into `folded` (the
+///   fold), and the sum at a switch (``collect(_:)``) empties both.
+/// - Once a switch has collected, the offset stays zero everywhere until
+///   the ref is back in percpu mode: no thread counts on it in atomic mode.
+@usableFromInline
+package enum CounterAreas {
+    /// The distance between two refs' counters in an area.
+    @inlinable
+    static var stride: UInt { UInt(MemoryLayout<ThreadCounters>.stride) }
+
+    /// Offsets in existence at most (the address space each area reserves:
+    /// 64 MiB). Refs created beyond them count on their shared count.
+    static let maximumOffsets = 1 << 22
+    /// Offsets made usable in every area at a time (64 KiB of each).
+    static let offsetsPerCommit = 4096
+
+    private struct State {
+        /// The areas of live threads, which the switch sums.
+        var areas: Set<UInt> = []
+        /// Areas of exited threads, folded and zero, for the next thread.
+        var spareAreas: [UInt] = []
+        /// Offsets below this are readable and writable in every area.
+        var committedOffsets = 0
+        /// Offsets never handed out start here.
+        var nextOffset = 0
+        /// Offsets handed out at most: `maximumOffsets`, unless a test
+        /// lowered it.
+        var offsetLimit = maximumOffsets
+        var freeOffsets: [Int] = []
+        /// Per offset: gets minus puts that exited threads counted.
+        var folded: [Int] = []
+    }
+    private static let state = Mutex(State())
+
+    private static let foldAtExit: pthread_key_t = {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key) { _ in CounterAreas.foldCallingThread() }
+        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
+        return key
+    }()
+
+    /// The calling thread's area, or zero before its first count.
+    @inlinable
+    @inline(__always)
+    static var callingThreadArea: UInt { curcu_thread_counter_area_get() }
+
+    /// The calling thread's area, assigned on first use.
+    @usableFromInline
+    static var assignedArea: UInt {
+        let area = callingThreadArea
+        return area != 0 ? area : assignArea()
+    }
+
+    /// The counters at `offset` (a byte offset) in `area`.
+    @inlinable
+    @inline(__always)
+    static func counters(in area: UInt, atOffset offset: UInt) -> UnsafeMutablePointer<ThreadCounters> {
+        curcu_counter_address(area, offset).assumingMemoryBound(to: ThreadCounters.self)
+    }
+
+    /// A free offset, as a byte offset, or nil if all are taken.
+    static func allocateOffset() -> UInt? {
+        // Fork steps: a child must not inherit the lock held, nor the key's
+        // lazy initialisation in progress.
+        ForkGuard.excludingFork {
+            state.withLock { state -> UInt? in
+                if let reused = state.freeOffsets.popLast() { return UInt(reused) * stride }
+                guard state.nextOffset < state.offsetLimit else { return nil }
+                if state.nextOffset == state.committedOffsets { commitMoreOffsets(&state) }
+                defer { state.nextOffset += 1 }
+                return UInt(state.nextOffset) * stride
+            }
+        }
+    }
+
+    /// Hands out at most `count` offsets from now on, so that a test can
+    /// reach the refs created when none is left without creating millions.
+    package static func limitOffsets(to count: Int) {
+        state.withLock { $0.offsetLimit = min(count, maximumOffsets) }
+    }
+
+    /// Gives back `offset`, zeroing it everywhere. The ref that owned it
+    /// is gone, so no thread counts on it.
+    static func freeOffset(_ offset: UInt) {
+        ForkGuard.excludingFork {
+            state.withLock { state in
+                _ = takeAll(atOffset: offset, &state)
+                state.freeOffsets.append(Int(offset / stride))
+            }
+        }
+    }
+
+    /// The references counted at `offset` by every thread, live or exited,
+    /// which are zeroed: the sum of the switch to atomic mode. Only after a
+    /// grace period that followed the switch of mode: no thread is still
+    /// counting at the offset, and none will until the ref is back in
+    /// percpu mode.
+    static func collect(_ offset: UInt) -> Int {
+        ForkGuard.excludingFork { state.withLock { takeAll(atOffset: offset, &$0) } }
+    }
+
+    /// The references counted at `offset`, left in place (for the
+    /// refinement mapping): exact while no thread is counting there.
+    package static func peek(_ offset: UInt) -> (live: Int, folded: Int) {
+        ForkGuard.excludingFork {
+            state.withLock { state in
+                (state.areas.reduce(0) { $0 &+ counters(in: $1, atOffset: offset).pointee.net },
+                 state.folded[Int(offset / stride)])
+            }
+        }
+    }
+
+    /// Under the lock: sums and zeroes `offset` in every area and in
+    /// `folded`. Other threads may be counting at other offsets of the same
+    /// areas meanwhile; each word has one writer at a time.
+    private static func takeAll(atOffset offset: UInt, _ state: inout State) -> Int {
+        let index = Int(offset / stride)
+        var sum = state.folded[index]
+        state.folded[index] = 0
+        for area in state.areas {
+            sum &+= counters(in: area, atOffset: offset).pointee.takeAll()
+        }
+        return sum
+    }
+
+    /// Makes the next `offsetsPerCommit` offsets usable in every area,
+    /// spares included.
+    private static func commitMoreOffsets(_ state: inout State) {
+        for area in state.areas.union(state.spareAreas) {
+            commit(area, from: state.committedOffsets, count: offsetsPerCommit)
+        }
+        state.committedOffsets += offsetsPerCommit
+        state.folded.append(contentsOf: repeatElement(0, count: offsetsPerCommit))
+    }
+
+    private static func commit(_ area: UInt, from firstOffset: Int, count: Int) {
+        guard count > 0 else { return }
+        let status = mprotect(
+            UnsafeMutableRawPointer(bitPattern: area + UInt(firstOffset) * stride),
+            count * Int(stride), PROT_READ | PROT_WRITE)
+        if status != 0 { rcuMisuse("PercpuRef: mprotect of a counter area failed (errno \(errno)): out of memory") }
+    }
+
+    private static func assignArea() -> UInt {
+        let area = ForkGuard.excludingFork {
+            let area = state.withLock { state -> UInt in
+                let area = state.spareAreas.popLast() ?? reserveArea(committing: state.committedOffsets)
+                state.areas.insert(area)
+                return area
+            }
+            pthread_setspecific(foldAtExit, UnsafeRawPointer(bitPattern: 1))
+            return area
+        }
+        curcu_thread_counter_area_set(area)
+        return area
+    }
+
+    /// A new area: address space for every possible offset, the first
+    /// `committed` of them usable (zero pages until written).
+    private static func reserveArea(committing committed: Int) -> UInt {
+        let bytes = maximumOffsets * Int(stride)
+        guard let start = mmap(nil, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              start != MAP_FAILED
+        else { rcuMisuse("PercpuRef: cannot reserve a counter area (errno \(errno))") }
+        _ = start.bindMemory(to: ThreadCounters.self, capacity: maximumOffsets)
+        let area = UInt(bitPattern: start)
+        commit(area, from: 0, count: committed)
+        return area
+    }
+
+    /// The fold: at the calling thread's exit, its counters move to
+    /// `folded` and its area, zeroed, to the spares. Under the lock, so
+    /// that a switch's sum sees each count exactly once: in the area before
+    /// the fold or in `folded` after it.
+    private static func foldCallingThread() {
+        let area = callingThreadArea
+        guard area != 0 else { return }
+        curcu_thread_counter_area_set(0)
+        ForkGuard.excludingFork {
+            state.withLock { state in
+                for index in 0..<state.nextOffset {
+                    state.folded[index] &+= counters(in: area, atOffset: UInt(index) * stride).pointee.net
+                }
+                // Zeroes the area (private anonymous pages read as zero
+                // once dropped) and gives its memory back until a new
+                // thread writes it.
+                madvise(UnsafeMutableRawPointer(bitPattern: area), state.committedOffsets * Int(stride), MADV_DONTNEED)
+                state.areas.remove(area)
+                state.spareAreas.append(area)
+            }
+        }
+    }
+}
