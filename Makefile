@@ -101,14 +101,15 @@ model-based-wide: deps
 	MODEL_BASED_WIDE=1 $(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path .build/release-tests \
 		--filter "ModelBasedTests/wideCoverage"
 
-# The whole benchmark, then the read side again in two other builds, each
-# against C in its own run: QSBR's read-side checks compiled out (the
-# package trait QSBRReadSideChecks off), and liburcu's out-of-line read
-# side (the trait InlineFastPaths off); then Examples' ReadBench: the read
-# side and a walk along an RCU list (RCUReference) from another package.
+# The whole benchmark, then in two other builds, each against C in its own
+# run: the read side and PercpuRef's get+put with QSBR's read-side checks
+# compiled out (the package trait QSBRReadSideChecks off), and the read
+# side through liburcu's out-of-line functions (the trait InlineFastPaths
+# off); then Examples' ReadBench: the read side, grace-period latencies and
+# a walk along an RCU list (RCUReference) from another package.
 bench: deps
 	$(SWIFT) run -c release urcu-bench
-	$(SWIFT) run -c release --traits InlineFastPaths --scratch-path .build/unchecked urcu-bench read
+	$(SWIFT) run -c release --traits InlineFastPaths --scratch-path .build/unchecked urcu-bench read ref
 	$(SWIFT) run -c release --traits QSBRReadSideChecks --scratch-path .build/out-of-line urcu-bench read
 	cd Examples && $(SWIFT) run -c release ReadBench
 
