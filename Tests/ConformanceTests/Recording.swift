@@ -1,5 +1,6 @@
 @testable import ContextTable
 import Foundation
+import Synchronization
 import URCUTesting
 
 /// A step of `Spec/Lifecycle.tla` in the spec's own names: contexts `c1`,
@@ -51,13 +52,21 @@ extension LifecycleEvent {
         case .createPublish(let tag, let slot):
             return SpecStep("CreatePublish", context: c(tag), slot: SpecStep.slot(slot))
         case .createFailsTableInsert(let tag): return SpecStep("CreateFailsTableInsert", context: c(tag))
+        case .lookupReadLock: return SpecStep("LookupReadLock", thread: thread)
         case .lookupLoad(let tag, let slot):
             return SpecStep("LookupLoad", context: c(tag), thread: thread, slot: SpecStep.slot(slot))
+        case .lookupMiss(let slot, let found):
+            return SpecStep("LookupMiss", context: found == 0 ? "NoContext" : c(found), thread: thread, slot: SpecStep.slot(slot))
         case .lookupTryGetLive(let tag, let succeeded):
             return SpecStep(succeeded ? "LookupTrygetLiveOk" : "LookupTrygetLiveFails", context: c(tag), thread: thread)
+        case .lookupReadUnlock: return SpecStep("LookupReadUnlock", thread: thread)
         case .lookupPut(let tag): return SpecStep("LookupPut", context: c(tag), thread: thread)
         case .submit(let tag): return SpecStep("Submit", context: c(tag), thread: thread)
+        case .submitRingFull(let tag): return SpecStep("SubmitRingFull", context: c(tag), thread: thread)
         case .destroy(let tag): return SpecStep("Destroy", context: c(tag), thread: thread)
+        case .destroyReturnsBudget(let tag): return SpecStep("DestroyReturnsBudget", context: c(tag), thread: thread)
+        case .destroyKillsUsers(let tag): return SpecStep("DestroyKillsUsers", context: c(tag), thread: thread)
+        case .destroyLost(let tag): return SpecStep("DestroyLost", context: c(tag), thread: thread)
         case .complete(let tag): return SpecStep("Complete", context: c(tag))
         case .switchConfirmed(let tag, let reference):
             return SpecStep("RefSwitchConfirm", context: c(tag), detail: reference.rawValue)
@@ -68,9 +77,10 @@ extension LifecycleEvent {
         }
     }
 
-    /// The record `Spec/TraceLifecycle.tla` reads: contexts are numbers,
-    /// slots numbers from 0, threads strings.
-    func tlaRecord(thread: String?) -> String {
+    /// The record `Spec/TraceLifecycle.tla` reads: contexts are numbers
+    /// (0 for none), slots numbers from 0, threads strings; `extra` fields
+    /// (the tickets) go at the end.
+    func tlaRecord(thread: String?, extra: [(String, Int)] = []) -> String {
         var fields: [(String, String)] = []
         func context(_ tag: Int) { fields.append(("c", String(tag))) }
         let action: String
@@ -81,12 +91,19 @@ extension LifecycleEvent {
         case .createFailsBudget(let tag): action = "CreateFailsBudget"; context(tag)
         case .createPublish(let tag, let slot): action = "CreatePublish"; context(tag); fields.append(("s", String(slot)))
         case .createFailsTableInsert(let tag): action = "CreateFailsTableInsert"; context(tag)
+        case .lookupReadLock: action = "LookupReadLock"
         case .lookupLoad(let tag, let slot): action = "LookupLoad"; context(tag); fields.append(("s", String(slot)))
+        case .lookupMiss(let slot, let found): action = "LookupMiss"; context(found); fields.append(("s", String(slot)))
         case .lookupTryGetLive(let tag, let succeeded):
             action = succeeded ? "LookupTrygetLiveOk" : "LookupTrygetLiveFails"; context(tag)
+        case .lookupReadUnlock: action = "LookupReadUnlock"
         case .lookupPut(let tag): action = "LookupPut"; context(tag)
         case .submit(let tag): action = "Submit"; context(tag)
-        case .destroy(let tag): action = "Destroy"; context(tag)
+        case .submitRingFull(let tag): action = "SubmitRingFull"; context(tag)
+        case .destroy(let tag): action = "DestroyClaims"; context(tag)
+        case .destroyReturnsBudget(let tag): action = "DestroyReturnsBudget"; context(tag)
+        case .destroyKillsUsers(let tag): action = "DestroyKillsUsers"; context(tag)
+        case .destroyLost(let tag): action = "DestroyLost"; context(tag)
         case .complete(let tag): action = "Complete"; context(tag)
         case .switchConfirmed(let tag, let reference):
             action = "RefSwitchConfirm"; context(tag); fields.append(("ref", "\"\(reference.rawValue)\""))
@@ -96,106 +113,188 @@ extension LifecycleEvent {
         case .freed(let tag): action = "FreeWork"; context(tag)
         }
         if let thread { fields.append(("t", "\"\(thread)\"")) }
+        fields += extra.map { ($0.0, String($0.1)) }
         return "[a |-> \"\(action)\"" + fields.map { ", \($0.0) |-> \($0.1)" }.joined() + "]"
     }
 }
 
-/// Records a table's lifecycle as a linear order of spec steps.
+/// Records a table's lifecycle without ordering it.
 ///
-/// Each step runs inside one recursive lock, so steps on different threads
-/// cannot overlap and the recorded order is the order in which they took
-/// effect; a step nested in another (a release run inside a put) is
-/// recorded after it, in the slot the outer step reserved first.
+/// No lock is held across a step or taken by every step: each thread
+/// appends to a log of its own, and each step takes two tickets from one
+/// atomic counter, before and after its code. The step took effect
+/// somewhere in between; `Spec/TraceLifecycle.tla` explains why that is
+/// enough to check the run, and why a single ticket would not be. A step
+/// nested in another (a release run inside a put) gets an interval inside
+/// the outer one, so sorted by their first ticket it comes after it.
 final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     struct Entry {
         let event: LifecycleEvent
         let thread: String?
+        /// The tickets taken before and after the step's code.
+        let begin: Int, end: Int
         var step: SpecStep { event.specStep(thread: thread) }
-        var tlaRecord: String { event.tlaRecord(thread: thread) }
+        var tlaRecord: String { event.tlaRecord(thread: thread, extra: [("b", begin), ("e", end)]) }
     }
 
-    private let lock = NSRecursiveLock()
-    // Guarded by `lock`.
-    private var entries: [Entry?] = []
-    private var depth = 0
-    private var threadNames: [UInt: String] = [:]
-    private var contexts: [Int: AnyObject] = [:]
-    private var lastTag = 0
-    private var chosenTag: Int?
-    /// Runs on the recording thread after each outermost step, outside the
-    /// lock: where the model-based tests stop a worker mid-operation.
+    /// One thread's part of the recording. Only its thread appends; the
+    /// lock, never contended while threads record, hands the entries to
+    /// whoever reads them afterwards.
+    final class ThreadLog: @unchecked Sendable {
+        struct Record {
+            let event: LifecycleEvent
+            let begin: Int, end: Int
+        }
+        /// A context object (a `Context`, which is Sendable; the recorder
+        /// sees it as AnyObject).
+        struct Kept: @unchecked Sendable { let object: AnyObject }
+        let recorder: ObjectIdentifier
+        let state = Mutex<(records: [Record], contexts: [Int: Kept], name: String?)>(([], [:], nil))
+        /// Steps of this thread in progress (a nested step runs inside
+        /// another); touched only by the thread.
+        var depth = 0
+
+        init(recorder: ObjectIdentifier) { self.recorder = recorder }
+    }
+
+    private let clock = Atomic<Int>(0)
+    private let lastTag = Atomic<Int>(0)
+    private let chosenTag = Atomic<Int>(0)
+    /// Every thread's log; a thread adds its own once, at its first step.
+    private let logs = Mutex<[ThreadLog]>([])
+    /// Runs on the recording thread after each outermost step: where the
+    /// model-based tests stop a worker mid-operation.
     private let afterStep: (@Sendable (LifecycleEvent) -> Void)?
     /// Whether to keep the context objects (which keeps them allocated).
     private let keepsContexts: Bool
 
     /// - Parameters:
-    ///   - keepsContexts: keep each context object, for the model-based
-    ///     tests' refinement mapping; a table's shutdown then waits for
-    ///     them in vain until ``forgetContexts()``.
+    ///   - keepsContexts: keep each context object, for a refinement
+    ///     mapping; a table's shutdown then waits for them in vain until
+    ///     ``forgetContexts()``.
     init(keepsContexts: Bool = false, afterStep: (@Sendable (LifecycleEvent) -> Void)? = nil) {
         self.keepsContexts = keepsContexts
         self.afterStep = afterStep
     }
 
-    private func locked<Result>(_ body: () -> Result) -> Result {
-        lock.lock()
-        defer { lock.unlock() }
-        return body()
+    /// The calling thread's log, made on its first use of this recorder.
+    private var currentLog: ThreadLog {
+        let logs = ThreadLogs.current
+        if let log = logs.log(of: self) { return log }
+        let log = ThreadLog(recorder: ObjectIdentifier(self))
+        logs.add(log)
+        self.logs.withLock { $0.append(log) }
+        return log
     }
 
     /// Names the calling thread in thread steps (else `t1`, `t2`… in order
     /// of their first thread step).
     func nameCurrentThread(_ name: String) {
-        locked { threadNames[ManualRCU<Never>.currentThread] = name }
+        currentLog.state.withLock { $0.name = name }
     }
 
     /// Makes the next create use `tag` (else tags count up from 1).
-    func chooseNextTag(_ tag: Int) { locked { chosenTag = tag } }
+    func chooseNextTag(_ tag: Int) { chosenTag.store(tag, ordering: .relaxed) }
 
     func nextContextTag() -> Int {
-        locked {
-            defer { chosenTag = nil }
-            if let chosenTag { return chosenTag }
-            lastTag += 1
-            return lastTag
-        }
+        let chosen = chosenTag.exchange(0, ordering: .relaxed)
+        return chosen != 0 ? chosen : lastTag.wrappingAdd(1, ordering: .relaxed).newValue
     }
 
     func allocated(_ context: AnyObject, tag: Int) {
-        if keepsContexts { locked { contexts[tag] = context } }
+        if keepsContexts { currentLog.state.withLock { $0.contexts[tag] = ThreadLog.Kept(object: context) } }
     }
 
-    /// The context object the create tagged `tag` allocated, if any.
-    func context(_ tag: Int) -> AnyObject? { locked { contexts[tag] } }
+    /// The context object the create tagged `tag` allocated, if kept.
+    func context(_ tag: Int) -> AnyObject? {
+        for log in logs.withLock({ $0 }) {
+            if let kept = log.state.withLock({ $0.contexts[tag] }) { return kept.object }
+        }
+        return nil
+    }
 
     /// Lets go of the context objects (so that the table can show they
     /// were all deallocated).
-    func forgetContexts() { locked { contexts = [:] } }
+    func forgetContexts() {
+        for log in logs.withLock({ $0 }) { log.state.withLock { $0.contexts = [:] } }
+    }
 
     func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result {
-        lock.lock()
-        depth += 1
-        let slot = entries.count
-        entries.append(nil)
+        let log = currentLog
+        // Sequentially consistent: a ticket fetched after this step's end
+        // is larger exactly when its fetch comes after this one.
+        let begin = clock.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
+        log.depth += 1
         let (result, event) = body()
+        log.depth -= 1
+        let end = clock.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
         if let event {
-            entries[slot] = Entry(event: event, thread: event.isThreadStep ? currentThreadName() : nil)
+            log.state.withLock { $0.records.append(ThreadLog.Record(event: event, begin: begin, end: end)) }
+            if log.depth == 0, let afterStep { afterStep(event) }
         }
-        depth -= 1
-        let outermost = depth == 0
-        lock.unlock()
-        if outermost, let event, let afterStep { afterStep(event) }
         return result
     }
 
-    private func currentThreadName() -> String {
-        let thread = ManualRCU<Never>.currentThread
-        if let name = threadNames[thread] { return name }
-        let name = "t\(threadNames.count + 1)"
-        threadNames[thread] = name
-        return name
+    /// Every step recorded so far, sorted by first ticket, with thread
+    /// names. Exact once the recording threads are done (joined, or their
+    /// work waited for).
+    var trace: [Entry] {
+        let parts = logs.withLock { $0 }.map { log in log.state.withLock { ($0.records, $0.name) } }
+        var unnamed = parts.indices.filter { parts[$0].1 == nil && parts[$0].0.contains { $0.event.isThreadStep } }
+        unnamed.sort { parts[$0].0.first { $0.event.isThreadStep }!.begin < parts[$1].0.first { $0.event.isThreadStep }!.begin }
+        var names = parts.map(\.1)
+        let taken = Set(names.compactMap { $0 })
+        var number = 0
+        for index in unnamed {
+            repeat { number += 1 } while taken.contains("t\(number)")
+            names[index] = "t\(number)"
+        }
+        return parts.indices.flatMap { index in
+            parts[index].0.map { record in
+                Entry(
+                    event: record.event, thread: record.event.isThreadStep ? names[index] : nil,
+                    begin: record.begin, end: record.end)
+            }
+        }.sorted { $0.begin < $1.begin }
     }
 
-    /// The steps recorded so far, in order.
-    var recorded: [Entry] { locked { entries.compactMap { $0 } } }
+    /// The steps that are actions of `Spec/Lifecycle.tla`, in order: what
+    /// the model-based tests follow.
+    var recorded: [Entry] { trace.filter { $0.event.isLifecycleAction } }
+}
+
+/// The logs the calling thread keeps for the recorders it has recorded
+/// into, found through a thread-specific value: no lock, no shared table.
+final class ThreadLogs {
+    private struct Weak { weak var log: LifecycleTraceRecorder.ThreadLog? }
+    private var logs: [Weak] = []
+
+    func log(of recorder: LifecycleTraceRecorder) -> LifecycleTraceRecorder.ThreadLog? {
+        let id = ObjectIdentifier(recorder)
+        return logs.lazy.compactMap(\.log).first { $0.recorder == id }
+    }
+
+    /// A recorder keeps its logs; those of recorders gone are dropped here.
+    func add(_ log: LifecycleTraceRecorder.ThreadLog) {
+        logs.removeAll { $0.log == nil }
+        logs.append(Weak(log: log))
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key) { value in
+            Unmanaged<ThreadLogs>.fromOpaque(value!).release()
+        }
+        precondition(status == 0, "pthread_key_create failed: \(status)")
+        return key
+    }()
+
+    /// The calling thread's logs, made on first use and released at its
+    /// exit.
+    static var current: ThreadLogs {
+        if let value = pthread_getspecific(key) { return Unmanaged<ThreadLogs>.fromOpaque(value).takeUnretainedValue() }
+        let logs = ThreadLogs()
+        pthread_setspecific(key, Unmanaged.passRetained(logs).toOpaque())
+        return logs
+    }
 }
