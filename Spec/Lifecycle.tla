@@ -340,10 +340,12 @@ Submit(t, c) ==
 (* io_destroy -> kill_ioctx(): atomic_xchg(&ctx->dead, 1) finds it 0,      *)
 (* RCU_INIT_POINTER(table->table[id], NULL), aio_nr_sub(), vm_munmap of    *)
 (* the ring, percpu_ref_kill(&ctx->users).  (If ctx->dead was already set  *)
-(* kill_ioctx returns -EINVAL: a stuttering step.)  Lookups see the        *)
-(* unpublish and the kill as one step: Swift: ContextTable.destroy(id:)    *)
-(* does both inside one tableLock section.  KillBeforeUnpublish kills      *)
-(* here and unpublishes later, in DestroyUnpublish.                        *)
+(* kill_ioctx returns -EINVAL: a stuttering step.)  One step here; the     *)
+(* kernel and Swift's ContextTable.destroy take three that other threads   *)
+(* can observe apart (the slot cleared, aio_nr_sub, the kill), whose       *)
+(* composition this is: TraceLifecycle.tla checks them as such.            *)
+(* KillBeforeUnpublish kills here and unpublishes later, in                *)
+(* DestroyUnpublish.                                                       *)
 Unpublished(c) == [s \in Slots |-> IF table[s] = c THEN NoContext ELSE table[s]]
 
 Destroy(t, c) ==

@@ -58,12 +58,22 @@ package enum LifecycleEvent: Equatable, Sendable {
     case freeCallback(context: Int)
     /// `FreeWork`: the context is freed.
     case freed(context: Int)
+    /// A QSBR thread is about to report a quiescent state: the end of
+    /// every read section it was in. The table never records it; a caller
+    /// that reports quiescent states does (the conformance tests' QSBR
+    /// threads).
+    case quiescentState
+    /// The caller's own read section of the table's flavor began
+    /// (`entered`) or is about to end, around calls into the table. The
+    /// table never records it; a caller that holds such sections does
+    /// (the conformance tests' workload).
+    case callerReadSection(entered: Bool)
 
     /// Whether the spec's action takes the calling thread as a parameter.
     package var isThreadStep: Bool {
         switch self {
         case .lookupReadLock, .lookupLoad, .lookupMiss, .lookupTryGetLive, .lookupReadUnlock, .lookupPut, .submit,
-            .submitRingFull, .destroy, .destroyReturnsBudget, .destroyKillsUsers, .destroyLost:
+            .submitRingFull, .destroy, .destroyReturnsBudget, .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection:
             true
         default: false
         }
@@ -76,7 +86,7 @@ package enum LifecycleEvent: Equatable, Sendable {
     package var isLifecycleAction: Bool {
         switch self {
         case .lookupReadLock, .lookupMiss, .lookupReadUnlock, .submitRingFull, .destroyReturnsBudget,
-            .destroyKillsUsers, .destroyLost:
+            .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection:
             false
         default: true
         }

@@ -1,6 +1,8 @@
 @testable import ContextTable
 import Foundation
 import Synchronization
+import Testing
+import URCU
 import URCUTesting
 
 /// A step of `Spec/Lifecycle.tla` in the spec's own names: contexts `c1`,
@@ -74,6 +76,8 @@ extension LifecycleEvent {
         case .reqsReleased(let tag): return SpecStep("ReqsRelease", context: c(tag))
         case .freeCallback(let tag): return SpecStep("FreeRcuCallback", context: c(tag))
         case .freed(let tag): return SpecStep("FreeWork", context: c(tag))
+        case .quiescentState: return SpecStep("QuiescentState", thread: thread)
+        case .callerReadSection(let entered): return SpecStep(entered ? "ReadSectionEnter" : "ReadSectionExit", thread: thread)
         }
     }
 
@@ -111,6 +115,8 @@ extension LifecycleEvent {
         case .reqsReleased(let tag): action = "ReqsRelease"; context(tag)
         case .freeCallback(let tag): action = "FreeRcuCallback"; context(tag)
         case .freed(let tag): action = "FreeWork"; context(tag)
+        case .quiescentState: action = "QuiescentState"
+        case .callerReadSection(let entered): action = entered ? "ReadSectionEnter" : "ReadSectionExit"
         }
         if let thread { fields.append(("t", "\"\(thread)\"")) }
         fields += extra.map { ($0.0, String($0.1)) }
@@ -158,6 +164,8 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
     }
 
     private let clock = Atomic<Int>(0)
+    /// Steps begun and not yet appended to their log.
+    private let inProgress = Atomic<Int>(0)
     private let lastTag = Atomic<Int>(0)
     private let chosenTag = Atomic<Int>(0)
     /// Every thread's log; a thread adds its own once, at its first step.
@@ -221,6 +229,7 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
 
     func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result {
         let log = currentLog
+        inProgress.wrappingAdd(1, ordering: .relaxed)
         // Sequentially consistent: a ticket fetched after this step's end
         // is larger exactly when its fetch comes after this one.
         let begin = clock.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
@@ -230,15 +239,37 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
         let end = clock.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
         if let event {
             log.state.withLock { $0.records.append(ThreadLog.Record(event: event, begin: begin, end: end)) }
-            if log.depth == 0, let afterStep { afterStep(event) }
         }
+        inProgress.wrappingSubtract(1, ordering: .releasing)
+        if let event, log.depth == 0, let afterStep { afterStep(event) }
         return result
     }
 
+    /// Records that the calling QSBR thread is about to report a
+    /// quiescent state (call it just before
+    /// `QuiescentStateRCU.quiescentState()`).
+    func quiescentState() {
+        step { ((), LifecycleEvent.quiescentState) }
+    }
+
+    /// Runs `body` inside a read section of `Flavor` of the caller's own,
+    /// recorded just inside its start and end.
+    func readSection<Flavor: RCUFlavor>(_: Flavor.Type, _ body: () -> Void) {
+        Flavor.read { _ in
+            step { ((), LifecycleEvent.callerReadSection(entered: true)) }
+            body()
+            step { ((), LifecycleEvent.callerReadSection(entered: false)) }
+        }
+    }
+
     /// Every step recorded so far, sorted by first ticket, with thread
-    /// names. Exact once the recording threads are done (joined, or their
-    /// work waited for).
+    /// names. Exact once no step can begin any more: it waits for those in
+    /// progress (a callback thread's step whose effect the caller already
+    /// saw may still be appending its record).
     var trace: [Entry] {
+        if !eventually(seconds: 60, { inProgress.load(ordering: .acquiring) == 0 }) {
+            Issue.record("a recorded step did not finish within 60 s")
+        }
         let parts = logs.withLock { $0 }.map { log in log.state.withLock { ($0.records, $0.name) } }
         var unnamed = parts.indices.filter { parts[$0].1 == nil && parts[$0].0.contains { $0.event.isThreadStep } }
         unnamed.sort { parts[$0].0.first { $0.event.isThreadStep }!.begin < parts[$1].0.first { $0.event.isThreadStep }!.begin }

@@ -19,6 +19,9 @@ struct TraceModule {
     /// The implementation's state at the end, compared with the spec's;
     /// nil: not compared (a run stopped in the middle).
     let final: FinalState?
+    /// Whether the run's flavor is QSBR (its threads record their
+    /// quiescent states).
+    var quiescentStates = false
 
     init(
         name: String, entries: [LifecycleTraceRecorder.Entry], slots: Int, maxRequests: Int, budget: Int,
@@ -32,21 +35,9 @@ struct TraceModule {
         self.final = final
     }
 
-    /// The records, each with its window `w`: the last record whose first
-    /// ticket comes before this one's second (the records that may be
-    /// matched while this one waits).
+    /// The records, with the tickets of each step.
     var records: [String] {
-        let begins = entries.map(\.begin)
-        return entries.map { entry in
-            // The first record that began after this one ended, less one.
-            var low = 0, high = begins.count
-            while low < high {
-                let middle = (low + high) / 2
-                if begins[middle] < entry.end { low = middle + 1 } else { high = middle }
-            }
-            return entry.event.tlaRecord(
-                thread: entry.thread, extra: [("b", entry.begin), ("e", entry.end), ("w", low)])
-        }
+        entries.map { $0.tlaRecord }
     }
 
     var threads: [String] { Set(entries.compactMap(\.thread)).sorted() }
@@ -95,6 +86,7 @@ struct TraceModule {
                 RefInitModes = {"percpu", "atomic"}
                 NoContext = 0
                 Bug = "None"
+                QSBR = \(quiescentStates ? "TRUE" : "FALSE")
             INIT TraceInit
             NEXT TraceNext
             INVARIANT TraceIncomplete
@@ -210,9 +202,13 @@ struct TraceValidationTests {
     struct RecordedRun {
         var entries: [LifecycleTraceRecorder.Entry]
         var final: FinalState
+        var quiescentStates = false
 
         func module(named name: String) -> TraceModule {
-            TraceModule(name: name, entries: entries, slots: slots, maxRequests: maxRequests, budget: budget, final: final)
+            var module = TraceModule(
+                name: name, entries: entries, slots: slots, maxRequests: maxRequests, budget: budget, final: final)
+            module.quiescentStates = quiescentStates
+            return module
         }
     }
 
@@ -229,6 +225,12 @@ struct TraceValidationTests {
     /// random, on real threads over a real liburcu flavor, with nothing
     /// ordering their steps but the code itself; then every context is
     /// destroyed and freed. Returns the recorded run and its final state.
+    ///
+    /// The threads start together and mostly run flat out, so that a
+    /// context is freed (most refs start atomic: the free then runs on the
+    /// thread that drops the last reference, not a grace period later)
+    /// while other threads are inside their lookups' read sections: where
+    /// a free without a grace period shows.
     static func randomRun<Flavor: RCUFlavor>(
         _ flavor: Flavor.Type, seed: UInt64, operations: Int, reclamation: any ContextReclamation = DoubleBounce()
     ) -> RecordedRun {
@@ -240,33 +242,43 @@ struct TraceValidationTests {
         let inFlight = Mutex<[ContextRequest<Flavor>]>([])
         let creates = Counter()
         let threads = 3
+        let ready = Counter(), start = Latch()
         runThreads(threads) { index in
             asReader(Flavor.self) {
                 var random = SplitMix(seed: seed &* 1_000_003 &+ UInt64(index))
+                ready.increment()
+                if ready.value == threads { start.open() }
+                start.wait()
                 for _ in 0..<operations {
                     // A varied schedule: sometimes yield, sometimes spin.
-                    switch Int.random(in: 0..<8, using: &random) {
+                    switch Int.random(in: 0..<16, using: &random) {
                     case 0: sched_yield()
                     case 1: for _ in 0..<Int.random(in: 0..<2_000, using: &random) { _ = random.next() }
                     default: break
                     }
-                    let choice = Int.random(in: 0..<10, using: &random)
+                    let choice = Int.random(in: 0..<20, using: &random)
                     let someID = known.withLock { $0.randomElement(using: &random) }
+                    // Half the operations run inside a read section of
+                    // the thread's own, as an application's may (QSBR
+                    // threads' lookups stay in theirs until the quiescent
+                    // state anyway).
+                    let inSection = Flavor.self != QuiescentStateRCU.self && Bool.random(using: &random)
+                    func operation() {
                     switch choice {
-                    case 0, 1:
+                    case 0..<3:
                         let requests = Int.random(in: 0..<12, using: &random) == 0 ? 0 : maxRequests
-                        let atomic = Int.random(in: 0..<4, using: &random) == 0
+                        let atomic = Int.random(in: 0..<4, using: &random) != 0
                         creates.increment()
                         if let id = try? table.create(maxRequests: requests, atomicReferences: atomic) {
                             known.withLock { $0.append(id) }
                         }
-                    case 2...6:
-                        guard let someID, let lease = table.lookup(someID) else { break }
-                        for _ in 0..<Int.random(in: 0...3, using: &random) {
+                    case 3..<13:
+                        guard let someID, let lease = table.lookup(someID) else { return }
+                        for _ in 0..<Int.random(in: 0...2, using: &random) {
                             if let request = try? lease.submit() { inFlight.withLock { $0.append(request) } }
                         }
-                        if Int.random(in: 0..<6, using: &random) == 0 { try? table.destroy(lease) }
-                    case 7, 8:
+                        if Int.random(in: 0..<5, using: &random) == 0 { try? table.destroy(lease) }
+                    case 13..<17:
                         let request = inFlight.withLock {
                             $0.isEmpty ? nil : $0.remove(at: Int.random(in: 0..<$0.count, using: &random))
                         }
@@ -274,16 +286,24 @@ struct TraceValidationTests {
                     default:
                         if let someID { try? table.destroy(someID) }
                     }
-                    if Flavor.self == QuiescentStateRCU.self { QuiescentStateRCU.quiescentState() }
+                    }
+                    if inSection { recorder.readSection(Flavor.self, operation) } else { operation() }
+                    quiescentState(Flavor.self, recorder)
                 }
             }
         }
         for request in inFlight.withLock({ $0 }) { request.complete() }
         inFlight.withLock { $0 = [] }
-        // The recorder keeps every context object for the final state, so
-        // the table's own wait would wait for their deallocation in vain:
-        // it gives up at once, and the frees are waited for here.
-        asReader(Flavor.self) { _ = table.shutdown(timeoutSeconds: 0.02) }
+        // The table's shutdown, with a quiescent state after each destroy
+        // (its lookup); the recorder keeps every context object for the
+        // final state, so the table's own wait would wait in vain for
+        // their deallocation: the frees are waited for here.
+        asReader(Flavor.self) {
+            for id in table.liveContexts {
+                try? table.destroy(id)
+                quiescentState(Flavor.self, recorder)
+            }
+        }
         let settled = eventually(seconds: 60) {
             let statistics = table.statistics
             return statistics.live == 0 && statistics.pendingFrees == 0
@@ -291,7 +311,14 @@ struct TraceValidationTests {
         #expect(settled, "run \(seed) did not finish: \(table.statistics)")
         let final = FinalState(table: table, recorder: recorder, contexts: creates.value)
         recorder.forgetContexts()
-        return RecordedRun(entries: recorder.trace, final: final)
+        return RecordedRun(entries: recorder.trace, final: final, quiescentStates: Flavor.self == QuiescentStateRCU.self)
+    }
+
+    /// Reports a quiescent state on a QSBR thread, recorded first.
+    static func quiescentState<Flavor: RCUFlavor>(_: Flavor.Type, _ recorder: LifecycleTraceRecorder) {
+        guard Flavor.self == QuiescentStateRCU.self else { return }
+        recorder.quiescentState()
+        QuiescentStateRCU.quiescentState()
     }
 
     /// One random run of `reclamation` per seed, a quarter of them over
@@ -336,7 +363,7 @@ struct TraceValidationTests {
     func randomRuns() async throws {
         let directory = try traceDirectory("random")
         let verdicts = try await Self.checkRandomRuns(
-            0..<Self.sampleSize("TRACE_RUNS", default: 12), reclamation: DoubleBounce(), prefix: "Trace",
+            0..<Self.sampleSize("TRACE_RUNS", default: 4), reclamation: DoubleBounce(), prefix: "Trace",
             directory: directory)
         for (name, verdict) in verdicts.sorted(by: { $0.key < $1.key }) where !verdict.accepted {
             Issue.record("\(verdict.line)\nrerun: Spec/check-traces.sh \(directory.path) \(name)")
@@ -350,7 +377,7 @@ struct TraceValidationTests {
     @Test("random runs of the 2018 bug are rejected")
     func randomBuggyRuns() async throws {
         let directory = try traceDirectory("random-buggy")
-        let runs = Self.sampleSize("TRACE_BUGGY_RUNS", default: 6)
+        let runs = Self.sampleSize("TRACE_BUGGY_RUNS", default: 3)
         let verdicts = try await Self.checkRandomRuns(
             1_000..<(1_000 + runs), reclamation: FreeWithoutGracePeriod(), prefix: "Buggy", directory: directory)
         let rejected = verdicts.values.filter { !$0.accepted }
