@@ -292,13 +292,14 @@ struct TraceValidationTests {
                 }
             }
         }
-        for request in inFlight.withLock({ $0 }) { request.complete() }
-        inFlight.withLock { $0 = [] }
-        // The table's shutdown, with a quiescent state after each destroy
-        // (its lookup); the recorder keeps every context object for the
-        // final state, so the table's own wait would wait in vain for
-        // their deallocation: the frees are waited for here.
+        // The requests left complete, then the table's shutdown, with a
+        // quiescent state after each destroy (its lookup); the recorder
+        // keeps every context object for the final state, so the table's
+        // own wait would wait in vain for their deallocation: the frees
+        // are waited for here.
         asReader(Flavor.self) {
+            for request in inFlight.withLock({ $0 }) { request.complete() }
+            inFlight.withLock { $0 = [] }
             for id in table.liveContexts {
                 try? table.destroy(id)
                 quiescentState(Flavor.self, recorder)
