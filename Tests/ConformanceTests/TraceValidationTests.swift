@@ -231,12 +231,19 @@ struct TraceValidationTests {
     /// thread that drops the last reference, not a grace period later)
     /// while other threads are inside their lookups' read sections: where
     /// a free without a grace period shows.
+    ///
+    /// A reclamation other than ``DoubleBounce`` frees through a
+    /// ``ManualExecutor`` drained only once the threads are done: the bug
+    /// shows in the trace (the grace-period callback right after the
+    /// release), and no thread of the run can reach a context whose ring
+    /// is already gone, which would stop the process (`checkAlive`).
     static func randomRun<Flavor: RCUFlavor>(
         _ flavor: Flavor.Type, seed: UInt64, operations: Int, reclamation: any ContextReclamation = DoubleBounce()
     ) -> RecordedRun {
         let recorder = LifecycleTraceRecorder(keepsContexts: true)
+        let heldFrees = reclamation is DoubleBounce ? nil : ManualExecutor()
         let table = ContextTable<Flavor>(
-            capacity: slots, requestBudget: budget, cleanupExecutor: nil, reclamation: reclamation,
+            capacity: slots, requestBudget: budget, cleanupExecutor: heldFrees, reclamation: reclamation,
             recorder: recorder)
         let known = Mutex<[ContextID]>([])
         let inFlight = Mutex<[ContextRequest<Flavor>]>([])
@@ -306,6 +313,7 @@ struct TraceValidationTests {
             }
         }
         let settled = eventually(seconds: 60) {
+            if let heldFrees { heldFrees.pending.forEach(heldFrees.run) }
             let statistics = table.statistics
             return statistics.live == 0 && statistics.pendingFrees == 0
         }
