@@ -457,6 +457,14 @@ struct TraceValidationTests {
         var early = module
         early.entries = edited
         try early.sequential(named: "Control_freed_before_reader_leaves").write(to: directory)
+        // Edit: the implementation's final state with a request still
+        // charged against the budget (a leak the events do not show).
+        var leaked = run.final
+        leaked.budgetInUse += 1
+        try TraceModule(
+            name: "Control_budget_leaked_at_end", entries: run.entries, slots: 1, maxRequests: 1, budget: 1,
+            final: leaked
+        ).write(to: directory)
         // Recorded from the implementation with the 2018 bug (no grace
         // period before the free), in the same scenario.
         let buggy = try Self.buggyReaderInsideTeardown()
@@ -470,6 +478,8 @@ struct TraceValidationTests {
             #expect(verdicts[name]?.accepted == false, "\(line)")
             #expect(line.contains("FreeRcuCallback"), "rejected elsewhere than at the free: \(line)")
         }
+        let leakedLine = verdicts["Control_budget_leaked_at_end"]?.line ?? "no verdict"
+        #expect(leakedLine.contains("final state") && leakedLine.contains("aioNr"), "\(leakedLine)")
     }
 
     /// The reader scenario on the buggy variant (``FreeWithoutGracePeriod``)
