@@ -17,7 +17,7 @@
 (* buffer of its own, and each step takes two tickets from one atomic      *)
 (* counter, b just before the step's code and e just after it.  A ticket   *)
 (* fetched next to an atomic operation is not atomic with it, so the       *)
-(* tickets do not give the order of two steps that race on one word (a    *)
+(* tickets do not give the order of two steps that race on one word (a     *)
 (* tryget_live and a kill, a put and the end of a mode switch).  What they *)
 (* do give is sound: the step takes effect at some instant inside its      *)
 (* interval [b, e] (its linearisation point; the step's code runs between  *)
@@ -30,7 +30,9 @@
 (* every order of overlapping steps, and the real order is among them.     *)
 (* A correct run is therefore never rejected for the order its steps were  *)
 (* recorded in; a rejection means that no order the real one could be      *)
-(* explains the run.                                                        *)
+(* explains the run.  This needs each step to take effect at one instant   *)
+(* as far as other threads can tell; a step whose effects they can see     *)
+(* apart is recorded as several (Destroy, below).                          *)
 (*                                                                         *)
 (* A step nested in another (a release run by a put) has its interval      *)
 (* inside the outer one, so TLC also tries it first; the spec disables     *)
@@ -39,8 +41,8 @@
 (* Read sections.  The lookup's rcu_read_lock and rcu_read_unlock are      *)
 (* events of their own (Lifecycle's LookupLoad and LookupTryget* take them *)
 (* with the load and the tryget; LoadSlot, TrygetLiveOk and                *)
-(* TrygetLiveFails are those actions without them).  The recorder takes   *)
-(* the lock's tickets just after the section began and the unlock's just  *)
+(* TrygetLiveFails are those actions without them).  The recorder takes    *)
+(* the lock's tickets just after the section began and the unlock's just   *)
 (* before it ended, so the recorded section lies inside the real one: a    *)
 (* grace period placed by TLC never waits for a reader the real one did    *)
 (* not wait for, and a run is never rejected because of where the lock and *)
@@ -65,9 +67,9 @@ EXTENDS Lifecycle, Sequences, TLC
 
 CONSTANTS Trace, Final, QSBR
 
-(* n: the next record in recording order; pending: the records before n   *)
-(* not matched yet (passed over for records that overlap them);           *)
-(* gpMayStart: a grace period may start now (see "Grace periods");        *)
+(* n: the next record in recording order; pending: the records before n    *)
+(* not matched yet (passed over for records that overlap them);            *)
+(* gpMayStart: a grace period may start now (see "Grace periods");         *)
 (* nested: threads whose lookup runs inside a read section they were       *)
 (* already in (see "Read sections").                                       *)
 VARIABLES n, pending, gpMayStart, nested
@@ -118,7 +120,7 @@ InSection(t) == t \in rcuReaders[TableFlavor]
 (* Observations that change nothing, checked against the state they saw:   *)
 (* a lookup that found slot s holding `found` (NoContext: empty) and not   *)
 (* the context it wanted; a submission refused because the ring is full;   *)
-(* a destroy that found the context already dying.                        *)
+(* a destroy that found the context already dying.                         *)
 LookupMiss(t, s, found) ==
     /\ reader[t] = Idle /\ InSection(t)
     /\ table[s] = found
