@@ -257,35 +257,42 @@ CreateFailsTableInsert(c) ==
 (* Swift: ContextTable.lookup(id:).  A lookup of an empty slot changes     *)
 (* nothing and is a stuttering step.                                       *)
 
-(* rcu_read_lock(); ctx = rcu_dereference(table->table[s]).                *)
-LookupLoad(t, s, c) ==
+(* ctx = rcu_dereference(table->table[s]), the lookup's own part of       *)
+(* LookupLoad; named apart because trace validation records the read lock  *)
+(* and unlock as events of their own (TraceLifecycle.tla).                 *)
+LoadSlot(t, s, c) ==
     /\ reader[t] = Idle
     /\ table[s] = c
     /\ c # NoContext
-    /\ RCU!ReadLock(t, TableFlavor)
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "loaded", ctx |-> c]]
     /\ UNCHANGED ctxVars
 
-(* percpu_ref_tryget_live(&ctx->users) succeeds; rcu_read_unlock().        *)
-LookupTrygetLiveOk(t, c) ==
+(* rcu_read_lock(); ctx = rcu_dereference(table->table[s]).                *)
+LookupLoad(t, s, c) == LoadSlot(t, s, c) /\ RCU!ReadLock(t, TableFlavor)
+
+(* percpu_ref_tryget_live(&ctx->users) succeeds (TrygetLiveOk, the part   *)
+(* before the unlock, named apart like LoadSlot); rcu_read_unlock().       *)
+TrygetLiveOk(t, c) ==
     /\ Bug # "GetNotTryget"
     /\ Loading(t, c)
     /\ LookupCanGet(users[c])
     /\ users' = [users EXCEPT ![c] = Got(@)]
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "holding", ctx |-> c]]
-    /\ LookupUnlock(t)
     /\ UNCHANGED <<ctxState, table, aioNr, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees>>
 
+LookupTrygetLiveOk(t, c) == TrygetLiveOk(t, c) /\ LookupUnlock(t)
+
 (* percpu_ref_tryget_live(&ctx->users) fails (ctx is dying);               *)
 (* rcu_read_unlock(); the lookup returns NULL.                             *)
-LookupTrygetLiveFails(t, c) ==
+TrygetLiveFails(t, c) ==
     /\ Bug # "GetNotTryget"
     /\ Loading(t, c)
     /\ ~LookupCanGet(users[c])
     /\ reader' = [reader EXCEPT ![t] = Idle]
-    /\ LookupUnlock(t)
     /\ UNCHANGED ctxVars
+
+LookupTrygetLiveFails(t, c) == TrygetLiveFails(t, c) /\ LookupUnlock(t)
 
 (* GetNotTryget: percpu_ref_get(&ctx->users), whatever state users is in;  *)
 (* rcu_read_unlock().                                                      *)
@@ -333,10 +340,12 @@ Submit(t, c) ==
 (* io_destroy -> kill_ioctx(): atomic_xchg(&ctx->dead, 1) finds it 0,      *)
 (* RCU_INIT_POINTER(table->table[id], NULL), aio_nr_sub(), vm_munmap of    *)
 (* the ring, percpu_ref_kill(&ctx->users).  (If ctx->dead was already set  *)
-(* kill_ioctx returns -EINVAL: a stuttering step.)  Lookups see the        *)
-(* unpublish and the kill as one step: Swift: ContextTable.destroy(id:)    *)
-(* does both inside one tableLock section.  KillBeforeUnpublish kills      *)
-(* here and unpublishes later, in DestroyUnpublish.                        *)
+(* kill_ioctx returns -EINVAL: a stuttering step.)  One step here; the     *)
+(* kernel and Swift's ContextTable.destroy take three that other threads   *)
+(* can observe apart (the slot cleared, aio_nr_sub, the kill), whose       *)
+(* composition this is: TraceLifecycle.tla checks them as such.            *)
+(* KillBeforeUnpublish kills here and unpublishes later, in                *)
+(* DestroyUnpublish.                                                       *)
 Unpublished(c) == [s \in Slots |-> IF table[s] = c THEN NoContext ELSE table[s]]
 
 Destroy(t, c) ==

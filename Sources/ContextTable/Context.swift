@@ -75,7 +75,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     func submit() throws(ContextError) -> ContextRequest<Flavor> {
         checkAlive(during: "submit")
         let submitted = services.step { () -> (ContextRequest<Flavor>?, LifecycleEvent?) in
-            guard ring.reserveSlot() else { return (nil, nil) }
+            guard ring.reserveSlot() else { return (nil, .submitRingFull(context: tag)) }
             reqs.get()
             let request = ContextRequest(context: self)
             active.withLock { $0[ObjectIdentifier(request)] = request }

@@ -176,9 +176,15 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     public func lookup(_ id: ContextID) -> ContextLease<Flavor>? {
         guard slots.indices.contains(id.slot) else { return nil }
         let found = Flavor.read { section -> Context<Flavor>? in
+            // Recorded inside the section, so that the recorded section
+            // lies within the real one (Spec/TraceLifecycle.tla).
+            services.step(.lookupReadLock) {}
+            defer { services.step(.lookupReadUnlock) {} }
             let loaded = services.step { () -> (Context<Flavor>?, LifecycleEvent?) in
                 let context = slots[id.slot].context.dereference(in: section) { $0 }
-                guard let context, context.id == id else { return (nil, nil) }
+                guard let context, context.id == id else {
+                    return (nil, .lookupMiss(slot: id.slot, found: context?.tag ?? 0))
+                }
                 return (context, .lookupLoad(context: context.tag, slot: id.slot))
             }
             guard let context = loaded else { return nil }
@@ -205,6 +211,10 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// calls it after its lookup). The lease stays valid until dropped.
     public func destroy(_ lease: borrowing ContextLease<Flavor>) throws(ContextError) {
         let context = lease.context
+        // Three steps, each visible to other threads before the next (a
+        // lookup can miss the slot while the budget is still charged, and
+        // take users before the kill): the spec's Destroy is their
+        // composition (Spec/TraceLifecycle.tla).
         let claimed = services.step { () -> (Bool, LifecycleEvent?) in
             let claimed = tableLock.withLock { _ -> Bool in
                 // Only one destroy wins (the kernel's atomic_xchg on
@@ -216,14 +226,13 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
                 slots[context.id.slot].context.initialize(to: nil)
                 return true
             }
-            guard claimed else { return (false, nil) }
-            returnBudget(context.maxRequests)
-            // The lease's reference keeps users above zero: its release
-            // runs when the last lease goes, never inside this step.
-            context.users.kill()
-            return (true, .destroy(context: context.tag))
+            return (claimed, claimed ? .destroy(context: context.tag) : .destroyLost(context: context.tag))
         }
         guard claimed else { throw .noSuchContext }
+        services.step(.destroyReturnsBudget(context: context.tag)) { returnBudget(context.maxRequests) }
+        // The lease's reference keeps users above zero: its release runs
+        // when the last lease goes, never inside this step.
+        services.step(.destroyKillsUsers(context: context.tag)) { context.users.kill() }
         counters.destroyed.increment()
     }
 
