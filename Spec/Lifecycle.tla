@@ -77,7 +77,9 @@ VARIABLES
     releaseRan, \* releaseRan[c]: release callbacks of c that have run
     inFlight,   \* inFlight[c]: submitted requests not yet completed
     reqsAvail,  \* reqsAvail[c]: ctx->reqs_available, the kernel's count
-                \* of submissions it will still accept
+                \* of submissions it will still accept; the ring slots
+                \* neither a request in flight nor an uncredited event
+                \* holds (Uncredited)
     ring,       \* ring[c]: head and tail of the mmapped completion ring
     work,       \* work[c]: ctx->free_work is queued
     frees,      \* frees[c]: times c's memory was freed
@@ -155,6 +157,22 @@ Holding(t, c) == reader[t] = [phase |-> "holding", ctx |-> c]
 (* Completed events the ring shows: tail - head modulo the ring size.      *)
 RingEvents(c) == (ring[c].tail - ring[c].head + MaxRequests + 1)
                     % (MaxRequests + 1)
+
+(* Events posted and not yet credited back to reqs_available             *)
+(* (ctx->completed_events; Swift: CompletionRing's postedNotCredited).     *)
+(* Each of the MaxRequests ring slots is available, held by a request in   *)
+(* flight, or held by such an event.                                       *)
+Uncredited(c) == MaxRequests - reqsAvail[c] - inFlight[c]
+
+(* refill_reqs_available() with the ring's head at `head`: of the          *)
+(* uncredited events, those no longer between head and tail were reaped,   *)
+(* and their slots are available again.  The head is the user's to write:  *)
+(* a wrong one can delay slots, never credit more than Uncredited(c).      *)
+(* Swift: CompletionRing.refill.                                           *)
+Refilled(c, head) ==
+    LET inRing == (ring[c].tail - head + MaxRequests + 1) % (MaxRequests + 1)
+    IN reqsAvail[c] + (IF Uncredited(c) > inRing THEN Uncredited(c) - inRing
+                                                ELSE 0)
 
 (* RingCount models the code before 2013, which had no reqs reference.     *)
 UsesReqsRef == Bug # "RingCount"
@@ -326,12 +344,16 @@ LookupPut(t, c) ==
     /\ UNCHANGED <<ctxState, table, aioNr, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees, rcuVars>>
 
-(* io_submit -> aio_get_req(): get_reqs_available() and                    *)
-(* percpu_ref_get(&ctx->reqs).  Swift: ContextTable.submit().              *)
+(* io_submit -> aio_get_req(): get_reqs_available(), which refills from   *)
+(* the ring first when no slot is available (user_refill_reqs_available), *)
+(* and percpu_ref_get(&ctx->reqs).  Swift: ContextTable.submit().          *)
+SlotsForSubmit(c) ==
+    IF reqsAvail[c] > 0 THEN reqsAvail[c] ELSE Refilled(c, ring[c].head)
+
 Submit(t, c) ==
     /\ Holding(t, c)
-    /\ reqsAvail[c] > 0
-    /\ reqsAvail' = [reqsAvail EXCEPT ![c] = @ - 1]
+    /\ SlotsForSubmit(c) > 0
+    /\ reqsAvail' = [reqsAvail EXCEPT ![c] = SlotsForSubmit(c) - 1]
     /\ inFlight' = [inFlight EXCEPT ![c] = @ + 1]
     /\ reqs' = IF UsesReqsRef THEN [reqs EXCEPT ![c] = Got(@)] ELSE reqs
     /\ UNCHANGED <<ctxState, table, aioNr, users, releaseRan, ring, work,
@@ -373,10 +395,24 @@ DestroyUnpublish(t, c) ==
     /\ UNCHANGED <<ctxState, aioNr, users, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees, reader, rcuVars>>
 
-(* io_getevents(): the user moves the ring head (aio_read_events, or       *)
-(* userspace reading the mmapped ring), or just writes any value there.    *)
-(* kill_ioctx unmaps the ring, so only while the context is live.          *)
-(* Swift: the ring index write event.                                      *)
+(* io_getevents() -> aio_read_events(): n of the events in the ring are    *)
+(* reaped, the head moves past them, and their slots are credited back     *)
+(* (refill_reqs_available).  Swift: ContextLease.reapEvents(maximum:),     *)
+(* whose lease is the thread's users reference.  A reap of nothing that    *)
+(* credits nothing is a stuttering step.                                   *)
+Reap(t, c, n) ==
+    /\ Holding(t, c)
+    /\ n <= RingEvents(c)
+    /\ LET head == (ring[c].head + n) % (MaxRequests + 1)
+       IN /\ ring' = [ring EXCEPT ![c].head = head]
+          /\ reqsAvail' = [reqsAvail EXCEPT ![c] = Refilled(c, head)]
+    /\ UNCHANGED <<ctxState, table, aioNr, users, reqs, releaseRan,
+                   inFlight, work, frees, reader, rcuVars>>
+
+(* The user writes the mmapped ring's head itself: after reading events   *)
+(* there (libaio does), or any value at all.  Nothing is credited until a  *)
+(* later refill.  kill_ioctx unmaps the ring, so only while the context is *)
+(* live.  Swift: a write through ContextLease.userRingIndices.             *)
 UserWritesRingHead(c, v) ==
     /\ ctxState[c] = "live"
     /\ v # ring[c].head
@@ -502,6 +538,16 @@ RingTeardown(c) ==
 GracePeriodStart(f) == RCU!GpStart(f) /\ UNCHANGED <<ctxVars, reader>>
 GracePeriodEnd(f) == RCU!GpEnd(f) /\ UNCHANGED <<ctxVars, reader>>
 
+(* The state with each ring's head and tail forgotten but for the events  *)
+(* between them.  Every action, invariant and property depends on the two  *)
+(* indices only through that difference (the user may write any head), so  *)
+(* two states that differ by a rotation of a ring's indices have the same   *)
+(* futures, rotated.  Configurations that refilling makes large check the  *)
+(* spec with VIEW RingRotationView: one state per rotation class.           *)
+RingRotationView ==
+    <<ctxState, table, aioNr, users, reqs, releaseRan, inFlight, reqsAvail,
+      [c \in Contexts |-> RingEvents(c)], work, frees, reader, rcuVars>>
+
 (* Every context has been created and freed, or failed to be created:      *)
 (* the system is done, which is not a deadlock.                            *)
 Terminated == \A c \in Contexts : IsFreed(c)
@@ -533,6 +579,7 @@ Next ==
                 \/ LookupUnlockEarly(t, c)
                 \/ LookupPut(t, c)
                 \/ Submit(t, c)
+                \/ \E n \in RingIndex : Reap(t, c, n)
                 \/ Destroy(t, c)
                 \/ DestroyUnpublish(t, c)
     \/ \E f \in Flavors : GracePeriodStart(f) \/ GracePeriodEnd(f)

@@ -119,7 +119,8 @@ InSection(t) == t \in rcuReaders[TableFlavor]
 
 (* Observations that change nothing, checked against the state they saw:   *)
 (* a lookup that found slot s holding `found` (NoContext: empty) and not   *)
-(* the context it wanted; a submission refused because the ring is full;   *)
+(* the context it wanted; a submission refused for want of a ring slot,    *)
+(* even after a refill;                                                    *)
 (* a destroy that found the context already dying.                         *)
 LookupMiss(t, s, found) ==
     /\ reader[t] = Idle /\ InSection(t)
@@ -128,7 +129,7 @@ LookupMiss(t, s, found) ==
 
 SubmitRingFull(t, c) ==
     /\ Holding(t, c)
-    /\ reqsAvail[c] = 0
+    /\ SlotsForSubmit(c) = 0
     /\ UNCHANGED vars
 
 DestroyLost(t, c) ==
@@ -192,6 +193,7 @@ IsStep(e) ==
     \/ e.a = "LookupPut"              /\ LookupPut(e.t, e.c)
     \/ e.a = "Submit"                 /\ Submit(e.t, e.c)
     \/ e.a = "SubmitRingFull"         /\ SubmitRingFull(e.t, e.c)
+    \/ e.a = "Reap"                   /\ Reap(e.t, e.c, e.n)
     \/ e.a = "DestroyClaims"          /\ DestroyClaims(e.t, e.c)
     \/ e.a = "DestroyReturnsBudget"   /\ DestroyReturnsBudget(e.t, e.c)
     \/ e.a = "DestroyKillsUsers"      /\ DestroyKillsUsers(e.t, e.c)

@@ -86,6 +86,15 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         return submitted
     }
 
+    /// Reaps up to `maximum` events and credits their slots back (one step:
+    /// the ring's lock covers both).
+    func reap(maximum: Int) -> [CompletionEvent] {
+        services.step { () -> ([CompletionEvent], LifecycleEvent?) in
+            let reaped = ring.reap(maximum: maximum)
+            return (reaped, .reap(context: tag, events: reaped.count))
+        }
+    }
+
     /// Posts the request's event and drops its `reqs` reference
     /// (`aio_complete`). Called once per request, by whichever of complete
     /// and cancel wins.

@@ -382,7 +382,7 @@ public struct ContextLease<Flavor: RCUFlavor>: ~Copyable, Sendable {
     /// (`aio_read_events`). Ring indices are read from user-writable memory
     /// and sanitised; garbage there yields wrong events, never a crash.
     public func reapEvents(maximum: Int) -> [CompletionEvent] {
-        context.ring.reap(maximum: maximum)
+        context.reap(maximum: maximum)
     }
 
     /// The ring's head and tail, in memory the user may write (the mmapped

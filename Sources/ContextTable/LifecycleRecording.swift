@@ -36,6 +36,9 @@ package enum LifecycleEvent: Equatable, Sendable {
     case submit(context: Int)
     /// A submission refused: no free ring slot (a stuttering step).
     case submitRingFull(context: Int)
+    /// `Reap`: `events` events reaped from the ring, their slots credited
+    /// back.
+    case reap(context: Int, events: Int)
     /// `Destroy`: its first step, the slot cleared (`ctx->dead` set).
     case destroy(context: Int)
     /// `Destroy`'s second step: the budget given back.
@@ -73,7 +76,7 @@ package enum LifecycleEvent: Equatable, Sendable {
     package var isThreadStep: Bool {
         switch self {
         case .lookupReadLock, .lookupLoad, .lookupMiss, .lookupTryGetLive, .lookupReadUnlock, .lookupPut, .submit,
-            .submitRingFull, .destroy, .destroyReturnsBudget, .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection:
+            .submitRingFull, .reap, .destroy, .destroyReturnsBudget, .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection:
             true
         default: false
         }

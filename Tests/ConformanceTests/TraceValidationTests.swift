@@ -284,6 +284,9 @@ struct TraceValidationTests {
                         for _ in 0..<Int.random(in: 0...2, using: &random) {
                             if let request = try? lease.submit() { inFlight.withLock { $0.append(request) } }
                         }
+                        // Reaping credits ring slots back: without it a
+                        // context takes MaxRequests submissions in all.
+                        if Bool.random(using: &random) { _ = lease.reapEvents(maximum: Int.random(in: 0...2, using: &random)) }
                         if Int.random(in: 0..<5, using: &random) == 0 { try? table.destroy(lease) }
                     case 13..<17:
                         let request = inFlight.withLock {
