@@ -155,9 +155,12 @@ IndInv ==
 
 (* The induction step starts from one state per rotation class of the    *)
 (* rings' indices (Lifecycle's RingRotationView): the one whose tails are  *)
-(* 0.  IndInv and Next are invariant under rotating a ring's head and tail *)
-(* together, so the successors of the other states are rotations of these  *)
-(* states' successors, and satisfy IndInv and the properties alike.        *)
+(* 0.  IndInv and Next are invariant under rotating the head and tail of  *)
+(* a published or destroyed context's ring together (an unpublished one    *)
+(* has both at 0 already), so the successors of the other states are       *)
+(* rotations of these states' successors, and satisfy IndInv and the      *)
+(* properties alike.  The configurations' VIEW RingRotationView keeps one  *)
+(* successor per rotation class.                                           *)
 IndInit == IndInv /\ \A c \in Contexts : ring[c].tail = 0 /\ TypeOK
 
 Symmetry ==
