@@ -117,8 +117,9 @@ bench: deps
 # 2018 bug (FreeWithoutGracePeriod: at least one run in three must be
 # rejected), recorded on real threads and each checked by TLC. Prints the
 # rejection rates. Slow: the 100 fixed runs took 22 minutes of TLC on the
-# shared 2-core VM (2026-11-29), and a rejected trace costs more than an
-# accepted one (explored in full, then again to say where it fails).
+# shared 2-core VM (2026-11-29), 46 minutes at load average 10
+# (2026-11-30; 48 minutes for both tests), and a rejected trace costs more
+# than an accepted one (explored in full, then again to say where it fails).
 TRACE_RUNS ?= 100
 TRACE_BUGGY_RUNS ?= 30
 trace-power: deps
