@@ -66,10 +66,10 @@ let package = Package(
         .target(name: "URCUTesting", dependencies: ["URCU", "CURCU"]),
         // The torture run (`make torture`): its scenarios are a library so
         // the tests can run them briefly.
-        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "URCUTesting", "CURCU"]),
+        .target(name: "URCUTorture", dependencies: ["URCU", "ContextTable", "MemoryRegions", "URCUTesting", "CURCU"]),
         .executableTarget(name: "urcu-torture", dependencies: ["URCU", "URCUTorture"]),
         // Helpers shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["URCU", "URCUTesting", "ContextTable", "MemoryRegions"], path: "Tests/TestSupport"),
         .testTarget(
             name: "URCUTests",
             dependencies: ["URCU", "URCUTorture", "ContextTable", "PercpuRef", "URCUTesting", "TestSupport"]),
@@ -83,7 +83,7 @@ let package = Package(
         // TLC's state graph, and trace validation of real runs by TLC.
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["ContextTable", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
+            dependencies: ["ContextTable", "MemoryRegions", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),
         .testTarget(
             name: "MemoryRegionTests",
             dependencies: ["MemoryRegions", "PercpuRef", "URCU", "URCUTesting", "TestSupport"]),

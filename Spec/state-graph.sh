@@ -14,7 +14,7 @@ spec="$root/Spec"
 [[ -f "$spec/$config.cfg" ]] || { echo "state-graph.sh: no $spec/$config.cfg" >&2; exit 1; }
 
 hash="$(cat "$spec/RCU.tla" "$spec/RefCount.tla" "$spec/Lifecycle.tla" "$spec/PercpuRef.tla" \
-    "$spec/$module.tla" "$spec/$config.cfg" | python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
+    "$spec/TableGrowth.tla" "$spec/$module.tla" "$spec/$config.cfg" | python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 graphs="$spec/states/graphs"
 graph="$graphs/$config-$hash.dot"
 if [[ ! -s "$graph" ]]; then

@@ -58,10 +58,15 @@ public enum ContextError: Error, Equatable, Sendable {
 /// live in memory the user can write (the 2013 fix). A failed create gives
 /// back exactly what it took (the 2013 `aio_nr_sub` fix).
 public final class ContextTable<Flavor: RCUFlavor>: Sendable {
-    let slots: [TableSlot<Flavor>]
-    /// Serialises updaters of the slots (the kernel's `mm->ioctx_lock`),
-    /// and holds each slot's generation.
+    /// The slots (`mm->ioctx_table`): replaced by a larger copy when full,
+    /// up to ``maximumCapacity`` slots.
+    let table: RCUPointer<SlotTable<Flavor>, Flavor>
+    /// Serialises updaters of the slots and the table's growth (the
+    /// kernel's `mm->ioctx_lock`), and holds each slot's generation.
     private let tableLock: Mutex<[UInt64]>
+    /// The most slots the table may grow to.
+    public let maximumCapacity: Int
+    private let growth: any TableGrowth
     /// Requests charged against the budget (`aio_nr`), and its limit
     /// (`aio_max_nr`).
     private let budget: Mutex<Int>
@@ -75,38 +80,53 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     public static var maxRequestsPerContext: Int { 1 << 20 }
 
     /// - Parameters:
-    ///   - capacity: the number of table slots.
+    ///   - capacity: the number of table slots to start with.
+    ///   - maximumCapacity: the most slots the table may grow to (by
+    ///     default `capacity`: the table never grows). A create that finds
+    ///     every slot taken doubles the table, up to this bound; beyond it,
+    ///     the create fails with ``ContextError/tableFull``.
     ///   - requestBudget: the total `maxRequests` of all live contexts may
     ///     not exceed this (`aio_max_nr`).
     ///   - cleanupExecutor: where contexts are freed, after their grace
     ///     period (by default, a serial `DispatchQueue` of the table's).
-    public convenience init(capacity: Int, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)? = nil) {
+    public convenience init(
+        capacity: Int, maximumCapacity: Int? = nil, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)? = nil
+    ) {
         self.init(
-            capacity: capacity, requestBudget: requestBudget, cleanupExecutor: cleanupExecutor,
-            reclamation: DoubleBounce(), recorder: nil)
+            capacity: capacity, maximumCapacity: maximumCapacity, requestBudget: requestBudget,
+            cleanupExecutor: cleanupExecutor, reclamation: DoubleBounce(), recorder: nil)
     }
 
-    /// A table whose every lifecycle step is recorded by `recorder`, and
-    /// whose contexts are reclaimed by `reclamation`.
+    /// A table whose every lifecycle step is recorded by `recorder`, whose
+    /// contexts are reclaimed by `reclamation`, and which grows by `growth`.
     package init(
-        capacity: Int, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)?,
-        reclamation: any ContextReclamation, recorder: (any LifecycleRecorder)?
+        capacity: Int, maximumCapacity: Int? = nil, requestBudget: Int, cleanupExecutor: (any BlockingExecutor)?,
+        reclamation: any ContextReclamation, recorder: (any LifecycleRecorder)?,
+        growth: any TableGrowth = GrowUnderTableLock()
     ) {
+        let maximumCapacity = maximumCapacity ?? capacity
         precondition(capacity > 0 && requestBudget > 0, "ContextTable needs a positive capacity and budget")
-        slots = (0..<capacity).map { _ in TableSlot() }
-        tableLock = Mutex(Array(repeating: 0, count: capacity))
+        precondition(maximumCapacity >= capacity, "ContextTable: maximumCapacity is below capacity")
         budget = Mutex(0)
         self.requestBudget = requestBudget
+        self.maximumCapacity = maximumCapacity
+        self.growth = growth
         services = TableServices(
             cleanup: cleanupExecutor ?? DispatchQueue(label: "urcu.context-table.cleanup"),
             reclamation: reclamation, recorder: recorder)
+        table = RCUPointer(SlotTable(capacity: capacity, counters: services.counters))
+        tableLock = Mutex(Array(repeating: 0, count: capacity))
     }
 
     /// Destroys the contexts still in the table (the kernel's `exit_aio`);
     /// their teardown completes on its own, after their grace periods.
+    /// `shutdown(timeoutSeconds:)` also waits for it.
     deinit {
         for id in liveContexts { try? destroy(id) }
     }
+
+    /// The number of slots the table has now.
+    public var capacity: Int { withTableLock { currentTable.capacity } }
 
     /// Creates a context able to hold `maxRequests` requests in flight
     /// (`ioctx_alloc`). Every failure gives back what was taken before it.
@@ -140,18 +160,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
             throw .budgetExhausted
         }
         let published = services.step { () -> (ContextID?, LifecycleEvent?) in
-            // ioctx_add_table: the first empty slot, found and filled under
-            // the table lock; rcu_access_pointer is enough to test a slot
-            // for nil.
-            let id = tableLock.withLock { generations -> ContextID? in
-                guard let slot = slots.indices.first(where: { slots[$0].context.access() == nil }) else { return nil }
-                generations[slot] += 1
-                let id = ContextID(slot: slot, generation: generations[slot])
-                context.id = id
-                slots[slot].context.assign(context)
-                return id
-            }
-            guard let id else {
+            guard let id = publish(context) else {
                 // The 2013 fix: a failed insert must give the budget back.
                 returnBudget(maxRequests)
                 context.abandon()
@@ -167,6 +176,65 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
         return published
     }
 
+    /// `ioctx_add_table`: publishes `context` in the first empty slot,
+    /// found and filled under the table lock, growing the table while every
+    /// slot is taken and the bound allows. Nil: the table is full.
+    private func publish(_ context: Context<Flavor>) -> ContextID? {
+        while true {
+            let outcome = tableLock.withLock { generations -> Result<ContextID, FullTable> in
+                let slots = currentTable
+                guard let slot = slots.firstFreeSlot else { return .failure(FullTable(slots: slots)) }
+                if generations.count < slots.capacity {
+                    generations += repeatElement(0, count: slots.capacity - generations.count)
+                }
+                generations[slot] += 1
+                let id = ContextID(slot: slot, generation: generations[slot])
+                context.id = id
+                slots.publish(context, in: slot)
+                return .success(id)
+            }
+            switch outcome {
+            case .success(let id):
+                return id
+            case .failure(let full):
+                guard full.slots.capacity < maximumCapacity else { return nil }
+                growth.grow(self, from: full.slots)
+            }
+        }
+    }
+
+    /// The table, on the update side: the table lock is held.
+    private var currentTable: SlotTable<Flavor> {
+        // Never nil: the table is replaced, never cleared.
+        table.dereferenceProtected(by: true)!
+    }
+
+    /// Runs `body` with the table lock held (`spin_lock(&mm->ioctx_lock)`).
+    package func withTableLock<Result>(_ body: () -> Result) -> Result {
+        tableLock.withLock { _ in body() }
+    }
+
+    /// Whether `slots` is the table readers find now; the table lock is held.
+    package func isCurrent(_ slots: SlotTable<Flavor>) -> Bool {
+        currentTable === slots
+    }
+
+    /// A new, empty table twice as large as `full`, within the bound.
+    package func makeLargerTable(than full: SlotTable<Flavor>) -> SlotTable<Flavor> {
+        SlotTable(capacity: min(2 * full.capacity, maximumCapacity), counters: counters)
+    }
+
+    /// Publishes `larger`, which holds `old`'s contexts, in place of `old`
+    /// (`rcu_assign_pointer(mm->ioctx_table, …)`), and retires `old` through
+    /// the table's growth (`kfree_rcu`). The table lock is held.
+    package func install(_ larger: SlotTable<Flavor>, replacing old: SlotTable<Flavor>) {
+        precondition(isCurrent(old), "ContextTable: replacing a table that is not the current one")
+        table.assign(larger)
+        counters.tableGrowths.increment()
+        counters.pendingFrees.increment()
+        growth.scheduleFree(of: old, Flavor.self)
+    }
+
     /// Finds a live context and takes a `users` reference on it
     /// (`lookup_ioctx`).
     ///
@@ -174,14 +242,13 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// count may already be on its way to zero: only `tryGetLive` may take
     /// the reference (a plain `get` could revive a context being destroyed).
     public func lookup(_ id: ContextID) -> ContextLease<Flavor>? {
-        guard slots.indices.contains(id.slot) else { return nil }
         let found = Flavor.read { section -> Context<Flavor>? in
             // Recorded inside the section, so that the recorded section
             // lies within the real one (Spec/TraceLifecycle.tla).
             services.step(.lookupReadLock) {}
             defer { services.step(.lookupReadUnlock) {} }
             let loaded = services.step { () -> (Context<Flavor>?, LifecycleEvent?) in
-                let context = slots[id.slot].context.dereference(in: section) { $0 }
+                let context = context(inSlot: id.slot, in: section)
                 guard let context, context.id == id else {
                     return (nil, .lookupMiss(slot: id.slot, found: context?.tag ?? 0))
                 }
@@ -197,6 +264,19 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
             }
         }
         return found.map { ContextLease(context: $0) }
+    }
+
+    /// The context in `slot`, inside a read section, with no reference
+    /// taken: the table, then its slot, two dereferences in one section. A
+    /// table replaced meanwhile is freed only after the section ends.
+    func context(inSlot slot: Int, in section: borrowing ReadSection<Flavor>) -> Context<Flavor>? {
+        table.dereference(in: section) { $0?.context(at: slot, in: section) }
+    }
+
+    /// The identity of the context in `slot`, or nil (`rcu_access_pointer`,
+    /// under the table lock).
+    package func occupant(ofSlot slot: Int) -> ObjectIdentifier? {
+        withTableLock { currentTable.occupant(ofSlot: slot) }
     }
 
     /// Destroys a context (`io_destroy` → `kill_ioctx`): unpublishes it,
@@ -223,7 +303,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
                 // The slot stops being reachable; readers already inside
                 // keep using the context until they leave (RCU_INIT_POINTER:
                 // storing nil needs no ordering).
-                slots[context.id.slot].context.initialize(to: nil)
+                currentTable.unpublish(context.id.slot)
                 return true
             }
             return (claimed, claimed ? .destroy(context: context.tag) : .destroyLost(context: context.tag))
@@ -251,18 +331,16 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
 
     /// The IDs of contexts currently in the table.
     public var liveContexts: [ContextID] {
-        tableLock.withLock { _ in
-            // The table lock serialises every slot update.
-            slots.compactMap { $0.context.dereferenceProtected(by: true)?.id }
-        }
+        withTableLock { currentTable.contexts.map(\.id) }
     }
 
     /// Lifecycle counts so far.
     public var statistics: LifecycleStatistics { counters.snapshot(budgetInUse: budgetInUse) }
 
     /// Destroys every context left, then waits until all of them are freed
-    /// and no callback or free is pending. Returns what it saw; a
-    /// ``LifecycleStatistics/isClean`` result proves nothing leaked. Gives
+    /// and no callback or free is pending, replaced slot tables' included
+    /// (the kernel's `exit_aio`, which waits on `rq_wait`). Returns what it
+    /// saw; a ``LifecycleStatistics/isClean`` result proves nothing leaked. Gives
     /// up once `timeoutSeconds` pass without progress (see
     /// ``waitForAll(timeoutSeconds:)-3ttbe``). Blocks the calling thread: async
     /// code uses `await shutdown()`.
@@ -350,10 +428,9 @@ struct TeardownWait {
     }
 }
 
-/// One RCU-protected table slot (`kioctx_table->table[i]`, an
-/// `__rcu` pointer since the 2018 fix).
-final class TableSlot<Flavor: RCUFlavor>: Sendable {
-    let context = RCUPointer<Context<Flavor>, Flavor>()
+/// The failure of a publish into a table whose every slot is taken.
+private struct FullTable<Flavor: RCUFlavor>: Error {
+    let slots: SlotTable<Flavor>
 }
 
 /// A `users` reference on a context found by ``ContextTable/lookup(_:)``:

@@ -22,9 +22,12 @@ public struct LifecycleStatistics: Sendable, Equatable {
     public var cancelled = 0
     /// Readers that reached a freed context. Must be zero.
     public var useAfterFree = 0
-    /// Frees queued behind a grace period (the double bounce) that have not
-    /// run yet.
+    /// Frees queued behind a grace period that have not run yet: contexts'
+    /// (the double bounce) and replaced slot tables'.
     public var pendingFrees = 0
+    /// Times the slot table grew (each replaced table is freed after a
+    /// grace period, counted in ``pendingFrees`` until then).
+    public var tableGrowths = 0
     /// Context objects still in memory: a callback (a slot's retirement, a
     /// free) or a caller still holds them.
     public var objects = 0
@@ -64,6 +67,7 @@ final class LifecycleCounters: Sendable {
     let useAfterFree = LifecycleCounter()
     let pendingFrees = LifecycleCounter()
     let objects = LifecycleCounter()
+    let tableGrowths = LifecycleCounter()
 
     func snapshot(budgetInUse: Int) -> LifecycleStatistics {
         var statistics = LifecycleStatistics()
@@ -80,6 +84,7 @@ final class LifecycleCounters: Sendable {
         statistics.completed = completed.current
         statistics.cancelled = cancelled.current
         statistics.useAfterFree = useAfterFree.current
+        statistics.tableGrowths = tableGrowths.current
         statistics.budgetInUse = budgetInUse
         return statistics
     }

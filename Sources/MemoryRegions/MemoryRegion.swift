@@ -120,6 +120,13 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
 
     package var phase: Phase { state.withLock { $0.phase } }
 
+    /// The references kept for dependents, and whether the deregistration
+    /// has dropped them (the spec's `dependents` and `cleaned`), for the
+    /// conformance tests.
+    package var dependentsState: (count: Int, dropped: Bool) {
+        state.withLock { ($0.dependents, $0.dependentsDropped) }
+    }
+
     var isFreed: Bool { freed.load(ordering: .acquiring) }
 
     /// Stops the process if the region has been freed: a holder reached it

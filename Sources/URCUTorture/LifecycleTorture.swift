@@ -28,10 +28,21 @@ public enum LifecycleTorture {
         /// A clean final state (see ``LifecycleStatistics/isClean``).
         public var clean: Bool { statistics.isClean }
 
+        /// Adds a round's counts (its time and callbacks are the run's).
+        mutating func add(_ round: Report) {
+            lookups += round.lookups
+            failedLookups += round.failedLookups
+            submits += round.submits
+            completes += round.completes
+            ringIndexWrites += round.ringIndexWrites
+            statistics.add(round.statistics)
+        }
+
         public var errors: [String] {
             var errors: [String] = []
             if statistics.useAfterFree > 0 { errors.append("\(statistics.useAfterFree) uses after free") }
             if !clean { errors.append("not clean at the end: \(statistics)") }
+            if statistics.tableGrowths == 0 { errors.append("the table never grew") }
             if lookups == 0 || statistics.created == 0 || statistics.freed == 0 {
                 errors.append("no progress (lookups \(lookups), created \(statistics.created), freed \(statistics.freed))")
             }
@@ -55,36 +66,46 @@ public enum LifecycleTorture {
     /// Runs the readers and the updater for `seconds`, then on until the
     /// updater has created `minimumCreated` contexts (so that a loaded
     /// machine makes the run longer, not thinner), but never past
-    /// `timeLimit` (by default `10 * seconds + 10`).
+    /// `timeLimit` (by default `10 * seconds + 10`), in rounds of
+    /// ``roundSeconds``.
     public static func run<Flavor: RCUFlavor>(
         _ flavor: Flavor.Type, seconds: Double, minimumCreated: Int = 0, timeLimit: Double? = nil, readers: Int = 2,
         progress: (@Sendable (Report) -> Void)? = nil
     ) -> Report {
-        let shared = Shared(table: ContextTable<Flavor>(capacity: 16, requestBudget: 16 * 24))
         let callbacksBefore = Flavor.callbacksRun
+        let start = monotonicSeconds()
+        let limit = timeLimit ?? 10 * seconds + 10
+        var total = Report(flavor: Flavor.name, seconds: 0)
+        var nextProgress = start + 1
+        repeat {
+            total.add(round(flavor, readers: readers))
+            total.seconds = monotonicSeconds() - start
+            total.callbacksRun = Flavor.callbacksRun - callbacksBefore
+            if let progress, monotonicSeconds() >= nextProgress {
+                nextProgress += 1
+                progress(total)
+            }
+        } while total.seconds < limit && (total.seconds < seconds || total.statistics.created < minimumCreated)
+        return total
+    }
+
+    /// How long one table lives. A table only grows, so a run grows tables
+    /// many times only if it starts fresh ones: each round's table starts
+    /// with one slot and grows under the readers (to 2, 4, 8, 16 slots, each
+    /// replaced table freed after a grace period), and the round ends with
+    /// the table's shutdown (`exit_aio`), which must free everything.
+    static var roundSeconds: Double { 0.25 }
+
+    static func round<Flavor: RCUFlavor>(_ flavor: Flavor.Type, readers: Int) -> Report {
+        let shared = Shared(table: ContextTable<Flavor>(capacity: 1, maximumCapacity: 16, requestBudget: 16 * 24))
         let start = monotonicSeconds()
         var threads = (0..<readers).map { index in JoinableThread { reader(shared, seed: UInt64(index) + 1) } }
         threads.append(JoinableThread { updater(shared) })
-        let limit = timeLimit ?? 10 * seconds + 10
-        func finished() -> Bool {
-            let elapsed = monotonicSeconds() - start
-            return elapsed >= limit || (elapsed >= seconds && shared.table.statistics.created >= minimumCreated)
-        }
-        var nextProgress = start + 1
-        while !finished() {
-            usleep(20_000)
-            if let progress, monotonicSeconds() >= nextProgress {
-                nextProgress += 1
-                progress(report(
-                    shared, elapsed: monotonicSeconds() - start, callbacks: Flavor.callbacksRun - callbacksBefore,
-                    statistics: shared.table.statistics))
-            }
-        }
+        usleep(useconds_t(roundSeconds * 1_000_000))
         shared.stop.store(true, ordering: .releasing)
         threads.forEach { $0.join() }
         let elapsed = monotonicSeconds() - start
-        let statistics = shared.table.shutdown()
-        return report(shared, elapsed: elapsed, callbacks: Flavor.callbacksRun - callbacksBefore, statistics: statistics)
+        return report(shared, elapsed: elapsed, callbacks: 0, statistics: shared.table.shutdown())
     }
 
     static func report<Flavor: RCUFlavor>(
@@ -164,5 +185,25 @@ public enum LifecycleTorture {
             }
             usleep(200)
         }
+    }
+}
+
+extension LifecycleStatistics {
+    /// Adds another table's statistics: a leak in any round leaves the sum
+    /// unclean.
+    mutating func add(_ other: LifecycleStatistics) {
+        created += other.created
+        failedCreates += other.failedCreates
+        destroyed += other.destroyed
+        freed += other.freed
+        live += other.live
+        submitted += other.submitted
+        completed += other.completed
+        cancelled += other.cancelled
+        useAfterFree += other.useAfterFree
+        pendingFrees += other.pendingFrees
+        tableGrowths += other.tableGrowths
+        objects += other.objects
+        budgetInUse += other.budgetInUse
     }
 }

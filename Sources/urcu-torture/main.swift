@@ -2,11 +2,13 @@
 // progress while it runs and a summary at the end. Exits non-zero on any
 // error. `make torture` runs it; `urcu-torture --help` lists the options.
 //
-// Two suites share the time: the seeds' context lifecycle (ContextTable
-// over PercpuRef and RCU), and the grace-period torture (rcutorture's pipe
-// count), a matrix of flavor x mode x call_rcu workers.
+// Three suites share the time: the seeds' context lifecycle (ContextTable
+// over PercpuRef and RCU) and the RDMAVT memory regions (MemoryRegionTable)
+// share one half; the grace-period torture (rcutorture's pipe count), a
+// matrix of flavor x mode x call_rcu workers, has the other.
 
 import ContextTable
+import MemoryRegions
 import URCU
 import URCUTorture
 
@@ -23,7 +25,7 @@ struct Options {
     var flavors = ["memb", "qsbr", "mb", "bp"]
     var modes = Mode.allCases
     var callbackWorkers = CallbackWorkers.allCases
-    var suites = ["lifecycle", "grace-periods"]
+    var suites = ["lifecycle", "memory-regions", "grace-periods"]
     var floodCallbacks = 10_000_000
 }
 
@@ -34,20 +36,22 @@ let minimumCellSeconds = 0.25
 func usage() -> Never {
     print("""
         usage: urcu-torture [--seconds S] [--readers N] [--flavor F,...] [--mode M,...]
-                            [--callrcu W,...] [--suite lifecycle|grace-periods|all|flood]
+                            [--callrcu W,...] [--suite lifecycle|memory-regions|grace-periods|all|flood]
                             [--callbacks N]
-          --seconds S   total duration (default 20): half to the lifecycle on memb,
-                        half shared by the cells of the grace-period torture, each at
+          --seconds S   total duration (default 20): a quarter to the lifecycle on memb,
+                        a quarter to the memory regions (shared by the flavors), half
+                        shared by the cells of the grace-period torture, each at
                         least \(minimumCellSeconds) s (cells the time cannot hold are left out, and named)
           --readers N   reader threads (default 2); update-heavy runs 1 reader and N+1
                         updaters
-          --flavor F    memb, qsbr, mb, bp, or all (default)
+          --flavor F    memb, qsbr, mb, bp, or all (default): of the memory regions
+                        and the grace-period torture
           --mode M      read-heavy (N readers, 1 updater), update-heavy (1 reader,
                         N+1 updaters), stress (N readers with nested sections, 1
                         updater, 5 threads waiting for grace periods), or all (default)
           --callrcu W   callback workers: global (the default worker), per-cpu,
                         per-thread (one per updating thread), or all (default)
-          --suite S     run one suite, or both timed ones (all, the default); the
+          --suite S     run one suite, or the three timed ones (all, the default); the
                         flood (N closures from 2 threads through memb's call_rcu,
                         without and with back-pressure) runs only when named
           --callbacks N closures in the flood (default 10000000)
@@ -106,12 +110,18 @@ func rate(_ count: Int, _ seconds: Double) -> String {
 }
 
 let options = parseOptions()
-let share = options.seconds / Double(options.suites.count)
+/// The time of `suite`: the grace-period matrix has half of it, the two
+/// lifecycles a quarter each, among the suites selected.
+func timeShare(of suite: String) -> Double {
+    func weight(_ suite: String) -> Double { suite == "grace-periods" ? 2 : 1 }
+    return options.seconds * weight(suite) / options.suites.map(weight).reduce(0, +)
+}
 var failures: [String] = []
 
 // MARK: The seeds' lifecycle
 
 if options.suites.contains("lifecycle") {
+    let share = timeShare(of: "lifecycle")
     print("urcu-torture: context lifecycle on memb, \(options.readers) readers + 1 updater, \(share)s")
     let report = LifecycleTorture.run(MembarrierRCU.self, seconds: share, readers: options.readers) { report in
         let s = report.statistics
@@ -131,12 +141,52 @@ if options.suites.contains("lifecycle") {
         | ring index writes by "user space" | \(report.ringIndexWrites) | |
         | contexts created / failed creates | \(s.created) / \(s.failedCreates) | \(rate(s.created, report.seconds)) |
         | contexts destroyed / freed | \(s.destroyed) / \(s.freed) | |
+        | slot-table growths (each old table freed after a grace period) | \(s.tableGrowths) | |
         | RCU callbacks run (each after a grace period) | \(report.callbacksRun) | |
         | use-after-free detections | \(s.useAfterFree) | |
         | leaks (live, objects, pending frees, budget) | \(s.live), \(s.objects), \(s.pendingFrees), \(s.budgetInUse) | |
 
         """)
     failures += report.errors.map { "lifecycle: \($0)" }
+}
+
+// MARK: The memory regions
+
+/// Timeouts provoked (and recovered) per flavor.
+let provokedTimeouts = 2
+
+func runMemoryRegions<F: LiburcuFlavor>(_: F.Type, seconds: Double, readers: Int) -> MemoryRegionTorture.Report {
+    MemoryRegionTorture.run(F.self, seconds: seconds, timeouts: provokedTimeouts, readers: readers) { report in
+        print("[memory regions \(report.flavor) \(Int(report.seconds))s] lookups \(rate(report.lookups, report.seconds)), "
+            + "freed \(report.freed), timeouts provoked \(report.timeoutsProvoked), use-after-free \(report.useAfterFree)")
+    }
+}
+
+if options.suites.contains("memory-regions") {
+    let seconds = timeShare(of: "memory-regions") / Double(options.flavors.count)
+    print("urcu-torture: memory regions (RDMAVT), \(options.readers) readers + 1 updater, \(seconds)s per flavor "
+        + "(\(options.flavors.joined(separator: ", "))), \(provokedTimeouts) timeouts provoked in each")
+    let reports = options.flavors.map { flavor in
+        switch flavor {
+        case "memb": runMemoryRegions(MembarrierRCU.self, seconds: seconds, readers: options.readers)
+        case "qsbr": runMemoryRegions(QuiescentStateRCU.self, seconds: seconds, readers: options.readers)
+        case "mb": runMemoryRegions(MemoryBarrierRCU.self, seconds: seconds, readers: options.readers)
+        default: runMemoryRegions(BulletproofRCU.self, seconds: seconds, readers: options.readers)
+        }
+    }
+    print("""
+
+        | memory regions | lookups (plain get under RCU) | found nothing | dependents | registered / freed | timeouts provoked / recovered | unplanned timeouts | use-after-free | leaks |
+        |---|---:|---:|---:|---|---|---:|---:|---:|
+        """)
+    for report in reports {
+        print("| \(report.flavor) | \(report.lookups) (\(rate(report.lookups, report.seconds))) | \(report.failedLookups) | "
+            + "\(report.dependents) | \(report.registered) / \(report.freed) | "
+            + "\(report.timeoutsProvoked) / \(report.timeoutsRecovered) | \(report.unplannedTimeouts) | "
+            + "\(report.useAfterFree) | \(report.leaks) |")
+        failures += report.errors.map { "memory regions (\(report.flavor)): \($0)" }
+    }
+    print("")
 }
 
 // MARK: The grace-period matrix
@@ -182,6 +232,7 @@ func runCell(_ cell: Cell, seconds: Double, readers: Int) -> TortureReport {
 }
 
 if options.suites.contains("grace-periods") {
+    let share = timeShare(of: "grace-periods")
     let selected = matrix(options)
     let cells = Array(selected.prefix(max(1, Int(share / minimumCellSeconds))))
     let threads = options.modes.map { mode in
@@ -191,7 +242,7 @@ if options.suites.contains("grace-periods") {
     print("urcu-torture: grace-period torture, \(cells.count) cells (flavor x mode x call_rcu workers), "
         + "\((share / Double(cells.count) * 100).rounded() / 100)s each; readers+updaters(+waiters): \(threads.joined(separator: ", "))")
     if cells.count < selected.count {
-        let needed = (Double(selected.count) * minimumCellSeconds * Double(options.suites.count)).rounded(.up)
+        let needed = (Double(selected.count) * minimumCellSeconds * options.seconds / share).rounded(.up)
         print("urcu-torture: time for \(cells.count) of \(selected.count) cells (--seconds \(Int(needed)) runs them all); "
             + "left out: \(selected.dropFirst(cells.count).map(\.name).joined(separator: ", "))")
     }

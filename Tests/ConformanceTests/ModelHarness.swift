@@ -492,7 +492,7 @@ final class ModelRun {
         }
         var table: [TLAValue: TLAValue] = [:]
         for (index, slotName) in bounds.slotNames.enumerated() {
-            let occupant = self.table.slots[index].context.access()
+            let occupant = self.table.occupant(ofSlot: index)
             let name = bounds.contextNames.first { name in
                 contextObject(name).map { ObjectIdentifier($0) == occupant } ?? false
             }

@@ -107,10 +107,14 @@ extension StateGraph {
         private var mark: [Int]
         private var searches = 0
 
-        init(_ graph: StateGraph) {
-            successors = graph.successors
-            parent = Array(repeating: 0, count: graph.nodeCount)
-            mark = Array(repeating: 0, count: graph.nodeCount)
+        init(_ graph: StateGraph) { self.init(successors: graph.successors) }
+
+        /// A search of another graph: `successors[node]` are `node`'s
+        /// successors (an explorer's own graph over the spec's, say).
+        init(successors: [[Int]]) {
+            self.successors = successors
+            parent = Array(repeating: 0, count: successors.count)
+            mark = Array(repeating: 0, count: successors.count)
         }
 
         /// The shortest path (of edges) from `start` to a node where

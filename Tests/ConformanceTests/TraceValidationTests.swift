@@ -127,7 +127,7 @@ struct FinalState {
                 state: state, users: object.users.abstractState, reqs: object.reqs.abstractState,
                 inFlight: object.active.withLock { $0.count }, requestsAvailable: object.ring.availableSlots)
         }
-        self.table = table.slots.map { slot in slot.context.access().flatMap { objects[$0] } ?? 0 }
+        self.table = (0..<table.capacity).map { slot in table.occupant(ofSlot: slot).flatMap { objects[$0] } ?? 0 }
         budgetInUse = table.budgetInUse
     }
 

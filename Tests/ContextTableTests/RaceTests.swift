@@ -23,8 +23,7 @@ struct RaceTests {
             let id = try table.create(maxRequests: 2)
             let request = try table.lease(id).submit()
             if atomicRefs {
-                let protected = table.slots[id.slot].context.dereferenceProtected(by: true)
-                let context = try #require(protected)
+                let context = try table.lease(id).context
                 context.users.switchToAtomicSync()
                 context.reqs.switchToAtomicSync()
             }
@@ -33,8 +32,8 @@ struct RaceTests {
                 F.read { section in
                     // Found under RCU, without taking a reference, like the
                     // table walk in the kernel's aio_ring_mremap.
-                    table.slots[id.slot].context.dereference(in: section) { context in
-                        guard let context else { return }
+                    do {
+                        guard let context = table.context(inSlot: id.slot, in: section) else { return }
                         found.open()
                         tornDown.wait()
                         // destroy ran and the last request completed: only
