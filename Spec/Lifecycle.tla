@@ -77,7 +77,9 @@ VARIABLES
     releaseRan, \* releaseRan[c]: release callbacks of c that have run
     inFlight,   \* inFlight[c]: submitted requests not yet completed
     reqsAvail,  \* reqsAvail[c]: ctx->reqs_available, the kernel's count
-                \* of submissions it will still accept
+                \* of submissions it will still accept; the ring slots
+                \* neither a request in flight nor an uncredited event
+                \* holds (Uncredited)
     ring,       \* ring[c]: head and tail of the mmapped completion ring
     work,       \* work[c]: ctx->free_work is queued
     frees,      \* frees[c]: times c's memory was freed
@@ -155,6 +157,22 @@ Holding(t, c) == reader[t] = [phase |-> "holding", ctx |-> c]
 (* Completed events the ring shows: tail - head modulo the ring size.      *)
 RingEvents(c) == (ring[c].tail - ring[c].head + MaxRequests + 1)
                     % (MaxRequests + 1)
+
+(* Events posted and not yet credited back to reqs_available             *)
+(* (ctx->completed_events; Swift: CompletionRing's postedNotCredited).     *)
+(* Each of the MaxRequests ring slots is available, held by a request in   *)
+(* flight, or held by such an event.                                       *)
+Uncredited(c) == MaxRequests - reqsAvail[c] - inFlight[c]
+
+(* refill_reqs_available() with the ring's head at `head`: of the          *)
+(* uncredited events, those no longer between head and tail were reaped,   *)
+(* and their slots are available again.  The head is the user's to write:  *)
+(* a wrong one can delay slots, never credit more than Uncredited(c).      *)
+(* Swift: CompletionRing.refill.                                           *)
+Refilled(c, head) ==
+    LET inRing == (ring[c].tail - head + MaxRequests + 1) % (MaxRequests + 1)
+    IN reqsAvail[c] + (IF Uncredited(c) > inRing THEN Uncredited(c) - inRing
+                                                ELSE 0)
 
 (* RingCount models the code before 2013, which had no reqs reference.     *)
 UsesReqsRef == Bug # "RingCount"
@@ -257,35 +275,42 @@ CreateFailsTableInsert(c) ==
 (* Swift: ContextTable.lookup(id:).  A lookup of an empty slot changes     *)
 (* nothing and is a stuttering step.                                       *)
 
-(* rcu_read_lock(); ctx = rcu_dereference(table->table[s]).                *)
-LookupLoad(t, s, c) ==
+(* ctx = rcu_dereference(table->table[s]), the lookup's own part of       *)
+(* LookupLoad; named apart because trace validation records the read lock  *)
+(* and unlock as events of their own (TraceLifecycle.tla).                 *)
+LoadSlot(t, s, c) ==
     /\ reader[t] = Idle
     /\ table[s] = c
     /\ c # NoContext
-    /\ RCU!ReadLock(t, TableFlavor)
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "loaded", ctx |-> c]]
     /\ UNCHANGED ctxVars
 
-(* percpu_ref_tryget_live(&ctx->users) succeeds; rcu_read_unlock().        *)
-LookupTrygetLiveOk(t, c) ==
+(* rcu_read_lock(); ctx = rcu_dereference(table->table[s]).                *)
+LookupLoad(t, s, c) == LoadSlot(t, s, c) /\ RCU!ReadLock(t, TableFlavor)
+
+(* percpu_ref_tryget_live(&ctx->users) succeeds (TrygetLiveOk, the part   *)
+(* before the unlock, named apart like LoadSlot); rcu_read_unlock().       *)
+TrygetLiveOk(t, c) ==
     /\ Bug # "GetNotTryget"
     /\ Loading(t, c)
     /\ LookupCanGet(users[c])
     /\ users' = [users EXCEPT ![c] = Got(@)]
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "holding", ctx |-> c]]
-    /\ LookupUnlock(t)
     /\ UNCHANGED <<ctxState, table, aioNr, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees>>
 
+LookupTrygetLiveOk(t, c) == TrygetLiveOk(t, c) /\ LookupUnlock(t)
+
 (* percpu_ref_tryget_live(&ctx->users) fails (ctx is dying);               *)
 (* rcu_read_unlock(); the lookup returns NULL.                             *)
-LookupTrygetLiveFails(t, c) ==
+TrygetLiveFails(t, c) ==
     /\ Bug # "GetNotTryget"
     /\ Loading(t, c)
     /\ ~LookupCanGet(users[c])
     /\ reader' = [reader EXCEPT ![t] = Idle]
-    /\ LookupUnlock(t)
     /\ UNCHANGED ctxVars
+
+LookupTrygetLiveFails(t, c) == TrygetLiveFails(t, c) /\ LookupUnlock(t)
 
 (* GetNotTryget: percpu_ref_get(&ctx->users), whatever state users is in;  *)
 (* rcu_read_unlock().                                                      *)
@@ -319,12 +344,16 @@ LookupPut(t, c) ==
     /\ UNCHANGED <<ctxState, table, aioNr, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees, rcuVars>>
 
-(* io_submit -> aio_get_req(): get_reqs_available() and                    *)
-(* percpu_ref_get(&ctx->reqs).  Swift: ContextTable.submit().              *)
+(* io_submit -> aio_get_req(): get_reqs_available(), which refills from   *)
+(* the ring first when no slot is available (user_refill_reqs_available), *)
+(* and percpu_ref_get(&ctx->reqs).  Swift: ContextTable.submit().          *)
+SlotsForSubmit(c) ==
+    IF reqsAvail[c] > 0 THEN reqsAvail[c] ELSE Refilled(c, ring[c].head)
+
 Submit(t, c) ==
     /\ Holding(t, c)
-    /\ reqsAvail[c] > 0
-    /\ reqsAvail' = [reqsAvail EXCEPT ![c] = @ - 1]
+    /\ SlotsForSubmit(c) > 0
+    /\ reqsAvail' = [reqsAvail EXCEPT ![c] = SlotsForSubmit(c) - 1]
     /\ inFlight' = [inFlight EXCEPT ![c] = @ + 1]
     /\ reqs' = IF UsesReqsRef THEN [reqs EXCEPT ![c] = Got(@)] ELSE reqs
     /\ UNCHANGED <<ctxState, table, aioNr, users, releaseRan, ring, work,
@@ -333,10 +362,12 @@ Submit(t, c) ==
 (* io_destroy -> kill_ioctx(): atomic_xchg(&ctx->dead, 1) finds it 0,      *)
 (* RCU_INIT_POINTER(table->table[id], NULL), aio_nr_sub(), vm_munmap of    *)
 (* the ring, percpu_ref_kill(&ctx->users).  (If ctx->dead was already set  *)
-(* kill_ioctx returns -EINVAL: a stuttering step.)  Lookups see the        *)
-(* unpublish and the kill as one step: Swift: ContextTable.destroy(id:)    *)
-(* does both inside one tableLock section.  KillBeforeUnpublish kills      *)
-(* here and unpublishes later, in DestroyUnpublish.                        *)
+(* kill_ioctx returns -EINVAL: a stuttering step.)  One step here; the     *)
+(* kernel and Swift's ContextTable.destroy take three that other threads   *)
+(* can observe apart (the slot cleared, aio_nr_sub, the kill), whose       *)
+(* composition this is: TraceLifecycle.tla checks them as such.            *)
+(* KillBeforeUnpublish kills here and unpublishes later, in                *)
+(* DestroyUnpublish.                                                       *)
 Unpublished(c) == [s \in Slots |-> IF table[s] = c THEN NoContext ELSE table[s]]
 
 Destroy(t, c) ==
@@ -364,10 +395,24 @@ DestroyUnpublish(t, c) ==
     /\ UNCHANGED <<ctxState, aioNr, users, reqs, releaseRan, inFlight,
                    reqsAvail, ring, work, frees, reader, rcuVars>>
 
-(* io_getevents(): the user moves the ring head (aio_read_events, or       *)
-(* userspace reading the mmapped ring), or just writes any value there.    *)
-(* kill_ioctx unmaps the ring, so only while the context is live.          *)
-(* Swift: the ring index write event.                                      *)
+(* io_getevents() -> aio_read_events(): n of the events in the ring are    *)
+(* reaped, the head moves past them, and their slots are credited back     *)
+(* (refill_reqs_available).  Swift: ContextLease.reapEvents(maximum:),     *)
+(* whose lease is the thread's users reference.  A reap of nothing that    *)
+(* credits nothing is a stuttering step.                                   *)
+Reap(t, c, n) ==
+    /\ Holding(t, c)
+    /\ n <= RingEvents(c)
+    /\ LET head == (ring[c].head + n) % (MaxRequests + 1)
+       IN /\ ring' = [ring EXCEPT ![c].head = head]
+          /\ reqsAvail' = [reqsAvail EXCEPT ![c] = Refilled(c, head)]
+    /\ UNCHANGED <<ctxState, table, aioNr, users, reqs, releaseRan,
+                   inFlight, work, frees, reader, rcuVars>>
+
+(* The user writes the mmapped ring's head itself: after reading events   *)
+(* there (libaio does), or any value at all.  Nothing is credited until a  *)
+(* later refill.  kill_ioctx unmaps the ring, so only while the context is *)
+(* live.  Swift: a write through ContextLease.userRingIndices.             *)
 UserWritesRingHead(c, v) ==
     /\ ctxState[c] = "live"
     /\ v # ring[c].head
@@ -493,6 +538,16 @@ RingTeardown(c) ==
 GracePeriodStart(f) == RCU!GpStart(f) /\ UNCHANGED <<ctxVars, reader>>
 GracePeriodEnd(f) == RCU!GpEnd(f) /\ UNCHANGED <<ctxVars, reader>>
 
+(* The state with each ring's head and tail forgotten but for the events  *)
+(* between them.  Every action, invariant and property depends on the two  *)
+(* indices only through that difference (the user may write any head), so  *)
+(* two states that differ by a rotation of a ring's indices have the same   *)
+(* futures, rotated.  Configurations that refilling makes large check the  *)
+(* spec with VIEW RingRotationView: one state per rotation class.           *)
+RingRotationView ==
+    <<ctxState, table, aioNr, users, reqs, releaseRan, inFlight, reqsAvail,
+      [c \in Contexts |-> RingEvents(c)], work, frees, reader, rcuVars>>
+
 (* Every context has been created and freed, or failed to be created:      *)
 (* the system is done, which is not a deadlock.                            *)
 Terminated == \A c \in Contexts : IsFreed(c)
@@ -524,6 +579,7 @@ Next ==
                 \/ LookupUnlockEarly(t, c)
                 \/ LookupPut(t, c)
                 \/ Submit(t, c)
+                \/ \E n \in RingIndex : Reap(t, c, n)
                 \/ Destroy(t, c)
                 \/ DestroyUnpublish(t, c)
     \/ \E f \in Flavors : GracePeriodStart(f) \/ GracePeriodEnd(f)

@@ -7,4 +7,9 @@ EXTENDS Lifecycle, TLC
 
 Symmetry ==
     Permutations(Contexts) \cup Permutations(Threads) \cup Permutations(Slots)
+
+(* A user who reaps events only through the library (Reap), never writing *)
+(* the ring's head itself (UserWritesRingHead).                            *)
+HonestUserNext ==
+    Next /\ ~\E c \in Contexts, v \in RingIndex : UserWritesRingHead(c, v)
 =============================================================================

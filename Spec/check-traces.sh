@@ -4,7 +4,10 @@
 # DIR/<name>.tla with its DIR/<name>.cfg, as Tests/ConformanceTests writes
 # them.  Prints one line per trace:
 #   accepted <name> <events>
-#   rejected <name> <events>: events 1..K are a behaviour; event K+1 is not: <record>
+#   rejected <name> <events>: events 1..K are a behaviour; event K+1 is not
+#            (nor any event recorded as overlapping it): <record>
+#   rejected <name> <events>: every event is matched, but the final state is
+#            not the implementation's: <the variables that differ>
 # and exits non-zero if TLC could not run.  The TLC log of each trace is
 # kept as DIR/<name>.log.  Rerun one trace by hand with:
 #   Spec/check-traces.sh DIR <name>
@@ -44,8 +47,14 @@ check_one() {
         rm -f "$name.diagnose.cfg"
         matched="$(sed -nE 's/^<<"matched through event", ([0-9]+)>>$/\1/p' "$log" | sort -n | tail -n 1)"
         matched="${matched:-0}"
-        echo "rejected $name $events: events 1..$matched are a behaviour; event $((matched + 1)) is not:" \
-            "$(grep '^ *\[a |->' "$name.tla" | sed -n "$((matched + 1))p" | sed -E 's/^ *//; s/,$//')"
+        if [[ "$matched" -ge "$events" ]]; then
+            echo "rejected $name $events: every event is matched, but the final state is not the implementation's:" \
+                "$(sed -nE 's/^<<"final state differs in", (.*)>>$/\1/p' "$log" | sort -u | tr '\n' ' ')"
+        else
+            echo "rejected $name $events: events 1..$matched are a behaviour; event $((matched + 1)) is not" \
+                "(nor any event recorded as overlapping it):" \
+                "$(grep '^ *\[a |->' "$name.tla" | sed -n "$((matched + 1))p" | sed -E 's/^ *//; s/,$//')"
+        fi
     else
         echo "error $name: TLC did not finish; see $dir/$log"
         return 1

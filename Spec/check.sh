@@ -40,6 +40,7 @@ checks=(
     "Spec|MCLifecycle|MCLifecycle_InternalGracePeriodAtomic|invariant:NoUseAfterFree|off"
     "Spec|MCLifecycle|MCLifecycle_RingCount|invariant:FreeOnlyWhenUnreferenced|off"
     "Spec|MCLifecycle|MCLifecycle_RingCount|deadlock|on"
+    "Spec|MCLifecycle|MCLifecycle_RingCountHonestUser|pass|on"
     "Spec|MCLifecycle|MCLifecycle_BudgetLeak|invariant:BudgetMatchesLiveContexts|off"
     "Spec|MCLifecycle|MCLifecycle_GetNotTryget|invariant:NoReferenceAfterRelease|off"
     "Spec|MCLifecycle|MCLifecycleTwoThreads_InternalGracePeriod|invariant:NoUseAfterFree|off"

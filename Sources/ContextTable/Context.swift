@@ -75,7 +75,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     func submit() throws(ContextError) -> ContextRequest<Flavor> {
         checkAlive(during: "submit")
         let submitted = services.step { () -> (ContextRequest<Flavor>?, LifecycleEvent?) in
-            guard ring.reserveSlot() else { return (nil, nil) }
+            guard ring.reserveSlot() else { return (nil, .submitRingFull(context: tag)) }
             reqs.get()
             let request = ContextRequest(context: self)
             active.withLock { $0[ObjectIdentifier(request)] = request }
@@ -84,6 +84,15 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
         guard let submitted else { throw .ringFull }
         counters.submitted.increment()
         return submitted
+    }
+
+    /// Reaps up to `maximum` events and credits their slots back (one step:
+    /// the ring's lock covers both).
+    func reap(maximum: Int) -> [CompletionEvent] {
+        services.step { () -> ([CompletionEvent], LifecycleEvent?) in
+            let reaped = ring.reap(maximum: maximum)
+            return (reaped, .reap(context: tag, events: reaped.count))
+        }
     }
 
     /// Posts the request's event and drops its `reqs` reference

@@ -243,9 +243,15 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// the reference (a plain `get` could revive a context being destroyed).
     public func lookup(_ id: ContextID) -> ContextLease<Flavor>? {
         let found = Flavor.read { section -> Context<Flavor>? in
+            // Recorded inside the section, so that the recorded section
+            // lies within the real one (Spec/TraceLifecycle.tla).
+            services.step(.lookupReadLock) {}
+            defer { services.step(.lookupReadUnlock) {} }
             let loaded = services.step { () -> (Context<Flavor>?, LifecycleEvent?) in
                 let context = context(inSlot: id.slot, in: section)
-                guard let context, context.id == id else { return (nil, nil) }
+                guard let context, context.id == id else {
+                    return (nil, .lookupMiss(slot: id.slot, found: context?.tag ?? 0))
+                }
                 return (context, .lookupLoad(context: context.tag, slot: id.slot))
             }
             guard let context = loaded else { return nil }
@@ -285,6 +291,10 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// calls it after its lookup). The lease stays valid until dropped.
     public func destroy(_ lease: borrowing ContextLease<Flavor>) throws(ContextError) {
         let context = lease.context
+        // Three steps, each visible to other threads before the next (a
+        // lookup can miss the slot while the budget is still charged, and
+        // take users before the kill): the spec's Destroy is their
+        // composition (Spec/TraceLifecycle.tla).
         let claimed = services.step { () -> (Bool, LifecycleEvent?) in
             let claimed = tableLock.withLock { _ -> Bool in
                 // Only one destroy wins (the kernel's atomic_xchg on
@@ -296,14 +306,13 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
                 currentTable.unpublish(context.id.slot)
                 return true
             }
-            guard claimed else { return (false, nil) }
-            returnBudget(context.maxRequests)
-            // The lease's reference keeps users above zero: its release
-            // runs when the last lease goes, never inside this step.
-            context.users.kill()
-            return (true, .destroy(context: context.tag))
+            return (claimed, claimed ? .destroy(context: context.tag) : .destroyLost(context: context.tag))
         }
         guard claimed else { throw .noSuchContext }
+        services.step(.destroyReturnsBudget(context: context.tag)) { returnBudget(context.maxRequests) }
+        // The lease's reference keeps users above zero: its release runs
+        // when the last lease goes, never inside this step.
+        services.step(.destroyKillsUsers(context: context.tag)) { context.users.kill() }
         counters.destroyed.increment()
     }
 
@@ -450,7 +459,7 @@ public struct ContextLease<Flavor: RCUFlavor>: ~Copyable, Sendable {
     /// (`aio_read_events`). Ring indices are read from user-writable memory
     /// and sanitised; garbage there yields wrong events, never a crash.
     public func reapEvents(maximum: Int) -> [CompletionEvent] {
-        context.ring.reap(maximum: maximum)
+        context.reap(maximum: maximum)
     }
 
     /// The ring's head and tail, in memory the user may write (the mmapped

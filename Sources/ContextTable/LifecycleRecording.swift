@@ -17,16 +17,37 @@ package enum LifecycleEvent: Equatable, Sendable {
     case createPublish(context: Int, slot: Int)
     /// `CreateFailsTableInsert`: every slot taken; budget given back.
     case createFailsTableInsert(context: Int)
+    /// The lookup's read section began (the read lock of `LookupLoad`;
+    /// trace validation records it apart).
+    case lookupReadLock
     /// `LookupLoad`: inside a read section, the slot held the context.
     case lookupLoad(context: Int, slot: Int)
-    /// `LookupTrygetLiveOk` / `LookupTrygetLiveFails`, and the read unlock.
+    /// A lookup found `slot` empty (`found` 0) or holding another context
+    /// than the one it wanted (a stuttering step of the spec).
+    case lookupMiss(slot: Int, found: Int)
+    /// `LookupTrygetLiveOk` / `LookupTrygetLiveFails`.
     case lookupTryGetLive(context: Int, succeeded: Bool)
+    /// The lookup's read section is about to end (the read unlock of
+    /// `LookupTrygetLive*`, recorded apart).
+    case lookupReadUnlock
     /// `LookupPut`: a lease dropped.
     case lookupPut(context: Int)
     /// `Submit`.
     case submit(context: Int)
-    /// `Destroy`.
+    /// A submission refused: no free ring slot (a stuttering step).
+    case submitRingFull(context: Int)
+    /// `Reap`: `events` events reaped from the ring, their slots credited
+    /// back.
+    case reap(context: Int, events: Int)
+    /// `Destroy`: its first step, the slot cleared (`ctx->dead` set).
     case destroy(context: Int)
+    /// `Destroy`'s second step: the budget given back.
+    case destroyReturnsBudget(context: Int)
+    /// `Destroy`'s last step: `users` killed.
+    case destroyKillsUsers(context: Int)
+    /// A destroy that found the context already dying: another destroy
+    /// won (a stuttering step).
+    case destroyLost(context: Int)
     /// `Complete`, also of a cancelled request.
     case complete(context: Int)
     /// `RefSwitchConfirm`: a ref's switch to atomic mode ended.
@@ -40,29 +61,56 @@ package enum LifecycleEvent: Equatable, Sendable {
     case freeCallback(context: Int)
     /// `FreeWork`: the context is freed.
     case freed(context: Int)
+    /// A QSBR thread is about to report a quiescent state: the end of
+    /// every read section it was in. The table never records it; a caller
+    /// that reports quiescent states does (the conformance tests' QSBR
+    /// threads).
+    case quiescentState
+    /// The caller's own read section of the table's flavor began
+    /// (`entered`) or is about to end, around calls into the table. The
+    /// table never records it; a caller that holds such sections does
+    /// (the conformance tests' workload).
+    case callerReadSection(entered: Bool)
 
     /// Whether the spec's action takes the calling thread as a parameter.
     package var isThreadStep: Bool {
         switch self {
-        case .lookupLoad, .lookupTryGetLive, .lookupPut, .submit, .destroy: true
+        case .lookupReadLock, .lookupLoad, .lookupMiss, .lookupTryGetLive, .lookupReadUnlock, .lookupPut, .submit,
+            .submitRingFull, .reap, .destroy, .destroyReturnsBudget, .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection:
+            true
         default: false
+        }
+    }
+
+    /// Whether the event is an action of `Spec/Lifecycle.tla` (`destroy`
+    /// standing for the whole `Destroy`); the others (read lock and
+    /// unlock, destroy's later steps, failed lookups, submissions and
+    /// destroys) are steps only trace validation tells apart.
+    package var isLifecycleAction: Bool {
+        switch self {
+        case .lookupReadLock, .lookupMiss, .lookupReadUnlock, .submitRingFull, .destroyReturnsBudget,
+            .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection:
+            false
+        default: true
         }
     }
 }
 
-/// Receives every step of a ``ContextTable``'s lifecycle, in an order that
-/// is a linearisation of the run: the conformance tests' recorder, which
-/// checks runs against `Spec/Lifecycle.tla`. A table without one pays a nil
-/// check per step.
+/// Receives every step of a ``ContextTable``'s lifecycle: the conformance
+/// tests' recorder, which checks runs against `Spec/Lifecycle.tla`. A table
+/// without one pays a nil check per step.
+///
+/// A recorder observes; it must not order what it observes. Steps on
+/// different threads run concurrently, exactly as without a recorder: no
+/// lock may be held across a step, nor taken by every step.
 package protocol LifecycleRecorder: AnyObject, Sendable {
     /// The tag of the next create: how events name its context.
     func nextContextTag() -> Int
 
     /// Runs `body`, one step of the lifecycle, and records the event it
-    /// returns (none: nothing the spec sees happened). Steps must appear to
-    /// happen at once: the recorder runs each inside one lock, taken again
-    /// by a step nested in it (a release run by a put), whose event it
-    /// records after the outer one.
+    /// returns (none: nothing the spec sees happened), with when it ran:
+    /// the step takes effect somewhere between `body`'s start and end. A
+    /// step may run another nested in it (a release run by a put).
     func step<Result>(_ body: () -> (Result, LifecycleEvent?)) -> Result
 
     /// ``step(_:)`` for a step whose event is known before it runs: a

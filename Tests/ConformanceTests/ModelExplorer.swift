@@ -84,8 +84,16 @@ struct ModelExplorer {
             let flightBefore = u["inFlight"]![key]!.intValue!, flightAfter = v["inFlight"]![key]!.intValue!
             if flightAfter > flightBefore { return SpecStep("Submit", context: context) }
             if flightAfter < flightBefore { return SpecStep("Complete", context: context) }
-            if u["ring"]![key]!["head"] != v["ring"]![key]!["head"] {
-                return SpecStep("UserWritesRingHead", context: context, detail: v["ring"]![key]!["head"]!.description)
+            let headBefore = u["ring"]![key]!["head"]!.intValue!, headAfter = v["ring"]![key]!["head"]!.intValue!
+            // Slots credited back: a reap of the events the head moved
+            // past (a reap that credits nothing is the same edge as the
+            // user writing the head).
+            if v["reqsAvail"]![key]!.intValue! > u["reqsAvail"]![key]!.intValue! {
+                let capacity = bounds.maxRequests + 1
+                return SpecStep("Reap", context: context, detail: String((headAfter - headBefore + capacity) % capacity))
+            }
+            if headBefore != headAfter {
+                return SpecStep("UserWritesRingHead", context: context, detail: String(headAfter))
             }
         }
         fatalError("state graph: no spec step explains edge \(from) -> \(to)")

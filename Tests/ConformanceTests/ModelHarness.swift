@@ -329,6 +329,12 @@ final class ModelRun {
                 stopped.append(worker)
                 threadWorkers[step.thread!] = makeWorker(step.thread!)
             }
+        case "Reap":
+            guard let holder = readers.first(where: { $0.value == ("holding", context!) })?.key else {
+                throw ConformanceFailure("\(step): no thread holds \(context!)")
+            }
+            let worker = threadWorkers[holder]!
+            try worker.perform { _ = worker.lease?.reapEvents(maximum: Int(step.detail!)!) }
         case "Submit", "Destroy":
             // Any thread holding the context (the graph merges them).
             guard let holder = readers.first(where: { $0.value == ("holding", context!) })?.key else {
