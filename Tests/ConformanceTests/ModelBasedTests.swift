@@ -13,8 +13,12 @@ extension Conformance {
 /// every step (see ``ModelExplorer``).
 @Suite("Model-based tests from the spec's state graph")
 struct ModelBasedTests {
-    static let configurations: [(config: String, bounds: ModelBounds)] = [
-        ("MBTLifecycle", ModelBounds(contexts: 1, threads: 2, budget: 1)),
+    static let oneContext = (config: "MBTLifecycle", bounds: ModelBounds(contexts: 1, threads: 2, budget: 1))
+
+    /// About 11,000 states each: the AddressSanitizer pass of `make test`
+    /// leaves them out (they took 6 of its 7 minutes; the plain pass walks
+    /// them).
+    static let twoContexts: [(config: String, bounds: ModelBounds)] = [
         ("MBTLifecycleBudget", ModelBounds(contexts: 2, threads: 1, budget: 1)),
         ("MBTLifecycleTableFull", ModelBounds(contexts: 2, threads: 1, budget: 2)),
     ]
@@ -23,9 +27,14 @@ struct ModelBasedTests {
     /// too slow for `make test`; `make model-based-wide` runs it.
     static let wide = (config: "MBTLifecycleWide", bounds: ModelBounds(contexts: 2, threads: 2, budget: 2))
 
-    @Test("every state and transition of the graph, on the implementation", arguments: configurations.indices)
-    func coverage(configuration: Int) throws {
-        let (config, bounds) = Self.configurations[configuration]
+    @Test("every state and transition of the graph, on the implementation")
+    func coverage() throws {
+        try Self.checkCoverage(config: Self.oneContext.config, bounds: Self.oneContext.bounds)
+    }
+
+    @Test("the same for 2 contexts and 1 thread", arguments: twoContexts.indices)
+    func twoContextCoverage(configuration: Int) throws {
+        let (config, bounds) = Self.twoContexts[configuration]
         try Self.checkCoverage(config: config, bounds: bounds)
     }
 
@@ -60,7 +69,7 @@ struct ModelBasedTests {
 
     @Test("negative control: without the double bounce the implementation leaves the spec")
     func withoutDoubleBounce() throws {
-        let (config, bounds) = Self.configurations[0]
+        let (config, bounds) = Self.oneContext
         var explorer = ModelExplorer(
             graph: try StateGraph.load(config: config), bounds: bounds, reclamation: FreeWithoutGracePeriod())
         do {

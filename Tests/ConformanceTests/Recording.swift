@@ -354,8 +354,10 @@ final class LifecycleTraceRecorder: LifecycleRecorder, @unchecked Sendable {
 }
 
 /// The logs the calling thread keeps for the recorders it has recorded
-/// into, found through a thread-specific value: no lock, no shared table.
-final class ThreadLogs {
+/// into, found through a thread-specific value: no lock on any step.
+/// Unchecked: only its own thread touches its contents; the registry of
+/// live logs only holds it.
+final class ThreadLogs: @unchecked Sendable {
     private struct Weak { weak var log: LifecycleTraceRecorder.ThreadLog? }
     private var logs: [Weak] = []
 
@@ -373,17 +375,26 @@ final class ThreadLogs {
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
         let status = pthread_key_create(&key) { value in
-            Unmanaged<ThreadLogs>.fromOpaque(value!).release()
+            let logs = Unmanaged<ThreadLogs>.fromOpaque(value!)
+            ThreadLogs.live.withLock { $0[ObjectIdentifier(logs.takeUnretainedValue())] = nil }
+            logs.release()
         }
         precondition(status == 0, "pthread_key_create failed: \(status)")
         return key
     }()
+
+    /// The logs of threads still alive, also held here: LeakSanitizer does
+    /// not look for roots in thread-specific values, so the logs of threads
+    /// alive at exit (pool threads, parked workers) would be reported as
+    /// leaked. Touched once per thread, never per step.
+    private static let live = Mutex<[ObjectIdentifier: ThreadLogs]>([:])
 
     /// The calling thread's logs, made on first use and released at its
     /// exit.
     static var current: ThreadLogs {
         if let value = pthread_getspecific(key) { return Unmanaged<ThreadLogs>.fromOpaque(value).takeUnretainedValue() }
         let logs = ThreadLogs()
+        live.withLock { $0[ObjectIdentifier(logs)] = logs }
         pthread_setspecific(key, Unmanaged.passRetained(logs).toOpaque())
         return logs
     }
