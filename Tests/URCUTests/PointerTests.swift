@@ -60,25 +60,26 @@ struct PointerTests {
             let readers = (0..<2).map { _ in
                 JoinableThread {
                     F.asReaderThread {
-                        var local = 0
                         while !stop.isOpen {
                             for _ in 0..<100 {
                                 let intact = F.read { section in
                                     holder.pointer.dereference(in: section) { $0?.isIntact ?? false }
                                 }
                                 if !intact { violations.wrappingAdd(1, ordering: .relaxed) }
-                                local += 1
                             }
+                            reads.wrappingAdd(100, ordering: .relaxed)
                             F.betweenSections()
                         }
-                        reads.wrappingAdd(local, ordering: .relaxed)
                     }
                 }
             }
-            // At least half a second and 200 updates, at most a minute.
+            // At least half a second, 200 updates and 2,000 reads (counts,
+            // so that a loaded machine makes the run longer, not thinner),
+            // at most a minute.
             let start = monotonicSeconds()
             var updates = 0
-            while monotonicSeconds() - start < 60, monotonicSeconds() - start < 0.5 || updates < 200 {
+            while monotonicSeconds() - start < 60,
+                  monotonicSeconds() - start < 0.5 || updates < 200 || reads.load(ordering: .relaxed) < 2_000 {
                 updates += 1
                 switch updates % 4 {
                 case 0: holder.pointer.assign(Canary(updates))
