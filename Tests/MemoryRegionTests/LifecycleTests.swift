@@ -89,37 +89,39 @@ struct LifecycleTests {
         #expect(stderr.contains("swift-urcu: memory region lkey0.1 still has 1 references after 0.1 s"), "stderr was: \(stderr)")
     }
 
-    @Test("async deregistrations suspend while they wait: the cooperative pool keeps running")
+    @Test("async deregistrations suspend while they wait: their executor keeps running")
     func asyncDeregistrationSuspends() async throws {
-        // More waiting deregistrations than the pool has threads. Were a
-        // wait to block its thread, the pool would stall until the
-        // timeouts, and the deregistrations would throw.
-        let count = ProcessInfo.processInfo.activeProcessorCount + 2
-        // The holders are dropped once the last deregistration has reached
-        // its wait, which under ASan on a loaded machine came more than 5 s
-        // after the first began waiting: 20 s keeps the timeouts out of a
-        // passing run, and a blocking wait still fails the test.
-        let table = MemoryRegionTable<MembarrierRCU>(capacity: count, deregistrationTimeout: 20)
+        // The deregistrations and this test's own steps run on an executor
+        // with one thread, away from the cooperative pool (which other
+        // suites' long synchronous tests may hold for minutes: a run that
+        // waited for the pool timed out). Were a wait to block its thread,
+        // the other deregistrations could not start, and the test fails
+        // within the timeouts below.
+        let executor = QueueExecutor(label: "urcu.test.deregistrations")
+        let count = 3
+        let table = MemoryRegionTable<MembarrierRCU>(capacity: count, deregistrationTimeout: 10)
         let regions = try (0..<count).map { _ in try table.register(length: 8) }
         let holders = try regions.map { region in
             guard let reference = table.lookup(region.key) else { throw MissingRegion() }
             return Holder(reference)
         }
         let finished = Counter()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for region in regions {
-                group.addTask {
-                    try await table.deregister(region)
-                    finished.increment()
+        try await withTaskExecutorPreference(executor) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for region in regions {
+                    group.addTask {
+                        try await table.deregister(region)
+                        finished.increment()
+                    }
                 }
+                // Every deregistration is past its kill, waiting for its
+                // holder; a task on the same executor still runs meanwhile.
+                #expect(await offPool { eventually(seconds: 10) { regions.allSatisfy { $0.references.isDying } } })
+                await Task(executorPreference: executor) { await Task.yield() }.value
+                #expect(finished.value == 0)
+                holders.forEach { $0.drop() }
+                try await group.waitForAll()
             }
-            // Every deregistration is past its kill, waiting for its holder;
-            // tasks still run meanwhile.
-            #expect(await offPool { eventually { regions.allSatisfy { $0.references.isDying } } })
-            for _ in 0..<count { await Task.detached { await Task.yield() }.value }
-            #expect(finished.value == 0)
-            holders.forEach { $0.drop() }
-            try await group.waitForAll()
         }
         #expect(finished.value == count)
         #expect(regions.allSatisfy { $0.phase == .freed })
