@@ -510,15 +510,19 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
     /// After the grace period: no section that saw percpu mode is still
     /// running, so the per-thread counters are final.
     private func finishSwitchToAtomic() {
-        // Collected and zeroed in one step under the areas' lock: a thread
-        // exiting meanwhile folds its counters before or after, never both.
-        let perThread = offset.map(CounterAreas.collect) ?? 0
-        let total = count.wrappingAdd(perThread &- Self.bias, ordering: .acquiringAndReleasing).newValue
-        // The switch itself holds one reference.
-        if total < 1 {
-            rcuMisuse("PercpuRef: count is \(total - 1) after switching to atomic mode: more puts than gets in percpu mode")
-        }
         let confirmations = control.withLock { control -> [@Sendable () -> Void] in
+            // Collected and zeroed in one step under the areas' lock: a
+            // thread exiting meanwhile folds its counters before or after,
+            // never both. Under the control lock too, with the end of the
+            // switch, so that ``abstractState`` (which reads the count and
+            // the counters under it) never sees the counters zeroed but the
+            // switch still in flight: it reported a held reference as none.
+            let perThread = offset.map(CounterAreas.collect) ?? 0
+            let total = count.wrappingAdd(perThread &- Self.bias, ordering: .acquiringAndReleasing).newValue
+            // The switch itself holds one reference.
+            if total < 1 {
+                rcuMisuse("PercpuRef: count is \(total - 1) after switching to atomic mode: more puts than gets in percpu mode")
+            }
             control.switchInFlight = false
             defer { control.confirmations = [] }
             // Requests made during the switch (switchToPercpu, resurrect)
