@@ -44,6 +44,25 @@ public struct LifecycleStatistics: Sendable, Equatable {
         live == 0 && objects == 0 && pendingFrees == 0 && budgetInUse == 0 && useAfterFree == 0
             && created == freed
     }
+
+    /// Adds another table's statistics (the torture run sums its rounds'
+    /// tables): a leak in any of them leaves the sum unclean. Beside the
+    /// fields, so that a new one is not left out.
+    package mutating func add(_ other: LifecycleStatistics) {
+        created += other.created
+        failedCreates += other.failedCreates
+        destroyed += other.destroyed
+        freed += other.freed
+        live += other.live
+        submitted += other.submitted
+        completed += other.completed
+        cancelled += other.cancelled
+        useAfterFree += other.useAfterFree
+        pendingFrees += other.pendingFrees
+        tableGrowths += other.tableGrowths
+        objects += other.objects
+        budgetInUse += other.budgetInUse
+    }
 }
 
 final class LifecycleCounter: Sendable {

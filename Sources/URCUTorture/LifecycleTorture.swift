@@ -98,27 +98,20 @@ public enum LifecycleTorture {
 
     static func round<Flavor: RCUFlavor>(_ flavor: Flavor.Type, readers: Int) -> Report {
         let shared = Shared(table: ContextTable<Flavor>(capacity: 1, maximumCapacity: 16, requestBudget: 16 * 24))
-        let start = monotonicSeconds()
         var threads = (0..<readers).map { index in JoinableThread { reader(shared, seed: UInt64(index) + 1) } }
         threads.append(JoinableThread { updater(shared) })
         usleep(useconds_t(roundSeconds * 1_000_000))
         shared.stop.store(true, ordering: .releasing)
         threads.forEach { $0.join() }
-        let elapsed = monotonicSeconds() - start
-        return report(shared, elapsed: elapsed, callbacks: 0, statistics: shared.table.shutdown())
-    }
-
-    static func report<Flavor: RCUFlavor>(
-        _ shared: Shared<Flavor>, elapsed: Double, callbacks: Int, statistics: LifecycleStatistics
-    ) -> Report {
-        Report(
-            flavor: Flavor.name, seconds: elapsed,
+        // The round's counts; its time and callbacks are the run's.
+        return Report(
+            flavor: Flavor.name, seconds: 0,
             lookups: shared.lookups.load(ordering: .relaxed),
             failedLookups: shared.failedLookups.load(ordering: .relaxed),
             submits: shared.submits.load(ordering: .relaxed),
             completes: shared.completes.load(ordering: .relaxed),
             ringIndexWrites: shared.ringIndexWrites.load(ordering: .relaxed),
-            statistics: statistics, callbacksRun: callbacks)
+            statistics: shared.table.shutdown())
     }
 
     static func reader<Flavor: RCUFlavor>(_ shared: Shared<Flavor>, seed: UInt64) {
@@ -185,25 +178,5 @@ public enum LifecycleTorture {
             }
             usleep(200)
         }
-    }
-}
-
-extension LifecycleStatistics {
-    /// Adds another table's statistics: a leak in any round leaves the sum
-    /// unclean.
-    mutating func add(_ other: LifecycleStatistics) {
-        created += other.created
-        failedCreates += other.failedCreates
-        destroyed += other.destroyed
-        freed += other.freed
-        live += other.live
-        submitted += other.submitted
-        completed += other.completed
-        cancelled += other.cancelled
-        useAfterFree += other.useAfterFree
-        pendingFrees += other.pendingFrees
-        tableGrowths += other.tableGrowths
-        objects += other.objects
-        budgetInUse += other.budgetInUse
     }
 }
