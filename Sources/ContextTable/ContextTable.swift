@@ -114,7 +114,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
         services = TableServices(
             cleanup: cleanupExecutor ?? DispatchQueue(label: "urcu.context-table.cleanup"),
             reclamation: reclamation, recorder: recorder)
-        table = RCUPointer(SlotTable(capacity: capacity, counters: services.counters))
+        table = RCUPointer(SlotTable(capacity: capacity, services: services))
         tableLock = Mutex(Array(repeating: 0, count: capacity))
     }
 
@@ -221,7 +221,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
 
     /// A new, empty table twice as large as `full`, within the bound.
     package func makeLargerTable(than full: SlotTable<Flavor>) -> SlotTable<Flavor> {
-        SlotTable(capacity: min(2 * full.capacity, maximumCapacity), counters: counters)
+        SlotTable(capacity: min(2 * full.capacity, maximumCapacity), services: services)
     }
 
     /// Publishes `larger`, which holds `old`'s contexts, in place of `old`
@@ -229,10 +229,15 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// the table's growth (`kfree_rcu`). The table lock is held.
     package func install(_ larger: SlotTable<Flavor>, replacing old: SlotTable<Flavor>) {
         precondition(isCurrent(old), "ContextTable: replacing a table that is not the current one")
-        table.assign(larger)
-        counters.tableGrowths.increment()
-        counters.pendingFrees.increment()
-        growth.scheduleFree(of: old, Flavor.self)
+        // One recorded step, taking effect at the assign: the copy before
+        // it ran under the same hold of the lock (GrowUnderTableLock), so
+        // no publish or unpublish came between.
+        services.step(.tableGrown(capacity: larger.capacity)) {
+            table.assign(larger)
+            counters.tableGrowths.increment()
+            counters.pendingFrees.increment()
+            growth.scheduleFree(of: old, Flavor.self)
+        }
     }
 
     /// Finds a live context and takes a `users` reference on it
@@ -248,11 +253,11 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
             services.step(.lookupReadLock) {}
             defer { services.step(.lookupReadUnlock) {} }
             let loaded = services.step { () -> (Context<Flavor>?, LifecycleEvent?) in
-                let context = context(inSlot: id.slot, in: section)
+                let (context, tableCapacity) = load(slot: id.slot, in: section)
                 guard let context, context.id == id else {
-                    return (nil, .lookupMiss(slot: id.slot, found: context?.tag ?? 0))
+                    return (nil, .lookupMiss(slot: id.slot, found: context?.tag ?? 0, table: tableCapacity))
                 }
-                return (context, .lookupLoad(context: context.tag, slot: id.slot))
+                return (context, .lookupLoad(context: context.tag, slot: id.slot, table: tableCapacity))
             }
             guard let context = loaded else { return nil }
             // Reachable through the table means not freed: the free waits
@@ -270,7 +275,15 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     /// taken: the table, then its slot, two dereferences in one section. A
     /// table replaced meanwhile is freed only after the section ends.
     func context(inSlot slot: Int, in section: borrowing ReadSection<Flavor>) -> Context<Flavor>? {
-        table.dereference(in: section) { $0?.context(at: slot, in: section) }
+        load(slot: slot, in: section).context
+    }
+
+    /// ``context(inSlot:in:)``, with the capacity of the table it read the
+    /// slot from: which table the lookup loaded, for its recorder.
+    private func load(
+        slot: Int, in section: borrowing ReadSection<Flavor>
+    ) -> (context: Context<Flavor>?, tableCapacity: Int) {
+        table.dereference(in: section) { slots in (slots?.context(at: slot, in: section), slots?.capacity ?? 0) }
     }
 
     /// The identity of the context in `slot`, or nil (`rcu_access_pointer`,

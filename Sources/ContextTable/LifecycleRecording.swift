@@ -21,10 +21,15 @@ package enum LifecycleEvent: Equatable, Sendable {
     /// trace validation records it apart).
     case lookupReadLock
     /// `LookupLoad`: inside a read section, the slot held the context.
-    case lookupLoad(context: Int, slot: Int)
-    /// A lookup found `slot` empty (`found` 0) or holding another context
-    /// than the one it wanted (a stuttering step of the spec).
-    case lookupMiss(slot: Int, found: Int)
+    /// `table` is the capacity of the slot table the lookup loaded first
+    /// (capacities grow with each table, so it names the table): the
+    /// step is the lookup's two loads, the table pointer then its slot
+    /// (`Spec/TraceTableGrowth.tla` matches them as two steps).
+    case lookupLoad(context: Int, slot: Int, table: Int)
+    /// A lookup found `slot` empty (`found` 0; also a slot beyond the
+    /// table) or holding another context than the one it wanted (a
+    /// stuttering step of the spec); `table` as for `lookupLoad`.
+    case lookupMiss(slot: Int, found: Int, table: Int)
     /// `LookupTrygetLiveOk` / `LookupTrygetLiveFails`.
     case lookupTryGetLive(context: Int, succeeded: Bool)
     /// The lookup's read section is about to end (the read unlock of
@@ -61,6 +66,15 @@ package enum LifecycleEvent: Equatable, Sendable {
     case freeCallback(context: Int)
     /// `FreeWork`: the context is freed.
     case freed(context: Int)
+    /// `GrowPublish` of `Spec/TableGrowth.tla`, with the `GrowStart` and
+    /// `CopySlot`s before it under the same hold of the table lock: the
+    /// table of `capacity` slots, holding the full one's contexts,
+    /// replaced it (`rcu_assign_pointer`), whose free is queued behind a
+    /// grace period.
+    case tableGrown(capacity: Int)
+    /// `FreeTable`: the replaced table of `capacity` slots is freed (the
+    /// `kfree` that `kfree_rcu` runs).
+    case tableFreed(capacity: Int)
     /// A QSBR thread is about to report a quiescent state: the end of
     /// every read section it was in. The table never records it; a caller
     /// that reports quiescent states does (the conformance tests' QSBR
@@ -89,7 +103,7 @@ package enum LifecycleEvent: Equatable, Sendable {
     package var isLifecycleAction: Bool {
         switch self {
         case .lookupReadLock, .lookupMiss, .lookupReadUnlock, .submitRingFull, .destroyReturnsBudget,
-            .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection:
+            .destroyKillsUsers, .destroyLost, .quiescentState, .callerReadSection, .tableGrown, .tableFreed:
             false
         default: true
         }

@@ -15,13 +15,15 @@ package final class SlotTable<Flavor: RCUFlavor>: @unchecked Sendable {
     private let slots: UnsafeMutableBufferPointer<RCUPointer<Context<Flavor>, Flavor>>
     /// Set by ``free()`` before the slots' memory goes: the poison readers check.
     private let freed = Atomic<Bool>(false)
-    private let counters: LifecycleCounters
+    /// The context table's counters and recorder.
+    private let services: TableServices
+    private var counters: LifecycleCounters { services.counters }
     /// The number of slots.
     package let capacity: Int
 
-    init(capacity: Int, counters: LifecycleCounters) {
+    init(capacity: Int, services: TableServices) {
         self.capacity = capacity
-        self.counters = counters
+        self.services = services
         slots = .allocate(capacity: capacity)
         for index in 0..<capacity { slots.initializeElement(at: index, to: RCUPointer()) }
     }
@@ -91,11 +93,13 @@ package final class SlotTable<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Frees the slots (the `kfree` that `kfree_rcu` runs): only after a
     /// grace period of `Flavor` that started once the table was replaced.
     package func free() {
-        guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
-            rcuMisuse("ContextTable: a slot table freed twice")
+        services.step(.tableFreed(capacity: capacity)) {
+            guard !freed.exchange(true, ordering: .acquiringAndReleasing) else {
+                rcuMisuse("ContextTable: a slot table freed twice")
+            }
+            releaseSlots()
+            counters.pendingFrees.decrement()
         }
-        releaseSlots()
-        counters.pendingFrees.decrement()
     }
 
     private func releaseSlots() {

@@ -55,9 +55,9 @@ extension LifecycleEvent {
             return SpecStep("CreatePublish", context: c(tag), slot: SpecStep.slot(slot))
         case .createFailsTableInsert(let tag): return SpecStep("CreateFailsTableInsert", context: c(tag))
         case .lookupReadLock: return SpecStep("LookupReadLock", thread: thread)
-        case .lookupLoad(let tag, let slot):
+        case .lookupLoad(let tag, let slot, _):
             return SpecStep("LookupLoad", context: c(tag), thread: thread, slot: SpecStep.slot(slot))
-        case .lookupMiss(let slot, let found):
+        case .lookupMiss(let slot, let found, _):
             return SpecStep("LookupMiss", context: found == 0 ? "NoContext" : c(found), thread: thread, slot: SpecStep.slot(slot))
         case .lookupTryGetLive(let tag, let succeeded):
             return SpecStep(succeeded ? "LookupTrygetLiveOk" : "LookupTrygetLiveFails", context: c(tag), thread: thread)
@@ -77,6 +77,8 @@ extension LifecycleEvent {
         case .reqsReleased(let tag): return SpecStep("ReqsRelease", context: c(tag))
         case .freeCallback(let tag): return SpecStep("FreeRcuCallback", context: c(tag))
         case .freed(let tag): return SpecStep("FreeWork", context: c(tag))
+        case .tableGrown(let capacity): return SpecStep("TableGrown", detail: String(capacity))
+        case .tableFreed(let capacity): return SpecStep("TableFreed", detail: String(capacity))
         case .quiescentState: return SpecStep("QuiescentState", thread: thread)
         case .callerReadSection(let entered): return SpecStep(entered ? "ReadSectionEnter" : "ReadSectionExit", thread: thread)
         }
@@ -97,8 +99,8 @@ extension LifecycleEvent {
         case .createPublish(let tag, let slot): action = "CreatePublish"; context(tag); fields.append(("s", String(slot)))
         case .createFailsTableInsert(let tag): action = "CreateFailsTableInsert"; context(tag)
         case .lookupReadLock: action = "LookupReadLock"
-        case .lookupLoad(let tag, let slot): action = "LookupLoad"; context(tag); fields.append(("s", String(slot)))
-        case .lookupMiss(let slot, let found): action = "LookupMiss"; context(found); fields.append(("s", String(slot)))
+        case .lookupLoad(let tag, let slot, _): action = "LookupLoad"; context(tag); fields.append(("s", String(slot)))
+        case .lookupMiss(let slot, let found, _): action = "LookupMiss"; context(found); fields.append(("s", String(slot)))
         case .lookupTryGetLive(let tag, let succeeded):
             action = succeeded ? "LookupTrygetLiveOk" : "LookupTrygetLiveFails"; context(tag)
         case .lookupReadUnlock: action = "LookupReadUnlock"
@@ -117,12 +119,46 @@ extension LifecycleEvent {
         case .reqsReleased(let tag): action = "ReqsRelease"; context(tag)
         case .freeCallback(let tag): action = "FreeRcuCallback"; context(tag)
         case .freed(let tag): action = "FreeWork"; context(tag)
+        case .tableGrown(let capacity): action = "TableGrown"; fields.append(("k", String(capacity)))
+        case .tableFreed(let capacity): action = "TableFreed"; fields.append(("k", String(capacity)))
         case .quiescentState: action = "QuiescentState"
         case .callerReadSection(let entered): action = entered ? "ReadSectionEnter" : "ReadSectionExit"
         }
+        return Self.tlaRecord(action, fields, thread: thread, extra: extra)
+    }
+
+    private static func tlaRecord(
+        _ action: String, _ fields: [(String, String)], thread: String?, extra: [(String, Int)]
+    ) -> String {
+        var fields = fields
         if let thread { fields.append(("t", "\"\(thread)\"")) }
         fields += extra.map { ($0.0, String($0.1)) }
         return "[a |-> \"\(action)\"" + fields.map { ", \($0.0) |-> \($0.1)" }.joined() + "]"
+    }
+
+    /// The records `Spec/TraceTableGrowth.tla` reads for this event, in
+    /// ``tlaRecord(thread:extra:)``'s form (tables named by their
+    /// capacity, `k`): none for a step that leaves `TableGrowth.tla`'s
+    /// variables alone (references, requests, the budget, the free's later
+    /// steps); two for a lookup's load, the table pointer
+    /// (`LookupLoadTable`) then the slot, each with the step's tickets:
+    /// both loads took effect inside them, in that order, and other
+    /// threads' steps may come between.
+    func tableGrowthRecords(thread: String?, extra: [(String, Int)]) -> [String] {
+        switch self {
+        case .lookupLoad(_, _, let table), .lookupMiss(_, _, let table):
+            return [
+                Self.tlaRecord("LookupLoadTable", [("k", String(table))], thread: thread, extra: extra),
+                tlaRecord(thread: thread, extra: extra),
+            ]
+        case .createPublish, .createFailsTableInsert, .lookupReadLock, .lookupReadUnlock, .destroy, .destroyLost,
+            .freeCallback, .tableGrown, .tableFreed, .quiescentState, .callerReadSection:
+            return [tlaRecord(thread: thread, extra: extra)]
+        case .createReserve, .createFailsEarly, .createFailsBudget, .lookupTryGetLive, .lookupPut, .submit,
+            .submitRingFull, .reap, .destroyReturnsBudget, .destroyKillsUsers, .complete, .switchConfirmed,
+            .usersReleased, .reqsReleased, .freed:
+            return []
+        }
     }
 }
 
