@@ -1,0 +1,395 @@
+@testable import ContextTable
+import Dispatch
+import Foundation
+import Synchronization
+import TestSupport
+import Testing
+import URCU
+import URCUTesting
+
+/// A recorded run of a growing table, written as a module of
+/// `Spec/TraceTableGrowth.tla` for TLC: the records of the steps that
+/// change or observe `TableGrowth.tla`'s variables.
+struct GrowthTraceModule {
+    var name: String
+    /// The recorded steps, sorted by first ticket.
+    var entries: [LifecycleTraceRecorder.Entry]
+    /// The capacity of each table the run may publish, in order.
+    let capacities: [Int]
+    /// The implementation's state at the end; nil: not compared (a run
+    /// whose end was tidied by hand).
+    let final: GrowthFinalState?
+    /// Whether the run's flavor is QSBR.
+    var quiescentStates = false
+
+    var records: [String] {
+        entries.flatMap { $0.event.tableGrowthRecords(thread: $0.thread, extra: [("b", $0.begin), ("e", $0.end!)]) }
+    }
+
+    var threads: [String] {
+        Set(entries.filter { !$0.event.tableGrowthRecords(thread: nil, extra: []).isEmpty }.compactMap(\.thread)).sorted()
+    }
+
+    var contexts: Int {
+        max(final?.contexts.count ?? 0, entries.compactMap { $0.step.context.flatMap { Int($0.dropFirst()) } }.max() ?? 0)
+    }
+
+    func write(to directory: URL) throws {
+        let module = """
+            ---- MODULE \(name) ----
+            EXTENDS TraceTableGrowth
+            TraceData == <<
+            \(records.map { "  " + $0 }.joined(separator: ",\n"))
+            >>
+            TraceContexts == 1..\(contexts)
+            TraceThreads == {\(threads.map { "\"\($0)\"" }.joined(separator: ", "))}
+            TraceCapacities == <<\(capacities.map(String.init).joined(separator: ", "))>>
+            TraceNoContext == 0
+            TraceFinal == \(final?.tla(threads: "TraceThreads") ?? "[f \\in {} |-> 0]")
+            ====
+
+            """
+        let config = """
+            CONSTANTS
+                Trace <- TraceData
+                Final <- TraceFinal
+                Contexts <- TraceContexts
+                Threads <- TraceThreads
+                Capacities <- TraceCapacities
+                NoContext <- TraceNoContext
+                TableFlavor = "rcu"
+                Bug = "None"
+                QSBR = \(quiescentStates ? "TRUE" : "FALSE")
+            INIT TraceInit
+            NEXT TraceNext
+            INVARIANT TraceIncomplete
+
+            """
+        try module.write(to: directory.appendingPathComponent("\(name).tla"), atomically: true, encoding: .utf8)
+        try config.write(to: directory.appendingPathComponent("\(name).cfg"), atomically: true, encoding: .utf8)
+    }
+}
+
+/// The implementation's state after a run, as `Spec/TableGrowth.tla`'s
+/// variables (contexts by tag, tables by their place in `capacities`),
+/// read once every thread has stopped and every free has run.
+struct GrowthFinalState {
+    /// `ctxState`: unused (never published), live, dead, freed.
+    var contexts: [String]
+    /// The current table's index in `capacities`, from 1.
+    var current: Int
+    /// The tag of the context in each slot of the current table, 0 for none.
+    var slots: [Int]
+    /// Tables that are neither current nor freed: replaced ones whose free
+    /// is still pending.
+    var tablesNotFreed: Int
+    var tables: Int
+
+    init<Flavor: RCUFlavor>(
+        table: ContextTable<Flavor>, recorder: LifecycleTraceRecorder, contexts: Int, capacities: [Int]
+    ) {
+        var objects: [ObjectIdentifier: Int] = [:]
+        self.contexts = (0..<contexts).map { index in
+            let tag = index + 1
+            guard let object = recorder.context(tag) as? Context<Flavor> else { return "unused" }
+            objects[ObjectIdentifier(object)] = tag
+            if object.id.slot < 0 { return "unused" }
+            return object.isFreed ? "freed" : object.dead.load(ordering: .acquiring) ? "dead" : "live"
+        }
+        let capacity = table.capacity
+        current = (capacities.firstIndex(of: capacity) ?? -1) + 1
+        slots = (0..<capacity).map { slot in table.occupant(ofSlot: slot).flatMap { objects[$0] } ?? 0 }
+        // Only replaced tables' frees are pending once every context is
+        // freed (the run waits for that).
+        tablesNotFreed = table.statistics.pendingFrees
+        tables = capacities.count
+    }
+
+    /// The record of `TraceTableGrowth.tla`'s `Final`.
+    func tla(threads: String) -> String {
+        let tableStates = (1...tables).map { index in
+            index == current ? "current" : index > current ? "unused" : tablesNotFreed > 0 ? "retired" : "freed"
+        }
+        let fields = [
+            "ctxState |-> <<" + contexts.map { "\"\($0)\"" }.joined(separator: ", ") + ">>",
+            "current |-> \(current)",
+            "slots |-> <<" + slots.map(String.init).joined(separator: ", ") + ">>",
+            "tableState |-> <<" + tableStates.map { "\"\($0)\"" }.joined(separator: ", ") + ">>",
+            "reader |-> [t \\in \(threads) |-> Idle]",
+        ]
+        return "[" + fields.joined(separator: ",\n    ") + "]"
+    }
+}
+
+extension Conformance {
+/// Trace validation of `ContextTable`'s growth against
+/// `Spec/TableGrowth.tla` (`Spec/TraceTableGrowth.tla`): tables that start
+/// with one slot and grow under concurrent lookups, creates and destroys,
+/// on real threads and liburcu flavors, recorded without anything ordering
+/// their steps, and checked by TLC.
+@Suite("Trace validation of the table's growth by TLC")
+struct GrowthTraceValidationTests {
+    /// Tables of 1, 2, 4 and 8 slots: three growths.
+    static let maximumCapacity = 8
+
+    /// The capacities a table that starts with `first` slots goes through.
+    static func capacities(from first: Int, to maximum: Int) -> [Int] {
+        Array(sequence(first: first) { $0 < maximum ? min(2 * $0, maximum) : nil })
+    }
+
+    struct RecordedRun {
+        var entries: [LifecycleTraceRecorder.Entry]
+        var final: GrowthFinalState?
+        var capacities: [Int]
+        var quiescentStates = false
+
+        func module(named name: String) -> GrowthTraceModule {
+            var module = GrowthTraceModule(name: name, entries: entries, capacities: capacities, final: final)
+            module.quiescentStates = quiescentStates
+            return module
+        }
+
+        func count(_ action: String) -> Int { entries.filter { $0.step.action == action }.count }
+
+        /// Lookups whose read section (recorded just inside the real one)
+        /// overlapped a growth's step: the readers a growth's free must
+        /// wait for, if the growth came while they were inside.
+        var lookupsAcrossGrowths: Int {
+            let growths = entries.filter { $0.step.action == "TableGrown" }
+            var open: [String: Int] = [:], count = 0
+            for entry in entries.sorted(by: { $0.end! < $1.end! }) {
+                guard let thread = entry.thread else { continue }
+                switch entry.event {
+                case .lookupReadLock: open[thread] = entry.begin
+                case .lookupReadUnlock:
+                    guard let begin = open.removeValue(forKey: thread) else { continue }
+                    if growths.contains(where: { $0.begin < entry.end! && begin < $0.end! }) { count += 1 }
+                default: break
+                }
+            }
+            return count
+        }
+    }
+
+    /// Two threads create contexts (a table of one slot grows to
+    /// ``maximumCapacity`` and then refuses creates), look contexts up and
+    /// destroy them at random, and a third only looks them up, on real
+    /// threads over a real flavor; then every context is destroyed and
+    /// every free waited for.
+    static func randomRun<Flavor: RCUFlavor>(_: Flavor.Type, seed: UInt64, operations: Int) -> RecordedRun {
+        let recorder = LifecycleTraceRecorder(keepsContexts: true)
+        let table = ContextTable<Flavor>(
+            capacity: 1, maximumCapacity: maximumCapacity, requestBudget: 1 << 20, cleanupExecutor: nil,
+            reclamation: DoubleBounce(), recorder: recorder)
+        let known = Mutex<[ContextID]>([])
+        let creates = Counter()
+        let threads = 3
+        let ready = Counter(), start = Latch()
+        runThreads(threads) { index in
+            TraceValidationTests.asReader(Flavor.self) {
+                var random = SplitMix(seed: seed &* 1_000_003 &+ UInt64(index))
+                ready.increment()
+                if ready.value == threads { start.open() }
+                start.wait()
+                for _ in 0..<operations {
+                    if Int.random(in: 0..<8, using: &random) == 0 { sched_yield() }
+                    let someID = known.withLock { $0.randomElement(using: &random) }
+                    // The last thread only looks up: lookups across growths.
+                    switch index == threads - 1 ? 5 : Int.random(in: 0..<10, using: &random) {
+                    case 0..<4:
+                        creates.increment()
+                        if let id = try? table.create(maxRequests: 1, atomicReferences: true) {
+                            known.withLock { $0.append(id) }
+                        }
+                    case 4..<8:
+                        if let someID { _ = table.lookup(someID) }
+                    default:
+                        if let someID { try? table.destroy(someID) }
+                    }
+                    TraceValidationTests.quiescentState(Flavor.self, recorder)
+                }
+            }
+        }
+        TraceValidationTests.asReader(Flavor.self) {
+            for id in table.liveContexts {
+                try? table.destroy(id)
+                TraceValidationTests.quiescentState(Flavor.self, recorder)
+            }
+        }
+        let settled = eventually(seconds: 60) {
+            let statistics = table.statistics
+            return statistics.live == 0 && statistics.pendingFrees == 0
+        }
+        #expect(settled, "run \(seed) did not finish: \(table.statistics)")
+        let capacities = capacities(from: 1, to: maximumCapacity)
+        let final = GrowthFinalState(table: table, recorder: recorder, contexts: creates.value, capacities: capacities)
+        recorder.forgetContexts()
+        return RecordedRun(
+            entries: recorder.trace, final: final, capacities: capacities,
+            quiescentStates: Flavor.self == QuiescentStateRCU.self)
+    }
+
+    @Test("random runs of a growing table on real threads are behaviours of TableGrowth")
+    func randomRuns() async throws {
+        let directory = try traceDirectory("growth-random")
+        let runs = TraceValidationTests.sampleSize("TRACE_GROWTH_RUNS", default: 2)
+        var growths = 0, acrossGrowths = 0, records = 0
+        let started = Date()
+        for seed in 0..<runs {
+            let operations = 30
+            let run: RecordedRun = await offPool {
+                switch seed % 4 {
+                case 0: Self.randomRun(MembarrierRCU.self, seed: UInt64(seed), operations: operations)
+                case 1: Self.randomRun(QuiescentStateRCU.self, seed: UInt64(seed), operations: operations)
+                case 2: Self.randomRun(BulletproofRCU.self, seed: UInt64(seed), operations: operations)
+                default: Self.randomRun(MemoryBarrierRCU.self, seed: UInt64(seed), operations: operations)
+                }
+            }
+            // Every run grows from 1 slot to 8 (the creates outnumber the
+            // destroys by far).
+            #expect(run.count("TableGrown") == 3, "run \(seed) grew \(run.count("TableGrown")) times")
+            #expect(run.count("TableFreed") == 3, "run \(seed) freed \(run.count("TableFreed")) old tables")
+            growths += run.count("TableGrown")
+            acrossGrowths += run.lookupsAcrossGrowths
+            let module = run.module(named: "Growth_\(String(format: "%03d", seed))")
+            records += module.records.count
+            try module.write(to: directory)
+        }
+        let recorded = Date()
+        let verdicts = try checkTraces(in: directory)
+        print("""
+            trace validation (growth): \(verdicts.values.filter { !$0.accepted }.count)/\(runs) traces rejected, \
+            \(records) records, \(growths) growths, \(acrossGrowths) lookups' sections overlapping a growth; \
+            runs \(String(format: "%.1f", recorded.timeIntervalSince(started))) s, \
+            TLC \(String(format: "%.1f", Date().timeIntervalSince(recorded))) s
+            """)
+        #expect(verdicts.count == runs)
+        for (name, verdict) in verdicts.sorted(by: { $0.key < $1.key }) where !verdict.accepted {
+            Issue.record("\(verdict.line)\nrerun: Spec/check-traces.sh \(directory.path) \(name)")
+        }
+    }
+
+    // MARK: Negative controls
+
+    /// A lookup stopped inside its read section, after its loads from the
+    /// table of one slot, while another create grows the table by
+    /// `growth`; then the lookup ends. The fixed growth's free of the old
+    /// table waits for it; ``FreeOldTableWithoutGracePeriod`` frees it at
+    /// once (the lookup, past its loads, never reads the freed table).
+    static func readerAcrossGrowth(growth: any TableGrowth) throws -> RecordedRun {
+        let parked = DispatchSemaphore(value: 0), resume = DispatchSemaphore(value: 0)
+        let parkNext = Atomic<Bool>(false)
+        let recorder = LifecycleTraceRecorder(keepsContexts: true, afterStep: { event in
+            if case .lookupLoad = event, parkNext.exchange(false, ordering: .relaxed) {
+                parked.signal()
+                resume.wait()
+            }
+        })
+        let table = ContextTable<MembarrierRCU>(
+            capacity: 1, maximumCapacity: 2, requestBudget: 10, cleanupExecutor: nil, reclamation: DoubleBounce(),
+            recorder: recorder, growth: growth)
+        let first = try table.create(maxRequests: 1, atomicReferences: true)
+        parkNext.store(true, ordering: .relaxed)
+        let reader = JoinableThread(name: "reader") { _ = table.lookup(first) }
+        parked.wait()
+        _ = try table.create(maxRequests: 1, atomicReferences: true)
+        resume.signal()
+        reader.join()
+        for id in table.liveContexts { try table.destroy(id) }
+        #expect(eventually(seconds: 60) { table.statistics.live == 0 && table.statistics.pendingFrees == 0 })
+        let capacities = capacities(from: 1, to: 2)
+        let final = GrowthFinalState(table: table, recorder: recorder, contexts: 2, capacities: capacities)
+        recorder.forgetContexts()
+        return RecordedRun(entries: recorder.trace, final: final, capacities: capacities)
+    }
+
+    /// ``CopySlotsOutsideTableLock`` losing a publish: between its copy of
+    /// a full table of two slots and its publish of the larger one, the
+    /// second context is destroyed and a third created in its slot; the
+    /// larger table keeps the second. A lookup of the third then misses.
+    static func copyLosesPublish() throws -> RecordedRun {
+        let recorder = LifecycleTraceRecorder(keepsContexts: true)
+        let growth = CopySlotsOutsideTableLock()
+        let table = ContextTable<MembarrierRCU>(
+            capacity: 2, maximumCapacity: 4, requestBudget: 10, cleanupExecutor: nil, reclamation: DoubleBounce(),
+            recorder: recorder, growth: growth)
+        _ = try table.create(maxRequests: 1, atomicReferences: true)
+        let second = try table.create(maxRequests: 1, atomicReferences: true)
+        let lost = Mutex<ContextLease<MembarrierRCU>?>(nil)
+        growth.betweenCopyAndPublish {
+            try? table.destroy(second)
+            guard let id = try? table.create(maxRequests: 1, atomicReferences: true) else { return }
+            lost.withLock { $0 = table.lookup(id) }
+        }
+        _ = try table.create(maxRequests: 1, atomicReferences: true)
+        guard let lease = lost.withLock({ $0.take() }) else { throw ConformanceFailure("no context created during the copy") }
+        // The lookup a user would make: it misses (recorded, LookupMiss).
+        if let found = table.lookup(lease.id) {
+            _ = consume found
+            Issue.record("the control should lose the context created during its copy")
+        }
+        // Destroying it clears its slot of the larger table, where the
+        // destroyed context the copy kept would be reached after its free.
+        try table.destroy(lease)
+        _ = consume lease
+        for id in table.liveContexts { try table.destroy(id) }
+        #expect(eventually(seconds: 60) { table.statistics.live == 0 && table.statistics.pendingFrees == 0 })
+        let capacities = capacities(from: 2, to: 4)
+        let final = GrowthFinalState(table: table, recorder: recorder, contexts: 4, capacities: capacities)
+        recorder.forgetContexts()
+        return RecordedRun(entries: recorder.trace, final: final, capacities: capacities)
+    }
+
+    /// ``CopySlotsOutsideTableLock`` losing an unpublish: the only context
+    /// of a table of one slot is destroyed between the copy and the
+    /// publish, and stays in the larger table. The slot is cleared by hand
+    /// before anything can look it up (its context is freed after a grace
+    /// period); that clearing is not recorded, so the final state is not
+    /// compared.
+    static func copyLosesUnpublish() throws -> RecordedRun {
+        let recorder = LifecycleTraceRecorder()
+        let growth = CopySlotsOutsideTableLock()
+        let table = ContextTable<MembarrierRCU>(
+            capacity: 1, maximumCapacity: 2, requestBudget: 10, cleanupExecutor: nil, reclamation: DoubleBounce(),
+            recorder: recorder, growth: growth)
+        let first = try table.create(maxRequests: 1, atomicReferences: true)
+        growth.betweenCopyAndPublish { try? table.destroy(first) }
+        let second = try table.create(maxRequests: 1, atomicReferences: true)
+        let kept = table.withTableLock { () -> Bool in
+            let slots = table.table.dereferenceProtected(by: true)!
+            defer { slots.unpublish(first.slot) }
+            return slots.occupant(ofSlot: first.slot) != nil
+        }
+        #expect(kept, "the control should keep the context destroyed during its copy")
+        try table.destroy(second)
+        #expect(eventually(seconds: 60) { table.statistics.live == 0 && table.statistics.pendingFrees == 0 })
+        return RecordedRun(entries: recorder.trace, final: nil, capacities: capacities(from: 1, to: 2))
+    }
+
+    @Test("negative controls: an old table freed under a reader, a copy that loses an update, are rejected")
+    func negativeControls() async throws {
+        let directory = try traceDirectory("growth-controls")
+        let runs: [(String, Result<RecordedRun, any Error>)] = await offPool {
+            [
+                ("Growth_reader_across_growth", Result { try Self.readerAcrossGrowth(growth: GrowUnderTableLock()) }),
+                ("Growth_old_table_freed_at_once",
+                 Result { try Self.readerAcrossGrowth(growth: FreeOldTableWithoutGracePeriod()) }),
+                ("Growth_copy_loses_publish", Result { try Self.copyLosesPublish() }),
+                ("Growth_copy_loses_unpublish", Result { try Self.copyLosesUnpublish() }),
+            ]
+        }
+        for (name, run) in runs { try run.get().module(named: name).write(to: directory) }
+        let verdicts = try checkTraces(in: directory)
+        for name in verdicts.keys.sorted() { print("trace validation (growth controls): \(verdicts[name]!.line)") }
+        func line(_ name: String) -> String { verdicts[name]?.line ?? "no verdict for \(name)" }
+        #expect(verdicts["Growth_reader_across_growth"]?.accepted == true, "\(line("Growth_reader_across_growth"))")
+        for (name, event) in [
+            ("Growth_old_table_freed_at_once", "TableFreed"), ("Growth_copy_loses_publish", "LookupMiss"),
+            ("Growth_copy_loses_unpublish", "CreatePublish"),
+        ] {
+            #expect(verdicts[name]?.accepted == false, "\(line(name))")
+            #expect(line(name).contains("\"\(event)\""), "rejected elsewhere than at \(event): \(line(name))")
+        }
+    }
+}
+}
