@@ -1,4 +1,7 @@
 import ContextTable
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import URCU
 
@@ -24,9 +27,12 @@ package struct FreeOldTableWithoutGracePeriod: TableGrowth {
 /// The bug `Lifecycle_TableGrowthLosesSlot`: the slots are copied before the
 /// table lock is taken, so a publish or an unpublish between the copy and
 /// the switch is lost. `betweenCopyAndPublish` runs such updates, once, in
-/// that window.
+/// that window; `pausing` holds every growth there for 1 ms, so that
+/// other threads' updates fall into it by chance (random runs).
 package final class CopySlotsOutsideTableLock: TableGrowth {
-    package init() {}
+    private let pausing: Bool
+
+    package init(pausing: Bool = false) { self.pausing = pausing }
 
     private let interleaved = Mutex<(@Sendable () -> Void)?>(nil)
 
@@ -38,6 +44,7 @@ package final class CopySlotsOutsideTableLock: TableGrowth {
         let larger = table.makeLargerTable(than: full)
         larger.copySlots(from: full)
         interleaved.withLock { $0.take() }?()
+        if pausing { usleep(1_000) }
         table.withTableLock {
             guard table.isCurrent(full) else { return }
             table.install(larger, replacing: full)
