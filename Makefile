@@ -128,7 +128,7 @@ bench: deps
 # Also random runs of a table growing from 1 slot to 8 under lookups
 # (GrowthTraceValidationTests, TraceTableGrowth.tla: every trace must be
 # accepted) and of a copy outside the table lock (CopySlotsOutsideTableLock,
-# pausing 1 ms in its window: at least one run in three must be rejected;
+# pausing 1 ms in its window: at least one run in five must be rejected;
 # make test checks the growth bugs in scripted runs only).
 TRACE_RUNS ?= 100
 TRACE_BUGGY_RUNS ?= 30

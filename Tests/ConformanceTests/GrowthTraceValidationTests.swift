@@ -328,7 +328,8 @@ struct GrowthTraceValidationTests {
     /// ``CopySlotsOutsideTableLock``, pausing between its copy and its
     /// publish, in random runs like those above, with no scripted schedule:
     /// another thread's create or destroy falls into the window by chance,
-    /// and is lost. Only in `make trace-power` (`TRACE_GROWTH_BUGGY_RUNS`).
+    /// and is lost. At least one run in five must be rejected. Only in
+    /// `make trace-power` (`TRACE_GROWTH_BUGGY_RUNS`).
     @Test(
         "random runs of a copy outside the table lock are rejected",
         .enabled(if: Conformance.TraceValidationTests.sampleSize("TRACE_GROWTH_BUGGY_RUNS", default: 0) > 0))
@@ -359,7 +360,9 @@ struct GrowthTraceValidationTests {
             """)
         for verdict in rejected.map(\.line).sorted() { print("  \(verdict)") }
         #expect(verdicts.count == runs)
-        #expect(rejected.count * 3 >= runs, "only \(rejected.count) of \(runs) runs of the bug rejected")
+        // Measured: 12 of 30 rejected (a run whose window caught no
+        // destroy, or whose loss nothing observed later, is a behaviour).
+        #expect(rejected.count * 5 >= runs, "only \(rejected.count) of \(runs) runs of the bug rejected")
     }
 
     // MARK: Negative controls
