@@ -68,8 +68,10 @@ VARIABLES n, pending, gpMayStart, nested
 
 traceVars == <<vars, n, pending, gpMayStart, nested>>
 
-(* Contexts are numbered in the records; 0 is none.                        *)
-Ctx(c) == IF c = 0 THEN NoContext ELSE c
+(* Contexts are the numbers 1..N in the records, 0 none: the generated    *)
+(* configurations set Contexts to 1..N and NoContext to 0 (TLC compares no *)
+(* number with TableGrowth's "none").                                      *)
+ASSUME NoContext = 0
 
 InSection(t) == t \in rcuReaders[TableFlavor]
 
@@ -127,7 +129,7 @@ LoadSlot(t, s, c) ==
     /\ LET k == reader[t].table
            found == IF s + 1 \in Slots(k) THEN slots[k][s + 1] ELSE NoContext
        IN /\ tableState[k] # "freed"
-          /\ found = Ctx(c)
+          /\ found = c
           /\ reader' = [reader EXCEPT ![t].phase = "slot", ![t].table = NoTable,
                                       ![t].found = found]
     /\ UNCHANGED <<ctxState, slotOf, tableVars, rcuVars, nested>>
