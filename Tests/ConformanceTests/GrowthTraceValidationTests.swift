@@ -154,19 +154,27 @@ struct GrowthTraceValidationTests {
 
         func count(_ action: String) -> Int { entries.filter { $0.step.action == action }.count }
 
-        /// Lookups whose read section (recorded just inside the real one)
-        /// overlapped a growth's step: the readers a growth's free must
-        /// wait for, if the growth came while they were inside.
-        var lookupsAcrossGrowths: Int {
+        /// Read sections (a lookup's, or one of the caller's around its
+        /// lookups; recorded just inside the real ones) that overlapped a
+        /// growth's step: the readers the old table's free must wait for,
+        /// if the growth came while they were inside.
+        var readSectionsAcrossGrowths: Int {
             let growths = entries.filter { $0.step.action == "TableGrown" }
-            var open: [String: Int] = [:], count = 0
+            var outermost: [String: (begin: Int, depth: Int)] = [:], count = 0
             for entry in entries.sorted(by: { $0.end! < $1.end! }) {
                 guard let thread = entry.thread else { continue }
                 switch entry.event {
-                case .lookupReadLock: open[thread] = entry.begin
-                case .lookupReadUnlock:
-                    guard let begin = open.removeValue(forKey: thread) else { continue }
-                    if growths.contains(where: { $0.begin < entry.end! && begin < $0.end! }) { count += 1 }
+                case .lookupReadLock, .callerReadSection(entered: true):
+                    let open = outermost[thread]
+                    outermost[thread] = (open?.begin ?? entry.begin, (open?.depth ?? 0) + 1)
+                case .lookupReadUnlock, .callerReadSection(entered: false):
+                    guard let open = outermost[thread] else { continue }
+                    if open.depth > 1 {
+                        outermost[thread] = (open.begin, open.depth - 1)
+                        continue
+                    }
+                    outermost[thread] = nil
+                    if growths.contains(where: { $0.begin < entry.end! && open.begin < $0.end! }) { count += 1 }
                 default: break
                 }
             }
@@ -201,19 +209,31 @@ struct GrowthTraceValidationTests {
         runThreads(threads) { index in
             Conformance.TraceValidationTests.asReader(Flavor.self) {
                 var random = SplitMix(seed: seed &* 1_000_003 &+ UInt64(index))
-                // The last thread only looks up, from the first create on:
-                // lookups across the growths, which come with the first
-                // few creates.
+                // The last thread only looks up, from the first create on,
+                // three lookups at a time inside a read section of its own
+                // (QSBR's lasts until the quiescent state anyway): readers
+                // across the growths, which come with the first few creates
+                // and whose frees must wait for them.
                 let looksUpOnly = index == threads - 1
                 ready.increment()
                 if ready.value == threads { start.open() }
                 start.wait()
                 while looksUpOnly && known.withLock({ $0.isEmpty }) && creatorsDone.value < threads - 1 { sched_yield() }
                 defer { if !looksUpOnly { creatorsDone.increment() } }
-                for _ in 0..<operations {
+                for _ in 0..<(looksUpOnly ? operations / 2 : operations) {
                     if Int.random(in: 0..<8, using: &random) == 0 { sched_yield() }
                     let someID = known.withLock { $0.randomElement(using: &random) }
-                    switch looksUpOnly ? 5 : Int.random(in: 0..<10, using: &random) {
+                    if looksUpOnly {
+                        let lookUp = {
+                            for _ in 0..<3 {
+                                if let id = known.withLock({ $0.randomElement(using: &random) }) { _ = table.lookup(id) }
+                            }
+                        }
+                        if Flavor.self == QuiescentStateRCU.self { lookUp() } else { recorder.readSection(Flavor.self, lookUp) }
+                        Conformance.TraceValidationTests.quiescentState(Flavor.self, recorder)
+                        continue
+                    }
+                    switch Int.random(in: 0..<10, using: &random) {
                     case 0..<4:
                         creates.increment()
                         if let id = try? table.create(maxRequests: 1, atomicReferences: true) {
@@ -306,7 +326,7 @@ struct GrowthTraceValidationTests {
             #expect(run.count("TableGrown") == 3, "run \(seed) grew \(run.count("TableGrown")) times")
             #expect(run.count("TableFreed") == 3, "run \(seed) freed \(run.count("TableFreed")) old tables")
             growths += run.count("TableGrown")
-            acrossGrowths += run.lookupsAcrossGrowths
+            acrossGrowths += run.readSectionsAcrossGrowths
             let module = run.module(named: "Growth_\(String(format: "%03d", seed))")
             records += module.records.count
             try module.write(to: directory)
@@ -315,7 +335,7 @@ struct GrowthTraceValidationTests {
         let verdicts = try checkTraces(in: directory)
         print("""
             trace validation (growth): \(verdicts.values.filter { !$0.accepted }.count)/\(runs) traces rejected, \
-            \(records) records, \(growths) growths, \(acrossGrowths) lookups' sections overlapping a growth; \
+            \(records) records, \(growths) growths, \(acrossGrowths) read sections overlapping a growth; \
             runs \(String(format: "%.1f", recorded.timeIntervalSince(started))) s, \
             TLC \(String(format: "%.1f", Date().timeIntervalSince(recorded))) s
             """)
