@@ -12,6 +12,7 @@
 (*                              state satisfying GrowthIndInv /\ TypeOK,   *)
 (*                              reachable or not, and checks them on all   *)
 (*                              their successors.                          *)
+(*   TableGrowthIndInvWide*.cfg the same two checks with three tables.     *)
 (*                                                                         *)
 (* As in LifecycleIndInv.tla, GrowthIndInv binds each variable from a      *)
 (* bounded set before constraining it, so that TLC can enumerate it.       *)
@@ -116,6 +117,9 @@ GrowthIndInv ==
           /\ id \notin rcuCallbacks[TableFlavor].ready
           /\ id \in rcuCallbacks[TableFlavor].waiting =>
                 t \in rcuGp[TableFlavor].waitFor
+
+(* Tables of 1, 2 and 3 slots: two growths, two replaced tables at once.  *)
+WideCapacities == <<1, 2, 3>>
 
 (* GrowthIndInv binds every variable; TypeOK comes after it.               *)
 IndInit == GrowthIndInv /\ TypeOK
