@@ -27,7 +27,7 @@
 (*    syncEnd, the switch's exactly while the switch is in flight;         *)
 (*  - the RCU fact behind the plain get: a thread that loaded the region   *)
 (*    did so before the unpublish, so the synchronize's grace period waits *)
-(*    for it, and no loader is left once the table's reference is put.     *)
+(*    for it, and no loader is left once the synchronize has returned.   *)
 (***************************************************************************)
 EXTENDS MCMemoryRegion, FiniteSets
 
@@ -37,9 +37,11 @@ Loaders(r) == {t \in Threads : Loading(t, r)}
 StepOf(name) == CHOOSE i \in 1..Len(Order) : Order[i] = name
 
 Registered(r) == regionState[r] # "unused"
-Deregistering(r) == regionState[r] \in {"deregistering", "timedOut", "freed"}
-(* Deregistration steps done (Order[step[r]] is the next one).             *)
-Past(r, name) == Deregistering(r) /\ step[r] > StepOf(name)
+DeregistrationStarted(r) ==
+    regionState[r] \in {"deregistering", "timedOut", "freed"}
+(* r's deregistration has taken the step called name (Order[step[r]] is   *)
+(* the next one).                                                          *)
+Past(r, name) == DeregistrationStarted(r) /\ step[r] > StepOf(name)
 
 (* ref[r], given the mode its registration chose and whether the switch   *)
 (* the kill started has been confirmed.                                    *)
@@ -63,14 +65,7 @@ DueCallbacks ==
 
 FlavorOfCallback(id) == IF id[1] = "sync" THEN TableFlavor ELSE RefFlavor
 
-(* The RCU callback queues with exactly the callbacks ids pending, each in *)
-(* its own flavor, at any stage.                                           *)
-CallbackLayouts(ids) ==
-    {[f \in Flavors |->
-        [queued |-> {id \in ids : FlavorOfCallback(id) = f /\ stage[id] = "queued"},
-         waiting |-> {id \in ids : FlavorOfCallback(id) = f /\ stage[id] = "waiting"},
-         ready |-> {id \in ids : FlavorOfCallback(id) = f /\ stage[id] = "ready"}]]
-     : stage \in [ids -> {"queued", "waiting", "ready"}]}
+RCUInv == INSTANCE RCUIndInv
 
 RegionIndInv ==
     \* The registration and the deregistration's progress.
@@ -78,7 +73,8 @@ RegionIndInv ==
     /\ step \in [Regions -> 1..Len(Order)]
     /\ \A r \in Regions :
           /\ regionState[r] \in {"unused", "live"} => step[r] = 1
-          /\ regionState[r] \in {"timedOut", "freed"} => Order[step[r]] = "wait"
+          /\ regionState[r] \in {"timedOut", "freed"} =>
+                Order[step[r]] = "wait"
     /\ published = [r \in Regions |-> Registered(r) /\ ~Past(r, "unpublish")]
     /\ dependents \in [Regions -> 0..MaxDependents]
     /\ cleaned = [r \in Regions |-> Past(r, "dropDependents")]
@@ -89,7 +85,8 @@ RegionIndInv ==
     \* once the grace period has ended; a holder's reference is counted.
     /\ reader \in [Threads -> ReaderStates]
     /\ \A t \in Threads : reader[t] # Idle =>
-          regionState[reader[t].region] \in {"live", "deregistering", "timedOut"}
+          regionState[reader[t].region] \in
+              {"live", "deregistering", "timedOut"}
     /\ \A r \in Regions : Loaders(r) # {} => ~Past(r, "syncEnd")
     /\ rcuReaders = [f \in Flavors |->
                        IF f = TableFlavor
@@ -104,17 +101,11 @@ RegionIndInv ==
           /\ released[r] => ref[r].releases = 1
           /\ regionState[r] = "freed" => released[r]
     \* RCU: the pending callbacks and the grace periods covering them.
-    /\ rcuCallbacks \in CallbackLayouts(DueCallbacks)
-    /\ rcuGp \in [Flavors -> [active: BOOLEAN, waitFor: SUBSET Threads]]
-    /\ \A f \in Flavors :
-          /\ rcuGp[f].active <=> rcuCallbacks[f].waiting # {}
-          /\ rcuGp[f].waitFor \subseteq rcuReaders[f]
-          /\ ~rcuGp[f].active => rcuGp[f].waitFor = {}
+    /\ RCUInv!CallbacksPending(DueCallbacks, FlavorOfCallback)
+    /\ RCUInv!GracePeriodsMatchCallbacks
     \* The synchronize waits for every thread that loaded the region.
     /\ \A r \in Regions : \A t \in Loaders(r) :
-          /\ <<"sync", r>> \notin rcuCallbacks[TableFlavor].ready
-          /\ <<"sync", r>> \in rcuCallbacks[TableFlavor].waiting
-                => t \in rcuGp[TableFlavor].waitFor
+          RCUInv!HoldsUp(t, TableFlavor, <<"sync", r>>)
 
 (* RegionIndInv binds every variable; TypeOK comes after it.               *)
 IndInit == RegionIndInv /\ TypeOK

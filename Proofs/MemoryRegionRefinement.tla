@@ -32,7 +32,8 @@ AbstractObj ==
           [] OTHER -> "retired"]
 
 AbstractHolders ==
-    [r \in Regions |-> {t \in Threads : reader[t] # Idle /\ reader[t].region = r}]
+    [r \in Regions |->
+        {t \in Threads : reader[t] # Idle /\ reader[t].region = r}]
 
 ReleaseDue(r) == ref[r].releases > 0 /\ ~released[r]
 

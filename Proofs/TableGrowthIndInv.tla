@@ -41,13 +41,7 @@ DueCallbacks ==
     {<<"ctx", c>> : c \in {x \in Contexts : ctxState[x] = "dead"}}
     \cup {<<"table", k>> : k \in {x \in TableIds : tableState[x] = "retired"}}
 
-(* The callback queue with exactly the callbacks ids pending, at any stage. *)
-CallbackLayouts(ids) ==
-    {[f \in {TableFlavor} |->
-        [queued |-> {id \in ids : stage[id] = "queued"},
-         waiting |-> {id \in ids : stage[id] = "waiting"},
-         ready |-> {id \in ids : stage[id] = "ready"}]]
-     : stage \in [ids -> {"queued", "waiting", "ready"}]}
+RCUInv == INSTANCE RCUIndInv WITH Flavors <- {TableFlavor}
 
 (* The callbacks that free what reader t may still read.                   *)
 HeldUpBy(t) ==
@@ -107,16 +101,11 @@ GrowthIndInv ==
                 ctxState[reader[t].found] \in {"live", "dead"}
     \* RCU: the readers, the pending callbacks, the grace period.
     /\ rcuReaders = [f \in {TableFlavor} |-> Readers]
-    /\ rcuCallbacks \in CallbackLayouts(DueCallbacks)
-    /\ rcuGp \in [{TableFlavor} -> [active: BOOLEAN, waitFor: SUBSET Threads]]
-    /\ rcuGp[TableFlavor].active <=> rcuCallbacks[TableFlavor].waiting # {}
-    /\ rcuGp[TableFlavor].waitFor \subseteq Readers
-    /\ ~rcuGp[TableFlavor].active => rcuGp[TableFlavor].waitFor = {}
+    /\ RCUInv!CallbacksPending(DueCallbacks, LAMBDA id : TableFlavor)
+    /\ RCUInv!GracePeriodsMatchCallbacks
     \* A reader holds up the free of everything it may still read.
     /\ \A t \in Readers : \A id \in HeldUpBy(t) :
-          /\ id \notin rcuCallbacks[TableFlavor].ready
-          /\ id \in rcuCallbacks[TableFlavor].waiting =>
-                t \in rcuGp[TableFlavor].waitFor
+          RCUInv!HoldsUp(t, TableFlavor, id)
 
 (* Tables of 1, 2 and 3 slots: two growths, two replaced tables at once.  *)
 WideCapacities == <<1, 2, 3>>
