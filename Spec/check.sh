@@ -78,6 +78,7 @@ checks=(
     "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_NoSynchronize|refinement:FreedWhenUnreachable|off"
     "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_PutBeforeGracePeriod|refinement:FreedWhenUnreachable|off"
     "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_IsZeroShortcut|refinement:FreedWhenUnreachable|off"
+    "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_PutBeforeGracePeriodKernelPercpu|pass|on"
     "Proofs|MemoryRegionIndInv|MemoryRegionIndInvBase|pass|on"
     "Proofs|MemoryRegionIndInv|MemoryRegionIndInv|pass|on"
     "Proofs|MemoryRegionIndInv|MemoryRegionIndInvWideBase|pass|on"
