@@ -69,6 +69,21 @@ checks=(
     "Proofs|LifecycleIndInv|LifecycleIndInv|pass|on"
     "Proofs|LifecycleIndInv|LifecycleIndInvWideBase|pass|on"
     "Proofs|LifecycleIndInv|LifecycleIndInvWide|pass|on"
+    "Proofs|TableGrowthRefinement|TableGrowthRefinement|pass|on"
+    "Proofs|TableGrowthRefinement|TableGrowthRefinement_OldTableFreedWithoutGracePeriod|refinement:FreedWhenUnreachable|off"
+    "Proofs|TableGrowthIndInv|TableGrowthIndInvBase|pass|on"
+    "Proofs|TableGrowthIndInv|TableGrowthIndInv|pass|on"
+    "Proofs|TableGrowthIndInv|TableGrowthIndInvWideBase|pass|on"
+    "Proofs|TableGrowthIndInv|TableGrowthIndInvWide|pass|on"
+    "Proofs|MemoryRegionRefinement|MemoryRegionRefinement|pass|on"
+    "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_NoSynchronize|refinement:FreedWhenUnreachable|off"
+    "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_PutBeforeGracePeriod|refinement:FreedWhenUnreachable|off"
+    "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_IsZeroShortcut|refinement:FreedWhenUnreachable|off"
+    "Proofs|MemoryRegionRefinement|MemoryRegionRefinement_PutBeforeGracePeriodKernelPercpu|pass|on"
+    "Proofs|MemoryRegionIndInv|MemoryRegionIndInvBase|pass|on"
+    "Proofs|MemoryRegionIndInv|MemoryRegionIndInv|pass|on"
+    "Proofs|MemoryRegionIndInv|MemoryRegionIndInvWideBase|pass|on"
+    "Proofs|MemoryRegionIndInv|MemoryRegionIndInvWide|pass|on"
 )
 
 # The names listed under PROPERTIES in a config.
