@@ -26,6 +26,11 @@ import Glibc
 ///   fold), and the sum at a switch (``collect(_:)``) empties both.
 /// - Once a switch has collected, the offset stays zero everywhere until
 ///   the ref is back in percpu mode: no thread counts on it in atomic mode.
+///
+/// Per thread: its QSBR online area (`curcu_thread_counting` in CURCU) is
+/// zero or its area, and nonzero only while the thread is an online QSBR
+/// reader; a QSBR get or put with read-side checks counts on its fast path
+/// only with it nonzero.
 @usableFromInline
 package enum CounterAreas {
     /// The distance between two refs' counters in an area.
@@ -67,6 +72,18 @@ package enum CounterAreas {
     @inlinable
     @inline(__always)
     static var callingThreadArea: UInt { curcu_thread_counter_area_get() }
+
+    /// The calling thread's area if it is an online QSBR reader that has
+    /// counted on a QSBR ref since it went online, or zero (the QSBR flavor
+    /// zeroes it whenever the thread goes offline or unregisters).
+    @inlinable
+    @inline(__always)
+    static var callingThreadQSBROnlineArea: UInt { curcu_qsbr_online_counter_area_get() }
+
+    /// Lets the fast path of QSBR refs find the calling thread's area, once
+    /// the caller has checked that the thread is online.
+    @usableFromInline
+    static func rememberCallingThreadOnline() { curcu_qsbr_online_counter_area_set(callingThreadArea) }
 
     /// The calling thread's area, assigned on first use.
     @usableFromInline
@@ -200,6 +217,7 @@ package enum CounterAreas {
         let area = callingThreadArea
         guard area != 0 else { return }
         curcu_thread_counter_area_set(0)
+        curcu_qsbr_online_counter_area_set(0)
         ForkGuard.excludingFork {
             state.withLock { state in
                 for index in 0..<state.nextOffset {
