@@ -92,7 +92,7 @@ struct Row {
 nonisolated(unsafe) var rows: [Row] = []  // written by the main thread only
 
 /// `urcu-bench GROUP...` runs only the named groups (read, locks, call, ref,
-/// scale).
+/// scale, exit).
 let groups = Set(CommandLine.arguments.dropFirst())
 
 func selected(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
@@ -398,6 +398,25 @@ if selected("scale") {
         report("PercpuRef<memb> get+put aggregate (wall ns / pair), \(threads) threads", median(times[index]),
                ratio: index == 0 ? nil : median(ratios[index]), baselineName: "2 threads")
     }
+}
+
+if selected("exit") {
+    // Short-lived threads: each starts, takes and drops a reference and
+    // exits, folding its counters; with the few refs made so far, then
+    // with 100,000 more alive (refs' offsets are process-wide: the many
+    // cannot come first). Wall time per thread, ratio to the few.
+    let ref = PercpuRef<MembarrierRCU> {}
+    func shortLivedThreadNanoseconds(using ref: PercpuRef<MembarrierRCU>) -> Double {
+        let threads = 200
+        let start = monotonicSeconds()
+        for _ in 0..<threads { JoinableThread { ref.get(); ref.put() }.join() }
+        return (monotonicSeconds() - start) / Double(threads) * 1e9
+    }
+    let fewRefs = median((0..<5).map { _ in shortLivedThreadNanoseconds(using: ref) })
+    let manyRefs = (0..<100_000).map { _ in PercpuRef<MembarrierRCU> {} }
+    let withManyRefs = median((0..<5).map { _ in shortLivedThreadNanoseconds(using: manyRefs[manyRefs.count / 2]) })
+    report("PercpuRef short-lived thread (start, get+put, exit), few refs", fewRefs)
+    report("PercpuRef short-lived thread, 100,000 refs alive", withManyRefs, ratio: withManyRefs / fewRefs, baselineName: "few refs")
 }
 
 func machineDescription() -> String {
