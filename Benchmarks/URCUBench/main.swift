@@ -401,22 +401,22 @@ if selected("scale") {
 }
 
 if selected("exit") {
-    // Short-lived threads: each starts, takes and drops a reference and
-    // exits, folding its counters; with the few refs made so far, then
-    // with 100,000 more alive (refs' offsets are process-wide: the many
-    // cannot come first). Wall time per thread, ratio to the few.
-    let ref = PercpuRef<MembarrierRCU> {}
-    func shortLivedThreadNanoseconds(using ref: PercpuRef<MembarrierRCU>) -> Double {
-        let threads = 200
-        let start = monotonicSeconds()
-        for _ in 0..<threads { JoinableThread { ref.get(); ref.put() }.join() }
-        return (monotonicSeconds() - start) / Double(threads) * 1e9
-    }
-    let fewRefs = median((0..<5).map { _ in shortLivedThreadNanoseconds(using: ref) })
-    let manyRefs = (0..<100_000).map { _ in PercpuRef<MembarrierRCU> {} }
-    let withManyRefs = median((0..<5).map { _ in shortLivedThreadNanoseconds(using: manyRefs[manyRefs.count / 2]) })
-    report("PercpuRef short-lived thread (start, get+put, exit), few refs", fewRefs)
-    report("PercpuRef short-lived thread, 100,000 refs alive", withManyRefs, ratio: withManyRefs / fewRefs, baselineName: "few refs")
+    // Short-lived threads in a process with 100,000 refs: each starts,
+    // takes and drops a reference and exits, folding its counters; against
+    // threads that start, read under memb (registering, as a get does)
+    // and exit without counting, in interleaved rounds. ns per thread.
+    let refs = (0..<100_000).map { _ in PercpuRef<MembarrierRCU> {} }
+    let ref = refs[refs.count / 2]
+    let threads = 100
+    compare(
+        Case(name: "short-lived thread (memb read section, exit)", threads: 1, iterations: threads) { n in
+            for _ in 0..<n { JoinableThread { MembarrierRCU.read { _ in } }.join() }
+        },
+        [
+            Case(name: "PercpuRef short-lived thread (get+put, exit), 100,000 refs", threads: 1, iterations: threads) { n in
+                for _ in 0..<n { JoinableThread { ref.get(); ref.put() }.join() }
+            },
+        ], baselineName: "memb read")
 }
 
 func machineDescription() -> String {
