@@ -62,7 +62,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// ``_leafRead(_:)`` for a body that makes the online check itself, on
     /// every path: PercpuRef's get and put, whose fast path finds it in the
     /// same thread-local load as the thread's counter area
-    /// (`curcu_thread_counting.qsbr_online_area`, which ``goOffline()`` and
+    /// (`curcu_thread_counting.qsbr_online_area`, which going offline and
     /// every unregistration zero), and whose other paths call
     /// ``_requireOnline()``.
     @inlinable
