@@ -318,6 +318,58 @@ struct MemoryRegionTraceTests {
         }
     }
 
+    /// A reader looks the region up inside a read section of its own and
+    /// stays there, holding its reference, until the deregistration has
+    /// recorded `SyncStart`, then 50 ms more; then it puts and leaves. The
+    /// deregistration's synchronize must wait for that section: a
+    /// deregistration that records `SyncEnd` first (a synchronize that does
+    /// not wait for the table's readers) is rejected there. The reader's
+    /// reference keeps the count above zero throughout, so such a bug shows
+    /// in the trace, not as a crash. Over ``MembarrierRCU``, count atomic.
+    static func readerAcrossSynchronize() throws -> RegionTraceModule {
+        let recorder = MemoryRegionTraceRecorder()
+        let table = MemoryRegionTable<MembarrierRCU>(
+            capacity: 1, deregistrationTimeout: 10, teardown: SynchronizeThenDrop(), recorder: recorder)
+        let region = try table.register(length: 16, atomicCount: true)
+        let syncStart = RegionTraceEvent.region(.deregistrationStep(region.key, "syncStart"))
+        let inside = Latch()
+        let reader = JoinableThread(name: "reader") {
+            recorder.nameCurrentThread("reader")
+            recorder.readSection(MembarrierRCU.self) {
+                guard let reference = table.lookup(region.key) else { return }
+                inside.open()
+                let started = eventually(seconds: 60) {
+                    recorder.recordedSoFar.contains { $0.event == syncStart && $0.end != nil }
+                }
+                #expect(started, "the deregistration did not reach its synchronize")
+                // Time for a deregistration that does not wait for this
+                // section to get ahead of it.
+                usleep(50_000)
+                reference.put()
+            }
+        }
+        #expect(inside.wait(seconds: 60))
+        let deregistered = Latch()
+        let deregistration = JoinableThread(name: "deregistration") {
+            if (try? table.deregister(region)) != nil { deregistered.open() }
+        }
+        reader.join()
+        deregistration.join()
+        #expect(deregistered.isOpen)
+        return RegionTraceModule(name: "Scripted_reader_across_synchronize", entries: recorder.trace, table: table, regions: [region])
+    }
+
+    @Test("a reader's own read section across the deregistration's synchronize: accepted")
+    func scriptedReaderAcrossSynchronize() async throws {
+        let directory = try traceDirectory("regions-scripted")
+        let started = Date()
+        let module = try await offPool { Result { try Self.readerAcrossSynchronize() } }.get()
+        try module.write(to: directory)
+        let verdicts = try Self.verdicts(in: directory, events: module.entries.count, since: started, label: "scripted")
+        let verdict = verdicts[module.name]
+        #expect(verdict?.accepted == true, "\(verdict?.line ?? "no verdict")\nrerun: Spec/check-traces.sh \(directory.path) \(module.name)")
+    }
+
     /// The orders `Spec/MemoryRegion.tla` refutes, each in random runs like
     /// those above (with percpu counts), are rejected where the
     /// deregistration first leaves `Order`.
