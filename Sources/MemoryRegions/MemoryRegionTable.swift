@@ -120,9 +120,14 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
         let found = Flavor.read { section -> MemoryRegion<Flavor>? in
             recorder.step(.lookupReadLock) {}
             defer { recorder.step(.lookupReadUnlock) {} }
-            let loaded = recorder.step { () -> (MemoryRegion<Flavor>?, MemoryRegionEvent?) in
-                let region = slots[key.slot].region.dereference(in: section, { $0 })
-                return region?.key == key ? (region, .lookupLoad(key)) : (nil, .lookupMiss(key))
+            var loaded: MemoryRegion<Flavor>?
+            recorder.step {
+                loaded = slots[key.slot].region.dereference(in: section, { $0 })
+                guard loaded?.key == key else {
+                    loaded = nil
+                    return .lookupMiss(key)
+                }
+                return .lookupLoad(key)
             }
             guard let region = loaded else { return nil }
             lookupLoaded?(region)
@@ -156,9 +161,9 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     public func deregister(_ region: MemoryRegion<Flavor>) throws(MemoryRegionError) {
         if let steps = beginDeregistration(of: region) {
             if teardown.synchronizes {
-                steps.take("syncStart") {}
+                steps.take(.syncStart) {}
                 Flavor.synchronize()
-                steps.take("syncEnd") {}
+                steps.take(.syncEnd) {}
             }
             if finishDroppingReferences(steps) { return }
         }
@@ -172,9 +177,9 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     public func deregister(_ region: MemoryRegion<Flavor>) async throws(MemoryRegionError) {
         if let steps = beginDeregistration(of: region) {
             if teardown.synchronizes {
-                steps.take("syncStart") {}
+                steps.take(.syncStart) {}
                 await Flavor.synchronize()
-                steps.take("syncEnd") {}
+                steps.take(.syncEnd) {}
             }
             if finishDroppingReferences(steps) { return }
         }
@@ -194,9 +199,8 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
         if Flavor.isInReadSection {
             rcuMisuse("MemoryRegionTable: deregister() of region \(region.key) inside a read section of \(Flavor.name); its grace period would wait for itself")
         }
-        let firstTime = recorder.step { () -> (Bool, MemoryRegionEvent?) in
-            (region.beginDeregistration(), .deregistrationClaimed(region.key))
-        }
+        var firstTime = false
+        recorder.step(.deregistrationClaimed(region.key)) { firstTime = region.beginDeregistration() }
         guard firstTime else { return nil }
         let steps = TeardownSteps(table: self, region: region)
         teardown.beforeGracePeriod(steps)
@@ -219,10 +223,12 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     /// wait that gives up is the spec's `Timeout` (recorded around the
     /// wait, where it gave up: a release just after must not precede it).
     private func waitForRelease(of region: MemoryRegion<Flavor>) -> Bool {
-        recorder.step { () -> (Bool, MemoryRegionEvent?) in
-            let released = region.released.wait(seconds: deregistrationTimeout)
-            return (released, released ? nil : .timedOut(region.key))
+        var released = false
+        recorder.step {
+            released = region.released.wait(seconds: deregistrationTimeout)
+            return released ? nil : .timedOut(region.key)
         }
+        return released
     }
 
     private func finishDeregistration(of region: MemoryRegion<Flavor>, released: Bool) throws(MemoryRegionError) {

@@ -22,9 +22,8 @@ package enum MemoryRegionEvent: Equatable, Sendable {
     case adopted(MemoryRegionKey)
     /// `Deregister`, or `Retry` after a timeout: the region claimed.
     case deregistrationClaimed(MemoryRegionKey)
-    /// A deregistration step of the spec's `Order`, by the name `Order`
-    /// gives it (`unpublish`, `syncStart`… `isZero`).
-    case deregistrationStep(MemoryRegionKey, String)
+    /// A deregistration step of the spec's `Order`.
+    case deregistrationStep(MemoryRegionKey, DeregistrationStep)
     /// `Timeout`: the wait for the release gave up.
     case timedOut(MemoryRegionKey)
     /// `WaitAndFree` (or the free after `isZero`): the region is freed.
@@ -43,6 +42,12 @@ package enum MemoryRegionEvent: Equatable, Sendable {
     }
 }
 
+/// A step of a deregistration, by the name `Spec/MemoryRegion.tla`'s
+/// `Order` gives it.
+package enum DeregistrationStep: String, Sendable {
+    case unpublish, dropDependents, syncStart, syncEnd, putTable, kill, isZero
+}
+
 /// Receives every step of a ``MemoryRegionTable``'s regions: the
 /// conformance tests' recorder, which checks runs against
 /// `Spec/MemoryRegion.tla`. A table without one pays a nil check per step.
@@ -51,29 +56,36 @@ package enum MemoryRegionEvent: Equatable, Sendable {
 /// different threads run concurrently, exactly as without a recorder: no
 /// lock may be held across a step, nor taken by every step.
 package protocol MemoryRegionRecorder: AnyObject, Sendable {
-    /// Runs `body`, one step, and records the event it returns (none:
+    /// Runs `action`, one step, and records the event it returns (none:
     /// nothing the spec sees happened), with when it ran: the step takes
-    /// effect somewhere between `body`'s start and end. A step may run
+    /// effect somewhere between `action`'s start and end. A step may run
     /// another nested in it (a release run by a put).
-    func step<Result>(_ body: () -> (Result, MemoryRegionEvent?)) -> Result
+    func step(_ action: () -> MemoryRegionEvent?)
 }
 
+// The table's calls, through its optional recorder. Not generic over a
+// result (a step hands its result out through a captured variable): an
+// unspecialised generic table would pay for a generic tuple on every
+// lookup even with no recorder.
 extension Optional where Wrapped == any MemoryRegionRecorder {
     /// Runs `action` as the recorded step `event` (with no recorder: just
     /// runs it).
     @inline(__always)
     func step(_ event: @autoclosure () -> MemoryRegionEvent, _ action: () -> Void) {
         guard let recorder = self else { return action() }
-        recorder.step { () -> (Void, MemoryRegionEvent?) in
+        recorder.step {
             action()
-            return ((), event())
+            return event()
         }
     }
 
-    /// Runs `body` as a recorded step whose event depends on its result.
+    /// Runs `action` as a recorded step whose event it chooses.
     @inline(__always)
-    func step<Result>(_ body: () -> (Result, MemoryRegionEvent?)) -> Result {
-        guard let recorder = self else { return body().0 }
-        return recorder.step(body)
+    func step(_ action: () -> MemoryRegionEvent?) {
+        guard let recorder = self else {
+            _ = action()
+            return
+        }
+        recorder.step(action)
     }
 }

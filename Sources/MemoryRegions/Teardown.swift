@@ -30,32 +30,32 @@ package struct TeardownSteps<Flavor: RCUFlavor>: Sendable {
 
     /// `Unpublish`: empties the region's slot.
     package func unpublish() {
-        take("unpublish") { table.unpublish(region) }
+        take(.unpublish) { table.unpublish(region) }
     }
     /// `DropDependents`: `rvt_dereg_clean_qps`.
     package func dropDependents() {
-        take("dropDependents") { region.dropDependents() }
+        take(.dropDependents) { region.dropDependents() }
     }
     /// `PutTable`: the reference the table took when it published the region.
     package func dropTableReference() {
-        take("putTable") { region.references.put() }
+        take(.putTable) { region.references.put() }
     }
     /// `Kill`: `percpu_ref_kill`, which drops the owner's reference.
     package func kill() {
-        take("kill") { region.references.kill() }
+        take(.kill) { region.references.kill() }
     }
     /// `percpu_ref_is_zero`.
     package var isZero: Bool {
         var zero = false
-        take("isZero") { zero = region.references.isZero }
+        take(.isZero) { zero = region.references.isZero }
         return zero
     }
 
-    /// Takes the step `Order` names `name`: reports it to the table's
-    /// hook, then runs `action` as the recorded step.
-    func take(_ name: String, _ action: () -> Void) {
-        table.stepTaken?(name)
-        table.recorder.step(.deregistrationStep(region.key, name), action)
+    /// Takes `step`: reports its name to the table's hook, then runs
+    /// `action` as the recorded step.
+    func take(_ step: DeregistrationStep, _ action: () -> Void) {
+        table.stepTaken?(step.rawValue)
+        table.recorder.step(.deregistrationStep(region.key, step), action)
     }
 }
 

@@ -40,10 +40,11 @@ enum RegionTraceEvent: TraceEvent, Equatable {
             case .readerPut(let key): action = "ReaderPut"; region(key)
             case .adopted(let key): action = "Adopt"; region(key)
             case .deregistrationClaimed(let key): action = "Claim"; region(key)
-            case .deregistrationStep(let key, let name):
-                // The action of `Order`'s step `name`: `Unpublish` for
+            case .deregistrationStep(let key, let step):
+                // The action of `Order`'s step: `Unpublish` for
                 // "unpublish", and `IsZeroCheck` for "isZero".
-                action = name == "isZero" ? "IsZeroCheck" : name.prefix(1).uppercased() + name.dropFirst(); region(key)
+                let name = step.rawValue
+                action = step == .isZero ? "IsZeroCheck" : name.prefix(1).uppercased() + name.dropFirst(); region(key)
             case .timedOut(let key): action = "Timeout"; region(key)
             case .freed(let key): action = "WaitAndFree"; region(key)
             case .switchConfirmed(let key): action = "RefSwitchConfirm"; region(key)
@@ -59,11 +60,8 @@ enum RegionTraceEvent: TraceEvent, Equatable {
 /// Records a memory-region table's steps without ordering them
 /// (``TraceRecorder`` explains how).
 final class MemoryRegionTraceRecorder: TraceRecorder<RegionTraceEvent>, MemoryRegionRecorder, @unchecked Sendable {
-    func step<Result>(_ body: () -> (Result, MemoryRegionEvent?)) -> Result {
-        step { () -> (Result, RegionTraceEvent?) in
-            let (result, event) = body()
-            return (result, event.map(RegionTraceEvent.region))
-        }
+    func step(_ action: () -> MemoryRegionEvent?) {
+        step { ((), action().map(RegionTraceEvent.region)) }
     }
 
     /// Runs `body` inside a read section of `Flavor` of the caller's own,
@@ -336,7 +334,7 @@ struct MemoryRegionTraceTests {
         let table = MemoryRegionTable<MembarrierRCU>(
             capacity: 1, deregistrationTimeout: 10, teardown: SynchronizeThenDrop(), recorder: recorder)
         let region = try table.register(length: 16, atomicCount: true)
-        let syncStart = RegionTraceEvent.region(.deregistrationStep(region.key, "syncStart"))
+        let syncStart = RegionTraceEvent.region(.deregistrationStep(region.key, .syncStart))
         let inside = Latch()
         let reader = JoinableThread(name: "reader") {
             recorder.nameCurrentThread("reader")
