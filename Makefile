@@ -125,11 +125,17 @@ bench: deps
 # shared 2-core VM (2026-11-29), 46 minutes at load average 10
 # (2026-11-30; 48 minutes for both tests), and a rejected trace costs more
 # than an accepted one (explored in full, then again to say where it fails).
+# The memory region's too: random runs of the fixed MemoryRegionTable (every
+# trace accepted) and of each order Spec/MemoryRegion.tla refutes (every
+# trace rejected).
 TRACE_RUNS ?= 100
 TRACE_BUGGY_RUNS ?= 30
+REGION_TRACE_RUNS ?= 30
+REGION_TRACE_BUGGY_RUNS ?= 10
 trace-power: deps
 	TRACE_RUNS=$(TRACE_RUNS) TRACE_BUGGY_RUNS=$(TRACE_BUGGY_RUNS) \
-		$(SWIFT) test --filter "TraceValidationTests/random"
+	REGION_TRACE_RUNS=$(REGION_TRACE_RUNS) REGION_TRACE_BUGGY_RUNS=$(REGION_TRACE_BUGGY_RUNS) \
+		$(SWIFT) test --filter "TraceValidationTests/random|MemoryRegionTraceTests/random"
 
 clean:
 	rm -rf .build
