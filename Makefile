@@ -129,15 +129,21 @@ bench: deps
 # (GrowthTraceValidationTests, TraceTableGrowth.tla: every trace must be
 # accepted) and of a copy outside the table lock (CopySlotsOutsideTableLock,
 # pausing 1 ms in its window: at least one run in five must be rejected;
-# make test checks the growth bugs in scripted runs only).
+# make test checks the growth bugs in scripted runs only). The memory
+# region's too: random runs of the fixed MemoryRegionTable (every trace
+# accepted) and of each order Spec/MemoryRegion.tla refutes (every trace
+# rejected).
 TRACE_RUNS ?= 100
 TRACE_BUGGY_RUNS ?= 30
 TRACE_GROWTH_RUNS ?= 100
 TRACE_GROWTH_BUGGY_RUNS ?= 30
+REGION_TRACE_RUNS ?= 30
+REGION_TRACE_BUGGY_RUNS ?= 10
 trace-power: deps
 	TRACE_RUNS=$(TRACE_RUNS) TRACE_BUGGY_RUNS=$(TRACE_BUGGY_RUNS) TRACE_GROWTH_RUNS=$(TRACE_GROWTH_RUNS) \
 		TRACE_GROWTH_BUGGY_RUNS=$(TRACE_GROWTH_BUGGY_RUNS) \
-		$(SWIFT) test --filter "TraceValidationTests/random"
+		REGION_TRACE_RUNS=$(REGION_TRACE_RUNS) REGION_TRACE_BUGGY_RUNS=$(REGION_TRACE_BUGGY_RUNS) \
+		$(SWIFT) test --filter "TraceValidationTests/random|MemoryRegionTraceTests/random"
 
 clean:
 	rm -rf .build

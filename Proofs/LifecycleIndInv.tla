@@ -77,14 +77,7 @@ DueCallbacks ==
 
 FlavorOfCallback(id) == IF id[1] = "free" THEN TableFlavor ELSE RefFlavor
 
-(* The RCU callback queues with exactly the callbacks ids pending, each in *)
-(* its own flavor, at any stage.                                           *)
-CallbackLayouts(ids) ==
-    {[f \in Flavors |->
-        [queued |-> {id \in ids : FlavorOfCallback(id) = f /\ stage[id] = "queued"},
-         waiting |-> {id \in ids : FlavorOfCallback(id) = f /\ stage[id] = "waiting"},
-         ready |-> {id \in ids : FlavorOfCallback(id) = f /\ stage[id] = "ready"}]]
-     : stage \in [ids -> {"queued", "waiting", "ready"}]}
+RCUInv == INSTANCE RCUIndInv
 
 IndInv ==
     \* Contexts, table slots and the budget.
@@ -140,18 +133,12 @@ IndInv ==
           /\ "users" \in releaseRan[c] => users[c].releases = 1
           /\ "reqs" \in releaseRan[c] => reqs[c].releases = 1
     \* RCU: the pending callbacks and the grace periods covering them.
-    /\ rcuCallbacks \in CallbackLayouts(DueCallbacks)
-    /\ rcuGp \in [Flavors -> [active: BOOLEAN, waitFor: SUBSET Threads]]
-    /\ \A f \in Flavors :
-          /\ rcuGp[f].active <=> rcuCallbacks[f].waiting # {}
-          /\ rcuGp[f].waitFor \subseteq rcuReaders[f]
-          /\ ~rcuGp[f].active => rcuGp[f].waitFor = {}
+    /\ RCUInv!CallbacksPending(DueCallbacks, FlavorOfCallback)
+    /\ RCUInv!GracePeriodsMatchCallbacks
     \* The double bounce: a thread inside a lookup of c holds up c's free.
     /\ \A c \in Contexts : \A t \in Loaders(c) :
           /\ ~work[c]
-          /\ <<"free", c>> \notin rcuCallbacks[TableFlavor].ready
-          /\ <<"free", c>> \in rcuCallbacks[TableFlavor].waiting
-                => t \in rcuGp[TableFlavor].waitFor
+          /\ RCUInv!HoldsUp(t, TableFlavor, <<"free", c>>)
 
 (* The induction step starts from one state per rotation class of the    *)
 (* rings' indices (Lifecycle's RingRotationView): the one whose tails are  *)

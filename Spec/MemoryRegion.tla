@@ -152,23 +152,28 @@ Register(r, mode) ==
 -----------------------------------------------------------------------------
 (* Lookups: rvt_lkey_ok.  Swift: MemoryRegionTable.lookup.                 *)
 
-(* rcu_read_lock(); mr = rcu_dereference(rkt->table[...]).                 *)
-LookupLoad(t, r) ==
+(* mr = rcu_dereference(rkt->table[...]), without the read lock (trace    *)
+(* validation records the lock apart: TraceMemoryRegion.tla).              *)
+LoadSlot(t, r) ==
     /\ reader[t] = Idle
     /\ published[r]
-    /\ RCU!ReadLock(t, TableFlavor)
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "loaded", region |-> r]]
     /\ UNCHANGED regionVars
 
-(* rvt_get_mr(mr): a plain percpu_ref_get, whatever state the count is in; *)
-(* rcu_read_unlock().                                                      *)
-LookupGet(t, r) ==
+(* rcu_read_lock(); mr = rcu_dereference(rkt->table[...]).                 *)
+LookupLoad(t, r) == LoadSlot(t, r) /\ RCU!ReadLock(t, TableFlavor)
+
+(* rvt_get_mr(mr): a plain percpu_ref_get, whatever state the count is in, *)
+(* without the read unlock.                                                *)
+PlainGet(t, r) ==
     /\ Loading(t, r)
     /\ ref' = [ref EXCEPT ![r] = Got(@)]
     /\ reader' = [reader EXCEPT ![t] = [phase |-> "holding", region |-> r]]
-    /\ RCU!ReadUnlock(t, TableFlavor)
     /\ UNCHANGED <<regionState, published, dependents, cleaned, step,
                    released, frees>>
+
+(* The plain get; rcu_read_unlock().                                       *)
+LookupGet(t, r) == PlainGet(t, r) /\ RCU!ReadUnlock(t, TableFlavor)
 
 (* rvt_put_mr(mr) when the work request is done.                           *)
 (* Swift: MemoryRegionReference.put() (consuming) or its deinit.           *)

@@ -76,6 +76,9 @@ VARIABLES n, pending, gpMayStart, nested
 
 traceVars == <<vars, n, pending, gpMayStart, nested>>
 
+(* The matching order and the grace-period rules (explained below).        *)
+Matching == INSTANCE TraceOrder
+
 (* The lookup's read section, recorded apart from the load and tryget.     *)
 (* A thread may already be inside a read section of the table's flavor     *)
 (* when its lookup begins: one of its own around its calls into the table  *)
@@ -208,30 +211,9 @@ IsStep(e) ==
 TraceInit ==
     Init /\ n = 1 /\ pending = {} /\ gpMayStart = FALSE /\ nested = {} /\ TLCSet(1, 0)
 
-(* Record i may be matched now: no record whose interval ended before i's  *)
-(* began is still pending (all of them come before i in recording order,   *)
-(* so the others are matched).                                             *)
-Ready(i) == \A j \in pending : ~(Trace[j].e < Trace[i].b)
-
-(* The records that may be matched next: a pending one, or record n.       *)
-Candidates == pending \cup (IF n <= Len(Trace) THEN {n} ELSE {})
-
-Match(i) ==
-    IF i = n THEN n' = n + 1 /\ UNCHANGED pending
-             ELSE pending' = pending \ {i} /\ UNCHANGED n
-
-(* Record n is passed over, to be matched after records that overlap it:   *)
-(* only when the next one does.                                            *)
-PassOver ==
-    /\ n < Len(Trace)
-    /\ Trace[n + 1].b < Trace[n].e
-    /\ n' = n + 1
-    /\ pending' = pending \cup {n}
-    /\ UNCHANGED <<vars, gpMayStart, nested>>
-
-(* The first record not matched: the trace is a behaviour up to it.        *)
-FirstUnmatched == IF pending = {} THEN n
-                  ELSE CHOOSE i \in pending : \A j \in pending : i <= j
+(* Record n is passed over, to be matched after records that overlap it   *)
+(* (TraceOrder.tla).                                                       *)
+PassOver == Matching!PassOver /\ UNCHANGED <<vars, gpMayStart, nested>>
 
 (* Grace periods.  TLC places them, but not anywhere: two rules, neither   *)
 (* of which loses a behaviour that matches the trace.                      *)
@@ -244,23 +226,18 @@ FirstUnmatched == IF pending = {} THEN n
 (*    queued since) and waits for no more readers (none left since, so     *)
 (*    the readers then are a subset of those at the later start).          *)
 (* Without them TLC explored every start and end position, and a trace     *)
-(* took minutes.                                                           *)
-LetsGracePeriodStart ==
-    \E f \in Flavors :
-        \/ rcuReaders'[f] \subseteq rcuReaders[f] /\ rcuReaders'[f] # rcuReaders[f]
-        \/ ~(rcuCallbacks'[f].queued \subseteq rcuCallbacks[f].queued)
-
-GracePeriodEndDue == \E f \in Flavors : rcuGp[f].active /\ rcuGp[f].waitFor = {}
+(* took minutes.  TraceOrder.tla defines both rules.                      *)
+GracePeriodEndDue == Matching!GracePeriodEndDue
 
 (* The next recorded event: one of those that may come first.              *)
 Recorded ==
-    /\ \E i \in Candidates :
-          /\ Ready(i)
+    /\ \E i \in Matching!Candidates :
+          /\ Matching!Ready(i)
           /\ IsStep(Trace[i])
           /\ Trace[i].a \in {"LookupReadLock", "LookupReadUnlock"}
              \/ UNCHANGED nested
-          /\ Match(i)
-    /\ gpMayStart' = LetsGracePeriodStart
+          /\ Matching!Match(i)
+    /\ gpMayStart' = Matching!LetsGracePeriodStart
 
 (* Steps liburcu takes without reporting them.                             *)
 StartGracePeriod ==
@@ -293,17 +270,17 @@ SpecField(f) ==
 
 DifferingFields == {f \in FinalFields : SpecField(f) # Final[f]}
 
-TraceAccepted == n > Len(Trace) /\ pending = {} /\ DifferingFields = {}
+TraceAccepted == Matching!AllMatched /\ DifferingFields = {}
 
 DiagnosedTraceNext ==
     IF GracePeriodEndDue
     THEN EndGracePeriod
     ELSE \/ /\ Recorded
-            /\ IF FirstUnmatched' - 1 > TLCGet(1)
-               THEN /\ TLCSet(1, FirstUnmatched' - 1)
-                    /\ PrintT(<<"matched through event", FirstUnmatched' - 1>>)
+            /\ IF Matching!FirstUnmatched' - 1 > TLCGet(1)
+               THEN /\ TLCSet(1, Matching!FirstUnmatched' - 1)
+                    /\ PrintT(<<"matched through event", Matching!FirstUnmatched' - 1>>)
                ELSE TRUE
-            /\ IF n' > Len(Trace) /\ pending' = {}
+            /\ IF Matching!AllMatched'
                THEN PrintT(<<"final state differs in", DifferingFields'>>)
                ELSE TRUE
          \/ PassOver

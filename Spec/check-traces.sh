@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Checks recorded traces of the Swift ContextTable against Spec/Lifecycle.tla
-# with TLC (Spec/TraceLifecycle.tla explains how).  Each trace is a module
-# DIR/<name>.tla with its DIR/<name>.cfg, as Tests/ConformanceTests writes
-# them.  Prints one line per trace:
+# Checks recorded traces with TLC: of the Swift ContextTable against
+# Spec/Lifecycle.tla (Spec/TraceLifecycle.tla explains how), and of the
+# MemoryRegionTable against Spec/MemoryRegion.tla (TraceMemoryRegion.tla).
+# Each trace is a module DIR/<name>.tla with its DIR/<name>.cfg, as
+# Tests/ConformanceTests writes them, extending one of the two.  Prints one
+# line per trace:
 #   accepted <name> <events>
 #   rejected <name> <events>: events 1..K are a behaviour; event K+1 is not
 #            (nor any event recorded as overlapping it): <record>

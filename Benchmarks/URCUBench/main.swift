@@ -92,7 +92,7 @@ struct Row {
 nonisolated(unsafe) var rows: [Row] = []  // written by the main thread only
 
 /// `urcu-bench GROUP...` runs only the named groups (read, locks, call, ref,
-/// scale).
+/// scale, exit).
 let groups = Set(CommandLine.arguments.dropFirst())
 
 func selected(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
@@ -398,6 +398,25 @@ if selected("scale") {
         report("PercpuRef<memb> get+put aggregate (wall ns / pair), \(threads) threads", median(times[index]),
                ratio: index == 0 ? nil : median(ratios[index]), baselineName: "2 threads")
     }
+}
+
+if selected("exit") {
+    // Short-lived threads in a process with 100,000 refs: each starts,
+    // takes and drops a reference and exits, folding its counters; against
+    // threads that start, read under memb (registering, as a get does)
+    // and exit without counting, in interleaved rounds. ns per thread.
+    let refs = (0..<100_000).map { _ in PercpuRef<MembarrierRCU> {} }
+    let ref = refs[refs.count / 2]
+    let threads = 100
+    compare(
+        Case(name: "short-lived thread (memb read section, exit)", threads: 1, iterations: threads) { n in
+            for _ in 0..<n { JoinableThread { MembarrierRCU.read { _ in } }.join() }
+        },
+        [
+            Case(name: "PercpuRef short-lived thread (get+put, exit), 100,000 refs", threads: 1, iterations: threads) { n in
+                for _ in 0..<n { JoinableThread { ref.get(); ref.put() }.join() }
+            },
+        ], baselineName: "memb read")
 }
 
 func machineDescription() -> String {

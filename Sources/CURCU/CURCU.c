@@ -1,7 +1,7 @@
 #include "CURCU.h"
 
 __thread unsigned long curcu_qsbr_read_depth;
-__thread uintptr_t curcu_thread_counter_area;
+__thread struct curcu_thread_counting curcu_thread_counting;
 __thread void *curcu_node_cache;
 
 #define CURCU_UPDATE_FUNCTIONS(flavor)                                                  \

@@ -66,6 +66,8 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
     let bytes: UnsafeMutableRawPointer
     private let state: Mutex<RegionState>
     private let freed = Atomic<Bool>(false)
+    /// The table's recorder, if any (the conformance tests').
+    let recorder: (any MemoryRegionRecorder)?
 
     /// Written into the whole region when it is freed, so that a read that
     /// gets past the checks (and AddressSanitizer) shows garbage no valid
@@ -74,9 +76,10 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
 
     init(
         table: ObjectIdentifier, key: MemoryRegionKey, length: Int, atomicCount: Bool,
-        releaseStarted: (@Sendable () -> Void)?
+        releaseStarted: (@Sendable () -> Void)?, recorder: (any MemoryRegionRecorder)?
     ) {
         self.table = table
+        self.recorder = recorder
         self.key = key
         self.length = length
         bytes = .allocate(byteCount: length, alignment: 16)
@@ -84,11 +87,15 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
         state = Mutex(RegionState())
         let released = ReleaseSignal()
         self.released = released
-        references = PercpuRef(options: atomicCount ? .startAtomic : []) {
+        var completingSwitch: (@Sendable (() -> Void) -> Void)?
+        if recorder != nil {
+            completingSwitch = { @Sendable finish in recorder.step(.switchConfirmed(key), finish) }
+        }
+        references = PercpuRef(options: atomicCount ? .startAtomic : [], completingSwitch: completingSwitch) {
             // The count reached zero (`__rvt_mregion_complete`): tell the
             // deregistration, which frees the region only after this.
             releaseStarted?()
-            released.signal(key: key)
+            recorder.step(.released(key)) { released.signal(key: key) }
         }
     }
 
@@ -167,6 +174,10 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
     /// `rvt_sge`), or puts it at once if the deregistration has already
     /// dropped the dependents' references.
     func adopt() {
+        recorder.step(.adopted(key)) { keepOrPut() }
+    }
+
+    private func keepOrPut() {
         let keep = state.withLock { state -> Bool in
             if state.dependentsDropped { return false }
             state.dependents += 1
@@ -184,6 +195,11 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
             return state.dependents
         }
         if count > 0 { references.put(count: count) }
+    }
+
+    /// Drops a holder's reference (`rvt_put_mr`).
+    func put() {
+        recorder.step(.readerPut(key)) { references.put() }
     }
 
     // MARK: Memory

@@ -48,6 +48,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     let lookupLoaded: (@Sendable (MemoryRegion<Flavor>) -> Void)?
     let releaseStarted: (@Sendable () -> Void)?
     let stepTaken: (@Sendable (String) -> Void)?
+    let recorder: (any MemoryRegionRecorder)?
 
     /// - Parameters:
     ///   - capacity: the number of slots (rdmavt's `lkey_table_size`).
@@ -58,12 +59,14 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     }
 
     /// A table whose deregistrations run `teardown` (the tests' negative
-    /// controls), with hooks for tests that stop a thread at a chosen point.
+    /// controls), with hooks for tests that stop a thread at a chosen point,
+    /// and whose every step `recorder` records.
     package init(
         capacity: Int, deregistrationTimeout: Double, teardown: any MemoryRegionTeardown,
         lookupLoaded: (@Sendable (MemoryRegion<Flavor>) -> Void)? = nil,
         releaseStarted: (@Sendable () -> Void)? = nil,
-        stepTaken: (@Sendable (String) -> Void)? = nil
+        stepTaken: (@Sendable (String) -> Void)? = nil,
+        recorder: (any MemoryRegionRecorder)? = nil
     ) {
         precondition(capacity > 0, "MemoryRegionTable: capacity must be positive")
         slots = (0..<capacity).map { _ in Slot() }
@@ -73,6 +76,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
         self.lookupLoaded = lookupLoaded
         self.releaseStarted = releaseStarted
         self.stepTaken = stepTaken
+        self.recorder = recorder
     }
 
     // MARK: Registration
@@ -95,11 +99,13 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
             generations[slot] += 1
             let region = MemoryRegion<Flavor>(
                 table: ObjectIdentifier(self), key: MemoryRegionKey(slot: slot, generation: generations[slot]),
-                length: length, atomicCount: atomicCount, releaseStarted: releaseStarted)
-            // The table's reference, then the release store that publishes
-            // the region (rcu_assign_pointer).
-            region.references.get()
-            slots[slot].region.assign(region)
+                length: length, atomicCount: atomicCount, releaseStarted: releaseStarted, recorder: recorder)
+            recorder.step(.registered(region.key, atomicCount: atomicCount)) {
+                // The table's reference, then the release store that
+                // publishes the region (rcu_assign_pointer).
+                region.references.get()
+                slots[slot].region.assign(region)
+            }
             return region
         }
         return region
@@ -112,15 +118,24 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     public func lookup(_ key: MemoryRegionKey) -> MemoryRegionReference<Flavor>? {
         guard slots.indices.contains(key.slot) else { return nil }
         let found = Flavor.read { section -> MemoryRegion<Flavor>? in
-            guard let region = slots[key.slot].region.dereference(in: section, { $0 }), region.key == key else {
-                return nil
+            recorder.step(.lookupReadLock) {}
+            defer { recorder.step(.lookupReadUnlock) {} }
+            var loaded: MemoryRegion<Flavor>?
+            recorder.step {
+                loaded = slots[key.slot].region.dereference(in: section, { $0 })
+                guard loaded?.key == key else {
+                    loaded = nil
+                    return .lookupMiss(key)
+                }
+                return .lookupLoad(key)
             }
+            guard let region = loaded else { return nil }
             lookupLoaded?(region)
             // A plain get, as rvt_lkey_ok's: the count cannot be zero here,
             // because deregistration keeps the table's and the owner's
             // references until a grace period that started after the
             // unpublish, which waits for this section.
-            region.references.get()
+            recorder.step(.lookupGet(key)) { region.references.get() }
             return region
         }
         guard let found else { return nil }
@@ -146,14 +161,14 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     public func deregister(_ region: MemoryRegion<Flavor>) throws(MemoryRegionError) {
         if let steps = beginDeregistration(of: region) {
             if teardown.synchronizes {
-                stepTaken?("syncStart")
+                steps.take(.syncStart) {}
                 Flavor.synchronize()
-                stepTaken?("syncEnd")
+                steps.take(.syncEnd) {}
             }
             if finishDroppingReferences(steps) { return }
         }
         stepTaken?("wait")
-        let released = whileBlocked { region.released.wait(seconds: deregistrationTimeout) }
+        let released = whileBlocked { waitForRelease(of: region) }
         try finishDeregistration(of: region, released: released)
     }
 
@@ -162,15 +177,14 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     public func deregister(_ region: MemoryRegion<Flavor>) async throws(MemoryRegionError) {
         if let steps = beginDeregistration(of: region) {
             if teardown.synchronizes {
-                stepTaken?("syncStart")
+                steps.take(.syncStart) {}
                 await Flavor.synchronize()
-                stepTaken?("syncEnd")
+                steps.take(.syncEnd) {}
             }
             if finishDroppingReferences(steps) { return }
         }
         stepTaken?("wait")
-        let timeout = deregistrationTimeout
-        let released = await onThreadOfItsOwn { region.released.wait(seconds: timeout) }
+        let released = await onThreadOfItsOwn { self.waitForRelease(of: region) }
         try finishDeregistration(of: region, released: released)
     }
 
@@ -185,7 +199,9 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
         if Flavor.isInReadSection {
             rcuMisuse("MemoryRegionTable: deregister() of region \(region.key) inside a read section of \(Flavor.name); its grace period would wait for itself")
         }
-        guard region.beginDeregistration() else { return nil }
+        var firstTime = false
+        recorder.step(.deregistrationClaimed(region.key)) { firstTime = region.beginDeregistration() }
+        guard firstTime else { return nil }
         let steps = TeardownSteps(table: self, region: region)
         teardown.beforeGracePeriod(steps)
         return steps
@@ -197,10 +213,22 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
         let next = teardown.afterGracePeriod(steps)
         steps.region.markReferencesDropped()
         if next == .freeAtOnce {
-            steps.region.free()
+            recorder.step(.freed(steps.region.key)) { steps.region.free() }
             return true
         }
         return false
+    }
+
+    /// Waits at most ``deregistrationTimeout`` for `region`'s release; a
+    /// wait that gives up is the spec's `Timeout` (recorded around the
+    /// wait, where it gave up: a release just after must not precede it).
+    private func waitForRelease(of region: MemoryRegion<Flavor>) -> Bool {
+        var released = false
+        recorder.step {
+            released = region.released.wait(seconds: deregistrationTimeout)
+            return released ? nil : .timedOut(region.key)
+        }
+        return released
     }
 
     private func finishDeregistration(of region: MemoryRegion<Flavor>, released: Bool) throws(MemoryRegionError) {
@@ -211,7 +239,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
             writeStandardError("swift-urcu: \(error)\n")
             throw error
         }
-        region.free()
+        recorder.step(.freed(region.key)) { region.free() }
     }
 
     /// Empties `region`'s slot (`rvt_free_lkey`): readers already inside
@@ -234,7 +262,7 @@ public struct MemoryRegionReference<Flavor: RCUFlavor>: ~Copyable, Sendable {
 
     init(region: MemoryRegion<Flavor>) { self.region = region }
 
-    deinit { region?.references.put() }
+    deinit { region?.put() }
 
     private var held: MemoryRegion<Flavor> {
         // Set from init until a consuming method ends the reference.

@@ -30,28 +30,32 @@ package struct TeardownSteps<Flavor: RCUFlavor>: Sendable {
 
     /// `Unpublish`: empties the region's slot.
     package func unpublish() {
-        table.stepTaken?("unpublish")
-        table.unpublish(region)
+        take(.unpublish) { table.unpublish(region) }
     }
     /// `DropDependents`: `rvt_dereg_clean_qps`.
     package func dropDependents() {
-        table.stepTaken?("dropDependents")
-        region.dropDependents()
+        take(.dropDependents) { region.dropDependents() }
     }
     /// `PutTable`: the reference the table took when it published the region.
     package func dropTableReference() {
-        table.stepTaken?("putTable")
-        region.references.put()
+        take(.putTable) { region.references.put() }
     }
     /// `Kill`: `percpu_ref_kill`, which drops the owner's reference.
     package func kill() {
-        table.stepTaken?("kill")
-        region.references.kill()
+        take(.kill) { region.references.kill() }
     }
     /// `percpu_ref_is_zero`.
     package var isZero: Bool {
-        table.stepTaken?("isZero")
-        return region.references.isZero
+        var zero = false
+        take(.isZero) { zero = region.references.isZero }
+        return zero
+    }
+
+    /// Takes `step`: reports its name to the table's hook, then runs
+    /// `action` as the recorded step.
+    func take(_ step: DeregistrationStep, _ action: () -> Void) {
+        table.stepTaken?(step.rawValue)
+        table.recorder.step(.deregistrationStep(region.key, step), action)
     }
 }
 

@@ -26,6 +26,11 @@ import Glibc
 ///   fold), and the sum at a switch (``collect(_:)``) empties both.
 /// - Once a switch has collected, the offset stays zero everywhere until
 ///   the ref is back in percpu mode: no thread counts on it in atomic mode.
+///
+/// Per thread: its QSBR online area (`curcu_thread_counting` in CURCU) is
+/// zero or its area, and nonzero only while the thread is an online QSBR
+/// reader; a QSBR get or put with read-side checks counts on its fast path
+/// only with it nonzero.
 @usableFromInline
 package enum CounterAreas {
     /// The distance between two refs' counters in an area.
@@ -67,6 +72,18 @@ package enum CounterAreas {
     @inlinable
     @inline(__always)
     static var callingThreadArea: UInt { curcu_thread_counter_area_get() }
+
+    /// The calling thread's area if it is an online QSBR reader that has
+    /// counted on a QSBR ref since it went online, or zero (the QSBR flavor
+    /// zeroes it whenever the thread goes offline or unregisters).
+    @inlinable
+    @inline(__always)
+    static var callingThreadQSBROnlineArea: UInt { curcu_qsbr_online_counter_area_get() }
+
+    /// Lets the fast path of QSBR refs find the calling thread's area, once
+    /// the caller has checked that the thread is online.
+    @usableFromInline
+    static func rememberCallingThreadOnline() { curcu_qsbr_online_counter_area_set(callingThreadArea) }
 
     /// The calling thread's area, assigned on first use.
     @usableFromInline
@@ -195,15 +212,23 @@ package enum CounterAreas {
     /// The fold: at the calling thread's exit, its counters move to
     /// `folded` and its area, zeroed, to the spares. Under the lock, so
     /// that a switch's sum sees each count exactly once: in the area before
-    /// the fold or in `folded` after it.
-    private static func foldCallingThread() {
+    /// the fold or in `folded` after it. Returns how many offsets it read
+    /// (what a thread's exit costs, for tests); a thread that calls it
+    /// gets a new area if it counts again.
+    @discardableResult
+    package static func foldCallingThread() -> Int {
         let area = callingThreadArea
-        guard area != 0 else { return }
+        guard area != 0 else { return 0 }
         curcu_thread_counter_area_set(0)
-        ForkGuard.excludingFork {
+        curcu_qsbr_online_counter_area_set(0)
+        return ForkGuard.excludingFork {
             state.withLock { state in
-                for index in 0..<state.nextOffset {
-                    state.folded[index] &+= counters(in: area, atOffset: UInt(index) * stride).pointee.net
+                var offsetsRead = 0
+                for offsets in offsetsThatMayHoldCounts(in: area, below: state.nextOffset) {
+                    for index in offsets {
+                        state.folded[index] &+= counters(in: area, atOffset: UInt(index) * stride).pointee.net
+                    }
+                    offsetsRead += offsets.count
                 }
                 // Zeroes the area (private anonymous pages read as zero
                 // once dropped) and gives its memory back until a new
@@ -211,7 +236,47 @@ package enum CounterAreas {
                 madvise(UnsafeMutableRawPointer(bitPattern: area), state.committedOffsets * Int(stride), MADV_DONTNEED)
                 state.areas.remove(area)
                 state.spareAreas.append(area)
+                return offsetsRead
             }
+        }
+    }
+
+    /// The offsets below `end` of `area`, page by page, leaving out pages
+    /// that hold only zeros because nothing wrote them since the area was
+    /// reserved or last zeroed: pages neither present nor swapped out
+    /// (`/proc/self/pagemap`). A page that other threads' switches read is
+    /// present too (the zero page) and is read; what is left out is never
+    /// read. All of them if the page map cannot be read, or does not show
+    /// a page just written as present (an emulated /proc).
+    private static func offsetsThatMayHoldCounts(in area: UInt, below end: Int) -> [Range<Int>] {
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let offsetsPerPage = pageSize / Int(stride)
+        let everything = end > 0 ? [0..<end] : []
+        // Opened for each fold: a descriptor opened before a fork would
+        // show the parent's pages to the child.
+        let pageMap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard pageMap >= 0 else { return everything }
+        defer { close(pageMap) }
+        let presentOrSwapped: UInt64 = 1 << 63 | 1 << 62
+        /// The page map's entries for `count` pages from `address`.
+        func entries(from address: UInt, count: Int) -> [UInt64]? {
+            var entries = [UInt64](repeating: 0, count: count)
+            let bytes = count * MemoryLayout<UInt64>.stride
+            let read = entries.withUnsafeMutableBytes {
+                pread(pageMap, $0.baseAddress, bytes, off_t(address / UInt(pageSize)) * off_t(MemoryLayout<UInt64>.stride))
+            }
+            return read == bytes ? entries : nil
+        }
+        var written = 1
+        let writtenIsPresent = withUnsafeMutablePointer(to: &written) { address in
+            address.pointee = 2
+            return entries(from: UInt(bitPattern: address), count: 1).map { $0[0] & presentOrSwapped != 0 } ?? false
+        }
+        guard writtenIsPresent,
+              let areaEntries = entries(from: area, count: (end + offsetsPerPage - 1) / offsetsPerPage)
+        else { return everything }
+        return areaEntries.indices.filter { areaEntries[$0] & presentOrSwapped != 0 }.map { page in
+            page * offsetsPerPage..<min((page + 1) * offsetsPerPage, end)
         }
     }
 }

@@ -54,8 +54,20 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     @inline(__always)
     public static func _leafRead<Result>(_ body: () -> Result) -> Result {
         #if QSBRReadSideChecks
-        if _slowPath(!liburcuQsbrReadOngoing()) { readOnUnprotectedThread() }
+        _requireOnline()
         #endif
+        return _leafReadCheckedByBody(body)
+    }
+
+    /// ``_leafRead(_:)`` for a body that makes the online check itself, on
+    /// every path: PercpuRef's get and put, whose fast path finds it in the
+    /// same thread-local load as the thread's counter area
+    /// (`curcu_thread_counting.qsbr_online_area`, which going offline and
+    /// every unregistration zero), and whose other paths call
+    /// ``_requireOnline()``.
+    @inlinable
+    @inline(__always)
+    public static func _leafReadCheckedByBody<Result>(_ body: () -> Result) -> Result {
         liburcuQsbrReadLock()
         defer {
             #if ThreadSanitizerAnnotations
@@ -95,6 +107,18 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// periods wait for it.
     public static var isOnline: Bool { liburcuQsbrReadOngoing() }
 
+    /// Stops the process with a diagnostic unless the calling thread is
+    /// registered and online: the check of ``_leafRead(_:)``.
+    @inlinable
+    @inline(__always)
+    public static func _requireOnline() {
+        if _slowPath(!liburcuQsbrReadOngoing()) { readOnUnprotectedThread() }
+    }
+
+    /// Zeroes the calling thread's `qsbr_online_area` (see ``_leafReadCheckedByBody(_:)``):
+    /// at every transition to offline or unregistered.
+    static func forgetOnline() { curcu_qsbr_online_counter_area_set(0) }
+
     @usableFromInline
     static func readOnUnprotectedThread() -> Never {
         requireRegistered(for: "read section")
@@ -124,6 +148,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         ForkGuard.excludingFork {
             pthread_setspecific(exitWhileRegistered, nil)
             ReaderRegistry.removeCallingThread(flavor: name)
+            forgetOnline()
             urcu_qsbr_unregister_thread()
         }
     }
@@ -165,6 +190,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         #if ThreadSanitizerAnnotations
         tsanRelease(tsanGracePeriodToken)
         #endif
+        forgetOnline()
         liburcuQsbrThreadOffline()
     }
 
@@ -190,12 +216,12 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
         if !isRegistered {
             ForkGuard.excludingFork { urcu_qsbr_register_thread() }
-            defer { ForkGuard.excludingFork { urcu_qsbr_unregister_thread() } }
+            defer { ForkGuard.excludingFork { forgetOnline(); urcu_qsbr_unregister_thread() } }
             return body()
         }
         if !isOnline {
             liburcuQsbrThreadOnline()
-            defer { liburcuQsbrThreadOffline() }
+            defer { forgetOnline(); liburcuQsbrThreadOffline() }
             return body()
         }
         return body()

@@ -114,4 +114,53 @@ struct PercpuRefMisuseTests {
             },
             "qsbr: read section on an offline thread")
     }
+
+    /// A thread that has counted while online has its area where the fast
+    /// path finds it together with the online check; every way of going
+    /// offline or unregistering must take it away, or the next get would
+    /// count unchecked.
+    @Test func qsbrRefAfterCountingOnline() async {
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                QuiescentStateRCU.registerThread()
+                ref.get()
+                QuiescentStateRCU.threadOffline()
+                ref.put()
+            },
+            "qsbr: read section on an offline thread")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                QuiescentStateRCU.registerThread()
+                ref.get()
+                QuiescentStateRCU.whileOffline { ref.put() }
+            },
+            "qsbr: read section on an offline thread")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                QuiescentStateRCU.registerThread()
+                ref.get()
+                QuiescentStateRCU.unregisterThread()
+                ref.put()
+            },
+            "qsbr: read section on a thread that is not registered")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                QuiescentStateRCU.withRegisteredThread { ref.get() }
+                ref.put()
+            },
+            "qsbr: read section on a thread that is not registered")
+        expectDiagnostic(
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                QuiescentStateRCU.registerThread()
+                QuiescentStateRCU.threadOffline()
+                QuiescentStateRCU.withRegisteredThread { ref.get() }
+                ref.put()
+            },
+            "qsbr: read section on an offline thread")
+    }
 }

@@ -156,14 +156,27 @@ static inline unsigned long curcu_qsbr_read_depth_get(void) { return curcu_qsbr_
 static inline void curcu_qsbr_read_depth_set(unsigned long depth) { curcu_qsbr_read_depth = depth; }
 
 /*
- * The address of the calling thread's area of PercpuRef counters (every
- * ref has its counters at the same offset in every thread's area); zero
- * until the thread first needs one. Assigned and recycled by Swift
- * (CounterAreas).
+ * The calling thread's area of PercpuRef counters (every ref has its
+ * counters at the same offset in every thread's area), zero until the
+ * thread first needs one; assigned and recycled by Swift (CounterAreas).
+ *
+ * qsbr_online_area is the same area, or zero, and nonzero only while the
+ * thread is an online QSBR reader: PercpuRef sets it after checking that
+ * the thread is online, and the QSBR flavor zeroes it at every transition
+ * to offline or unregistered that Swift makes (QuiescentStateRCU). One load
+ * then gives a QSBR get or put both its area and the online check its
+ * read-side checks want. One struct, so one thread-local base computation
+ * serves both.
  */
-extern __thread uintptr_t curcu_thread_counter_area;
-static inline uintptr_t curcu_thread_counter_area_get(void) { return curcu_thread_counter_area; }
-static inline void curcu_thread_counter_area_set(uintptr_t area) { curcu_thread_counter_area = area; }
+struct curcu_thread_counting {
+    uintptr_t area;
+    uintptr_t qsbr_online_area;
+};
+extern __thread struct curcu_thread_counting curcu_thread_counting;
+static inline uintptr_t curcu_thread_counter_area_get(void) { return curcu_thread_counting.area; }
+static inline void curcu_thread_counter_area_set(uintptr_t area) { curcu_thread_counting.area = area; }
+static inline uintptr_t curcu_qsbr_online_counter_area_get(void) { return curcu_thread_counting.qsbr_online_area; }
+static inline void curcu_qsbr_online_counter_area_set(uintptr_t area) { curcu_thread_counting.qsbr_online_area = area; }
 
 /*
  * base + offset, as a pointer the optimizer cannot fold back into an
