@@ -68,6 +68,10 @@ VARIABLES n, pending, gpMayStart, nested
 
 traceVars == <<vars, n, pending, gpMayStart, nested>>
 
+(* The matching order and the grace-period rules TraceLifecycle and        *)
+(* TraceMemoryRegion use; TableGrowth has one flavor, the table's.         *)
+Matching == INSTANCE TraceOrder WITH Flavors <- {TableFlavor}
+
 (* Contexts are the numbers 1..N in the records, 0 none: the generated    *)
 (* configurations set Contexts to 1..N and NoContext to 0 (TLC compares no *)
 (* number with TableGrowth's "none").                                      *)
@@ -188,43 +192,17 @@ IsStep(e) ==
     \/ e.a = "ReadSectionExit"        /\ ReadSectionExit(e.t)
 
 -----------------------------------------------------------------------------
-(* The matching, as in TraceLifecycle (which explains it): n is the next   *)
-(* record in recording order, pending the records before n passed over for *)
-(* records that overlap them.                                              *)
 TraceInit ==
     Init /\ n = 1 /\ pending = {} /\ gpMayStart = FALSE /\ nested = {} /\ TLCSet(1, 0)
 
-Ready(i) == \A j \in pending : ~(Trace[j].e < Trace[i].b)
-
-Candidates == pending \cup (IF n <= Len(Trace) THEN {n} ELSE {})
-
-Match(i) ==
-    IF i = n THEN n' = n + 1 /\ UNCHANGED pending
-             ELSE pending' = pending \ {i} /\ UNCHANGED n
-
-PassOver ==
-    /\ n < Len(Trace)
-    /\ Trace[n + 1].b < Trace[n].e
-    /\ n' = n + 1
-    /\ pending' = pending \cup {n}
-    /\ UNCHANGED <<vars, gpMayStart, nested>>
-
-FirstUnmatched == IF pending = {} THEN n
-                  ELSE CHOOSE i \in pending : \A j \in pending : i <= j
+PassOver == Matching!PassOver /\ UNCHANGED <<vars, gpMayStart, nested>>
 
 (* Grace periods, placed by TLC under TraceLifecycle's two rules: one ends *)
 (* as soon as it may; one starts only right after a step that queued a     *)
 (* callback or let a reader go, or right after the previous one ended.     *)
-LetsGracePeriodStart ==
-    \/ rcuReaders'[TableFlavor] \subseteq rcuReaders[TableFlavor]
-       /\ rcuReaders'[TableFlavor] # rcuReaders[TableFlavor]
-    \/ ~(rcuCallbacks'[TableFlavor].queued \subseteq rcuCallbacks[TableFlavor].queued)
-
-GracePeriodEndDue == rcuGp[TableFlavor].active /\ rcuGp[TableFlavor].waitFor = {}
-
 Recorded ==
-    /\ \E i \in Candidates : Ready(i) /\ IsStep(Trace[i]) /\ Match(i)
-    /\ gpMayStart' = LetsGracePeriodStart
+    /\ \E i \in Matching!Candidates : Matching!Ready(i) /\ IsStep(Trace[i]) /\ Matching!Match(i)
+    /\ gpMayStart' = Matching!LetsGracePeriodStart
 
 StartGracePeriod ==
     /\ gpMayStart
@@ -237,7 +215,7 @@ EndGracePeriod ==
     /\ gpMayStart' = TRUE
     /\ UNCHANGED <<ctxState, slotOf, tableVars, reader, n, pending, nested>>
 
-TraceNext == IF GracePeriodEndDue THEN EndGracePeriod
+TraceNext == IF Matching!GracePeriodEndDue THEN EndGracePeriod
                                   ELSE Recorded \/ PassOver \/ StartGracePeriod
 
 -----------------------------------------------------------------------------
@@ -254,17 +232,17 @@ SpecField(f) ==
 
 DifferingFields == {f \in DOMAIN Final : SpecField(f) # Final[f]}
 
-TraceAccepted == n > Len(Trace) /\ pending = {} /\ DifferingFields = {}
+TraceAccepted == Matching!AllMatched /\ DifferingFields = {}
 
 DiagnosedTraceNext ==
-    IF GracePeriodEndDue
+    IF Matching!GracePeriodEndDue
     THEN EndGracePeriod
     ELSE \/ /\ Recorded
-            /\ IF FirstUnmatched' - 1 > TLCGet(1)
-               THEN /\ TLCSet(1, FirstUnmatched' - 1)
-                    /\ PrintT(<<"matched through event", FirstUnmatched' - 1>>)
+            /\ IF Matching!FirstUnmatched' - 1 > TLCGet(1)
+               THEN /\ TLCSet(1, Matching!FirstUnmatched' - 1)
+                    /\ PrintT(<<"matched through event", Matching!FirstUnmatched' - 1>>)
                ELSE TRUE
-            /\ IF n' > Len(Trace) /\ pending' = {}
+            /\ IF Matching!AllMatched'
                THEN PrintT(<<"final state differs in", DifferingFields'>>)
                ELSE TRUE
          \/ PassOver
