@@ -49,7 +49,7 @@ final class CompletionRing: @unchecked Sendable {
         var postedNotCredited = 0
     }
     /// Guards the events, the tail and the count (`ctx->completion_lock`).
-    private let lock = Mutex(State())
+    private let lock = Lock(State())
     /// Slots not held by a request in flight or an event not given back
     /// (`ctx->reqs_available`).
     private let available: Atomic<Int>

@@ -18,7 +18,7 @@ final class Context<Flavor: RCUFlavor>: @unchecked Sendable {
     /// Set once by the destroy that wins (`ctx->dead`).
     let dead = Atomic<Bool>(false)
     /// Requests in flight, for the cancel path (`ctx->active_reqs`).
-    let active = Mutex<[ObjectIdentifier: ContextRequest<Flavor>]>([:])
+    let active = Lock<[ObjectIdentifier: ContextRequest<Flavor>]>([:])
     private let freed = Atomic<Bool>(false)
     /// The table's counters, cleanup executor and recorder, held strongly:
     /// a context may outlive its table (a lease, a request, a pending
@@ -179,7 +179,7 @@ struct CleanupHandOff: BlockingExecutor {
 
 /// The strong reference that keeps a context alive until its explicit free.
 final class Lifeline<Flavor: RCUFlavor>: Sendable {
-    private let storage = Mutex<Context<Flavor>?>(nil)
+    private let storage = Lock<Context<Flavor>?>(nil)
 
     func hold(_ context: Context<Flavor>) { storage.withLock { $0 = context } }
     func release() { storage.withLock { $0 = nil } }
@@ -193,13 +193,13 @@ final class Lifeline<Flavor: RCUFlavor>: Sendable {
 public final class ContextRequest<Flavor: RCUFlavor>: Sendable {
     /// The context until the request finishes; taking it out is what
     /// decides which of complete and cancel wins.
-    private let context: Mutex<Context<Flavor>?>
+    private let context: Lock<Context<Flavor>?>
     /// The context the request belongs to.
     public let contextID: ContextID
     let serial: Int
 
     init(context: Context<Flavor>) {
-        self.context = Mutex(context)
+        self.context = Lock(context)
         contextID = context.id
         serial = RequestSerials.next()
     }

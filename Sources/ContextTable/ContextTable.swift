@@ -63,13 +63,13 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
     let table: RCUPointer<SlotTable<Flavor>, Flavor>
     /// Serialises updaters of the slots and the table's growth (the
     /// kernel's `mm->ioctx_lock`), and holds each slot's generation.
-    private let tableLock: Mutex<[UInt64]>
+    private let tableLock: Lock<[UInt64]>
     /// The most slots the table may grow to.
     public let maximumCapacity: Int
     private let growth: any TableGrowth
     /// Requests charged against the budget (`aio_nr`), and its limit
     /// (`aio_max_nr`).
-    private let budget: Mutex<Int>
+    private let budget: Lock<Int>
     /// The limit on the total `maxRequests` of live contexts (`aio_max_nr`).
     public let requestBudget: Int
     let services: TableServices
@@ -107,7 +107,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
         let maximumCapacity = maximumCapacity ?? capacity
         precondition(capacity > 0 && requestBudget > 0, "ContextTable needs a positive capacity and budget")
         precondition(maximumCapacity >= capacity, "ContextTable: maximumCapacity is below capacity")
-        budget = Mutex(0)
+        budget = Lock(0)
         self.requestBudget = requestBudget
         self.maximumCapacity = maximumCapacity
         self.growth = growth
@@ -115,7 +115,7 @@ public final class ContextTable<Flavor: RCUFlavor>: Sendable {
             cleanup: cleanupExecutor ?? DispatchQueue(label: "urcu.context-table.cleanup"),
             reclamation: reclamation, recorder: recorder)
         table = RCUPointer(SlotTable(capacity: capacity, services: services))
-        tableLock = Mutex(Array(repeating: 0, count: capacity))
+        tableLock = Lock(Array(repeating: 0, count: capacity))
     }
 
     /// Destroys the contexts still in the table (the kernel's `exit_aio`);

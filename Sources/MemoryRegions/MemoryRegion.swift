@@ -64,7 +64,7 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
     let released: ReleaseSignal
     /// The region's memory; poisoned, then deallocated, by ``free()``.
     let bytes: UnsafeMutableRawPointer
-    private let state: Mutex<RegionState>
+    private let state: Lock<RegionState>
     private let freed = Atomic<Bool>(false)
     /// The table's recorder, if any (the conformance tests').
     let recorder: (any MemoryRegionRecorder)?
@@ -84,7 +84,7 @@ public final class MemoryRegion<Flavor: RCUFlavor>: @unchecked Sendable {
         self.length = length
         bytes = .allocate(byteCount: length, alignment: 16)
         bytes.initializeMemory(as: UInt8.self, repeating: 0, count: length)
-        state = Mutex(RegionState())
+        state = Lock(RegionState())
         let released = ReleaseSignal()
         self.released = released
         var completingSwitch: (@Sendable (() -> Void) -> Void)?

@@ -38,7 +38,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     let slots: [Slot]
     /// Serialises updaters of the slots (rdmavt's `rkt->lock`), and holds
     /// each slot's generation.
-    private let tableLock: Mutex<[UInt64]>
+    private let tableLock: Lock<[UInt64]>
     /// How long a deregistration waits for the last reference (rdmavt: 5 s).
     public let deregistrationTimeout: Double
     let teardown: any MemoryRegionTeardown
@@ -70,7 +70,7 @@ public final class MemoryRegionTable<Flavor: RCUFlavor>: Sendable {
     ) {
         precondition(capacity > 0, "MemoryRegionTable: capacity must be positive")
         slots = (0..<capacity).map { _ in Slot() }
-        tableLock = Mutex(Array(repeating: 0, count: capacity))
+        tableLock = Lock(Array(repeating: 0, count: capacity))
         self.deregistrationTimeout = deregistrationTimeout
         self.teardown = teardown
         self.lookupLoaded = lookupLoaded

@@ -59,7 +59,7 @@ package enum CounterAreas {
         /// Per offset: gets minus puts that exited threads counted.
         var folded: [Int] = []
     }
-    private static let state = Mutex(State())
+    private static let state = Lock(State())
 
     private static let foldAtExit: pthread_key_t = {
         var key = pthread_key_t()

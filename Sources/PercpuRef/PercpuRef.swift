@@ -86,7 +86,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         var switchInFlight = false
         var confirmations: [@Sendable () -> Void] = []
     }
-    private let control: Mutex<Control>
+    private let control: Lock<Control>
 
     /// Creates a ref holding one reference (none with
     /// ``PercpuRefOptions/startDead``).
@@ -144,7 +144,7 @@ public final class PercpuRef<Flavor: RCUFlavor>: @unchecked Sendable {
         // The flags fit below the offset, a multiple of 16.
         offsetAndMode = Atomic((offset ?? Self.noCounterFlag) | startMode)
         self.release = release
-        control = Mutex(Control(
+        control = Lock(Control(
             forceAtomic: options.contains(.startAtomic),
             allowReinit: startsAtomic || options.contains(.allowReinit)))
     }

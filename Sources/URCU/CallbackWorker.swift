@@ -274,7 +274,7 @@ extension LiburcuFlavor {
 
 /// Serialises creating and removing per-CPU workers, so that the threads
 /// `removePerCPUCallbackWorkers` joins are the ones it stopped.
-private let perCPUWorkersLock = Mutex(())
+private let perCPUWorkersLock = Lock(())
 
 /// How many CPUs liburcu gives per-CPU workers: the highest possible CPU
 /// number plus one, from `/sys/devices/system/cpu/possible` ("0-3,8-11"),

@@ -38,7 +38,7 @@ final class GracePeriodThread: Sendable {
         var synchronize: (@Sendable () -> Void)?
         var gracePeriods = 0
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private let wakeUp = DispatchSemaphore(value: 0)
 
     /// Runs `item` on this thread after a grace period that starts after

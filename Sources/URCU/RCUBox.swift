@@ -25,7 +25,7 @@ public final class RCUBox<Value: Sendable, Flavor: RCUFlavor>: Sendable {
 
     @usableFromInline
     let current: RCUPointer<Snapshot, Flavor>
-    private let writer = Mutex(())
+    private let writer = Lock(())
 
     /// Creates a box holding `value`.
     public init(_ value: Value) {

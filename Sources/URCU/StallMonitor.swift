@@ -65,7 +65,7 @@ public enum RCUStallMonitor {
     }
 
     private static let thresholdNanoseconds = Atomic<UInt64>(10_000_000_000)
-    private static let handler = Mutex<@Sendable (Report) -> Void>({ report in
+    private static let handler = Lock<@Sendable (Report) -> Void>({ report in
         writeStandardError(report.description + "\n")
     })
 
@@ -98,7 +98,7 @@ public enum RCUStallMonitor {
         var reported = false
     }
 
-    private static let inFlight = Mutex<(next: Int, waits: [Int: InFlight])>((0, [:]))
+    private static let inFlight = Lock<(next: Int, waits: [Int: InFlight])>((0, [:]))
     private static let watchdogStarted = Atomic<Bool>(false)
 
     /// Runs `wait`, a blocking grace-period wait of `flavor`, under watch.
@@ -216,7 +216,7 @@ package enum ReaderRegistry {
         nonisolated(unsafe) let counter: UnsafeMutablePointer<UInt>
     }
 
-    private static let entries = Mutex<(list: [Entry], hook: (@Sendable (_ adding: Bool) -> Void)?)>(([], nil))
+    private static let entries = Lock<(list: [Entry], hook: (@Sendable (_ adding: Bool) -> Void)?)>(([], nil))
 
     /// Records the calling thread as a reader of `flavor`. Called inside a
     /// registration step.

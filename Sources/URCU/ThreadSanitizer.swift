@@ -8,9 +8,8 @@ import CURCU
 
 /// The lock of builds with the package trait ThreadSanitizerAnnotations
 /// (`make sanitize-thread`, and users' `--sanitize=thread` runs):
-/// `Synchronization.Mutex`'s interface on a pthread mutex. Every module of
-/// the package swaps it in for `Mutex` under that trait only (a
-/// `typealias` in each, under the same condition).
+/// `Synchronization.Mutex`'s interface on a pthread mutex. The package's
+/// ``Lock`` is this type under that trait only.
 ///
 /// Why: on Linux, `Synchronization.Mutex` blocks in the kernel through a
 /// priority-inheriting futex that TSan does not model, so TSan misses the
@@ -47,8 +46,6 @@ package final class PthreadMutex<Value: ~Copyable>: @unchecked Sendable {
         return try body(&value.pointee)
     }
 }
-
-typealias Mutex<Value: ~Copyable> = PthreadMutex<Value>
 
 /// What liburcu orders without TSan seeing it (its queues and grace
 /// periods use atomics and system calls in code TSan does not instrument),

@@ -221,9 +221,9 @@ struct ManualStages: Sendable {
 /// static properties, so the domains live in one table.
 final class ManualDomainState: Sendable {
     let accounting = GracePeriodAccounting()
-    let stages = Mutex(ManualStages())
+    let stages = Lock(ManualStages())
 
-    private static let domains = Mutex<[ObjectIdentifier: ManualDomainState]>([:])
+    private static let domains = Lock<[ObjectIdentifier: ManualDomainState]>([:])
 
     static func of(_ domain: ObjectIdentifier) -> ManualDomainState {
         domains.withLock { domains in

@@ -161,8 +161,8 @@ public enum GracePeriodTorture {
         let reads = Atomic<Int>(0)
         let updates = Atomic<Int>(0)
         let errors = Atomic<Int>(0)
-        let pipeHistogram = Mutex([Int](repeating: 0, count: pipeLength + 1))
-        let gracePeriods = Mutex([Mechanism: Int]())
+        let pipeHistogram = Lock([Int](repeating: 0, count: pipeLength + 1))
+        let gracePeriods = Lock([Mechanism: Int]())
         /// The name of the worker threads the cell created (they take the
         /// name of the thread that creates them); nil when it uses the
         /// default worker.
@@ -260,7 +260,7 @@ public enum GracePeriodTorture {
             case .global:
                 break
             case .perThread:
-                let made = Mutex<Result<[CallbackWorker<Flavor>], CallbackThreadUnavailable>>(.success([]))
+                let made = Lock<Result<[CallbackWorker<Flavor>], CallbackThreadUnavailable>>(.success([]))
                 JoinableThread(name: threadName) {
                     let workers = Result { () throws(CallbackThreadUnavailable) in
                         try (0..<updatingThreads).map { _ throws(CallbackThreadUnavailable) in try CallbackWorker<Flavor>() }

@@ -52,7 +52,7 @@ public enum LifecycleTorture {
 
     final class Shared<Flavor: RCUFlavor>: Sendable {
         let table: ContextTable<Flavor>
-        let known = Mutex<[ContextID]>([])
+        let known = Lock<[ContextID]>([])
         let stop = Atomic<Bool>(false)
         let lookups = Atomic<Int>(0)
         let failedLookups = Atomic<Int>(0)

@@ -58,7 +58,7 @@ public enum MemoryRegionTorture {
         let table: MemoryRegionTable<Flavor>
         /// Keys the readers pick from: live regions, and some already
         /// deregistered (a lookup of those must find nothing).
-        let known = Mutex<[MemoryRegionKey]>([])
+        let known = Lock<[MemoryRegionKey]>([])
         let stop = Atomic<Bool>(false)
         let lookups = Atomic<Int>(0)
         let failedLookups = Atomic<Int>(0)
@@ -69,7 +69,7 @@ public enum MemoryRegionTorture {
         let recovered = Atomic<Int>(0)
         let unplanned = Atomic<Int>(0)
         let useAfterFree = Atomic<Int>(0)
-        let problems = Mutex<[String]>([])
+        let problems = Lock<[String]>([])
 
         init(table: MemoryRegionTable<Flavor>) { self.table = table }
 

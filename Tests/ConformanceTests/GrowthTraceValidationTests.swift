@@ -202,7 +202,7 @@ struct GrowthTraceValidationTests {
         let table = ContextTable<Flavor>(
             capacity: 1, maximumCapacity: maximumCapacity, requestBudget: 1 << 20, cleanupExecutor: heldFrees,
             reclamation: DoubleBounce(), recorder: recorder, growth: growth)
-        let known = Mutex<[ContextID]>([])
+        let known = Lock<[ContextID]>([])
         let creates = Counter()
         let threads = 3
         let ready = Counter(), start = Latch(), creatorsDone = Counter()
@@ -431,7 +431,7 @@ struct GrowthTraceValidationTests {
             recorder: recorder, growth: growth)
         _ = try table.create(maxRequests: 1, atomicReferences: true)
         let second = try table.create(maxRequests: 1, atomicReferences: true)
-        let lost = Mutex<ContextLease<MembarrierRCU>?>(nil)
+        let lost = Lock<ContextLease<MembarrierRCU>?>(nil)
         growth.betweenCopyAndPublish {
             try? table.destroy(second)
             guard let id = try? table.create(maxRequests: 1, atomicReferences: true) else { return }

@@ -19,8 +19,8 @@ typealias RegionModelRCU = ManualRCU<MemoryRegionModelDomain>
 /// `"switch"` (the only other caller of `call` in a memory-region table is
 /// `PercpuRef.kill()`).
 enum SteppedSynchronizeRCU: RCUFlavor {
-    static let whileWaiting = Mutex<(@Sendable () -> Void)?>(nil)
-    static let callbackNames = Mutex<[Int: String]>([:])
+    static let whileWaiting = Lock<(@Sendable () -> Void)?>(nil)
+    static let callbackNames = Lock<[Int: String]>([:])
 
     static var name: String { "stepped-\(RegionModelRCU.name)" }
     static var _accounting: GracePeriodAccounting { RegionModelRCU._accounting }
@@ -68,8 +68,8 @@ enum RegionStop: Equatable {
 /// named: written by the table's hooks on the workers, read by the test
 /// while they are stopped.
 final class RegionStops: Sendable {
-    private let reasons = Mutex<[UInt: RegionStop]>([:])
-    private let lastAnnounced = Mutex<String?>(nil)
+    private let reasons = Lock<[UInt: RegionStop]>([:])
+    private let lastAnnounced = Lock<String?>(nil)
     let registry = WorkerRegistry()
 
     /// Stops the calling worker (none on another thread) until the test

@@ -199,11 +199,11 @@ struct MemoryRegionTraceTests {
         let recorder = MemoryRegionTraceRecorder()
         let table = MemoryRegionTable<Flavor>(
             capacity: capacity, deregistrationTimeout: 0.05, teardown: teardown, recorder: recorder)
-        let all = Mutex<[MemoryRegion<Flavor>]>([])
+        let all = Lock<[MemoryRegion<Flavor>]>([])
         /// Regions registered and not claimed by a deregistration (a
         /// second deregistration of one is a misuse); timed-out ones are
         /// put back.
-        let available = Mutex<[MemoryRegion<Flavor>]>([])
+        let available = Lock<[MemoryRegion<Flavor>]>([])
         let threads = 3
         let ready = Counter(), start = Latch()
         runThreads(threads) { index in

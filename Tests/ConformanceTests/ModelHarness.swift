@@ -11,7 +11,7 @@ typealias ModelFlavor = ManualRCU<ModelDomain>
 
 /// A cleanup executor that runs a job only when the test says which.
 final class ManualExecutor: BlockingExecutor, @unchecked Sendable {
-    private let jobs = Mutex<[(id: Int, work: @Sendable () -> Void)]>([])
+    private let jobs = Lock<[(id: Int, work: @Sendable () -> Void)]>([])
     private let lastID = Atomic<Int>(0)
 
     func execute(_ work: @escaping @Sendable () -> Void) {
@@ -129,7 +129,7 @@ struct FreeWithoutGracePeriod: ContextReclamation {
 /// The workers of a run by thread, for the recorder's hooks, which run on
 /// the workers themselves.
 final class WorkerRegistry: Sendable {
-    private let workers = Mutex<[UInt: Worker]>([:])
+    private let workers = Lock<[UInt: Worker]>([:])
 
     func register(_ worker: Worker) { workers.withLock { $0[worker.threadID] = worker } }
     func worker(_ thread: UInt) -> Worker? { workers.withLock { $0[thread] } }
@@ -182,8 +182,8 @@ final class ModelRun {
     private var stopped: [Worker] = []
     private var spareWorkers: [Worker] = []
     private let registry = WorkerRegistry()
-    private let ids = Mutex<[String: ContextID]>([:])
-    private let requests = Mutex<[String: [ContextRequest<ModelFlavor>]]>([:])
+    private let ids = Lock<[String: ContextID]>([:])
+    private let requests = Lock<[String: [ContextRequest<ModelFlavor>]]>([:])
     /// Contexts whose create has been issued.
     private var issued: Set<String> = []
     /// What each spec thread is doing: nil, or (phase, context).

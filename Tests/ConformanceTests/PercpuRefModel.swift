@@ -22,7 +22,7 @@ typealias PercpuModelRCU = ManualRCU<PercpuModelDomain>
 enum ParkingRCU: RCUFlavor {
     /// What each thread (by `PercpuModelRCU.currentThread`) runs before
     /// leaving its next read section.
-    static let beforeUnlock = Mutex<[UInt: @Sendable () -> Void]>([:])
+    static let beforeUnlock = Lock<[UInt: @Sendable () -> Void]>([:])
 
     static var name: String { "parking-\(PercpuModelRCU.name)" }
     static var _accounting: GracePeriodAccounting { PercpuModelRCU._accounting }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import URCU
 import URCUTesting
 
 /// An event a ``TraceRecorder`` records: a step of a spec's action.
@@ -43,7 +44,7 @@ class TraceRecorder<Event: TraceEvent>: @unchecked Sendable {
             let begin: Int
             var end: Int?
         }
-        let state = Mutex<(records: [Record], kept: [Int: Kept], name: String?)>(([], [:], nil))
+        let state = Lock<(records: [Record], kept: [Int: Kept], name: String?)>(([], [:], nil))
         /// Steps of this thread in progress (a nested step runs inside
         /// another); touched only by the thread.
         var depth = 0
@@ -57,7 +58,7 @@ class TraceRecorder<Event: TraceEvent>: @unchecked Sendable {
     /// Steps begun and not yet appended to their log.
     private let inProgress = Atomic<Int>(0)
     /// Every thread's log; a thread adds its own once, at its first step.
-    private let logs = Mutex<[ThreadLog]>([])
+    private let logs = Lock<[ThreadLog]>([])
     /// Runs on the recording thread after each outermost step: where the
     /// model-based tests stop a worker mid-operation.
     private let afterStep: (@Sendable (Event) -> Void)?
@@ -233,7 +234,7 @@ final class ThreadLogs: @unchecked Sendable {
     /// not look for roots in thread-specific values, so the logs of threads
     /// alive at exit (pool threads, parked workers) would be reported as
     /// leaked. Touched once per thread, never per step.
-    private static let live = Mutex<[ObjectIdentifier: ThreadLogs]>([:])
+    private static let live = Lock<[ObjectIdentifier: ThreadLogs]>([:])
 
     /// The calling thread's logs, made on first use and released at its
     /// exit.

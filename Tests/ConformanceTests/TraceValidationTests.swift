@@ -245,8 +245,8 @@ struct TraceValidationTests {
         let table = ContextTable<Flavor>(
             capacity: slots, requestBudget: budget, cleanupExecutor: heldFrees, reclamation: reclamation,
             recorder: recorder)
-        let known = Mutex<[ContextID]>([])
-        let inFlight = Mutex<[ContextRequest<Flavor>]>([])
+        let known = Lock<[ContextID]>([])
+        let inFlight = Lock<[ContextRequest<Flavor>]>([])
         let creates = Counter()
         let threads = 3
         let ready = Counter(), start = Latch()

@@ -145,7 +145,7 @@ struct GrowthTests {
             reclamation: DoubleBounce(), recorder: nil, growth: growth)
         guard let first = try? table.create(maxRequests: 1) else { return false }
         let loaded = Latch(), grown = Latch()
-        let found = Mutex(false)
+        let found = Lock(false)
         let reader = JoinableThread {
             MembarrierRCU.read { section in
                 table.table.dereference(in: section) { slots in
@@ -192,7 +192,7 @@ struct GrowthTests {
         let second = try table.create(maxRequests: 1)
         // A lease on the context created during the copy: the only way to
         // destroy it once the table has lost it.
-        let published = Mutex<ContextLease<MembarrierRCU>?>(nil)
+        let published = Lock<ContextLease<MembarrierRCU>?>(nil)
         growth.betweenCopyAndPublish {
             // Frees slot 1 of the table being copied, and fills it again.
             try? table.destroy(second)

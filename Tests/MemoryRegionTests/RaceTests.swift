@@ -19,7 +19,7 @@ struct RaceTests {
         func check<F: RCUFlavor>(_: F.Type) {
             let rounds = 60
             let table = MemoryRegionTable<F>(capacity: 2)
-            let current = Mutex<MemoryRegionKey?>(nil)
+            let current = Lock<MemoryRegionKey?>(nil)
             let done = Atomic<Bool>(false)
             let found = Counter(), kept = Counter(), damaged = Counter()
             let deregistered = Counter(), roundsFound = Counter()

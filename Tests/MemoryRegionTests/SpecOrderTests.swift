@@ -15,7 +15,7 @@ struct SpecOrderTests {
     /// The steps a deregistration with `teardown` takes, in order, for a
     /// region nobody else holds.
     static func stepsTaken(by teardown: some MemoryRegionTeardown) throws -> [String] {
-        let steps = Mutex<[String]>([])
+        let steps = Lock<[String]>([])
         let table = MemoryRegionTable<MembarrierRCU>(
             capacity: 1, deregistrationTimeout: 10, teardown: teardown,
             stepTaken: { name in steps.withLock { $0.append(name) } })

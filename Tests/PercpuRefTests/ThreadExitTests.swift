@@ -13,7 +13,7 @@ struct ThreadExitTests {
         let refCount = 20_000
         let refs = (0..<refCount).map { _ in PercpuRef<MembarrierRCU> {} }
         let used = refs[refCount / 2]
-        let offsetsRead = Mutex(0)
+        let offsetsRead = Lock(0)
         JoinableThread {
             used.get()
             offsetsRead.withLock { $0 = CounterAreas.foldCallingThread() }

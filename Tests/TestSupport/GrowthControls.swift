@@ -34,7 +34,7 @@ package final class CopySlotsOutsideTableLock: TableGrowth {
 
     package init(pausing: Bool = false) { self.pausing = pausing }
 
-    private let interleaved = Mutex<(@Sendable () -> Void)?>(nil)
+    private let interleaved = Lock<(@Sendable () -> Void)?>(nil)
 
     package func betweenCopyAndPublish(_ updates: @escaping @Sendable () -> Void) {
         interleaved.withLock { $0 = updates }

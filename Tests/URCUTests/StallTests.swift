@@ -16,7 +16,7 @@ struct StallTests {
     /// another thread's synchronize() must be reported as stalled on it.
     static func stuckReaderIsNamed<F: RCUFlavor>(_: F.Type, reader name: String, qsbrOnline: Bool = false) -> Bool {
         RCUStallMonitor.threshold = 0.2
-        let reports = Mutex<[RCUStallMonitor.Report]>([])
+        let reports = Lock<[RCUStallMonitor.Report]>([])
         RCUStallMonitor.setHandler { report in reports.withLock { $0.append(report) } }
         let entered = Latch(), release = Latch()
         let reader = JoinableThread(name: name) {
@@ -107,7 +107,7 @@ struct StallTests {
     /// callbacks' stall must be reported, naming the reader.
     static func callbackStallIsReported() -> Bool {
         RCUStallMonitor.threshold = 0.3
-        let reports = Mutex<[RCUStallMonitor.Report]>([])
+        let reports = Lock<[RCUStallMonitor.Report]>([])
         RCUStallMonitor.setHandler { report in reports.withLock { $0.append(report) } }
         let entered = Latch(), release = Latch()
         let reader = JoinableThread(name: "stuck-cb") {

@@ -16,7 +16,7 @@ import Glibc
 /// reused) or finds its id in the freed set.
 final class Canary: @unchecked Sendable {
     static let poison = 0x5EAD_DEAD_BEEF
-    static let registry = Mutex<Set<Int>>([])
+    static let registry = Lock<Set<Int>>([])
     static let nextID = Atomic<Int>(0)
 
     let id: Int
