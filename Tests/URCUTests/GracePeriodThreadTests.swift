@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 import TestSupport
 import Testing
@@ -137,5 +138,45 @@ struct GracePeriodThreadTests {
             return ran.value
         }
         #expect(await check(flavor) == 100, "barrier() returned before the grace-period work handed in before it")
+    }
+
+    @Test("the grace-period thread asks for a short time slice, so that its wake-ups do not wait for busy cores",
+          .enabled(if: Self.schedulerReportsCustomSlices, "needs Linux 6.12 or later, and /proc/self/sched's se.slice"))
+    func shortTimeSlice() {
+        // Starts the thread if no test has yet.
+        let cookie = MembarrierRCU.startPoll()
+        #expect(eventually(seconds: 30) { MembarrierRCU.poll(cookie) })
+        let slices = Self.slicesOfThreads(named: gracePeriodThreadName)
+        #expect(!slices.isEmpty, "no thread named \(gracePeriodThreadName)")
+        #expect(slices.allSatisfy { $0 == 100_000 }, "their slices (ns): \(slices)")
+    }
+
+    /// `se.slice` (nanoseconds) of each of this process's threads named
+    /// `name`, from `/proc/self/task/<tid>/sched`.
+    static func slicesOfThreads(named name: String) -> [Int] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { tid in
+            let comm = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)
+            guard comm?.trimmingCharacters(in: .whitespacesAndNewlines) == name else { return nil }
+            return slice(inSchedFile: "/proc/self/task/\(tid)/sched")
+        }
+    }
+
+    static func slice(inSchedFile path: String) -> Int? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let line = text.split(separator: "\n").first { $0.hasPrefix("se.slice") }
+        return line.flatMap { Int($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    /// Custom slices for the default policy came with Linux 6.12; the
+    /// scheduler shows a thread's slice only when built with its debug
+    /// files.
+    static var schedulerReportsCustomSlices: Bool {
+        var name = utsname()
+        uname(&name)
+        let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let version = release.split(separator: ".").prefix(2).compactMap { Int($0.prefix { $0.isNumber }) }
+        let supported = version.count == 2 && (version[0], version[1]) >= (6, 12)
+        return supported && slice(inSchedFile: "/proc/self/sched") != nil
     }
 }

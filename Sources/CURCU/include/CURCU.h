@@ -110,6 +110,27 @@ void __tsan_release(void *addr) __attribute__((weak));
 static inline void curcu_tsan_acquire(void *_Nonnull addr) { if (__tsan_acquire) __tsan_acquire(addr); }
 static inline void curcu_tsan_release(void *_Nonnull addr) { if (__tsan_release) __tsan_release(addr); }
 
+/*
+ * sched_setattr(2), which glibc 2.36 does not wrap (and Swift cannot call
+ * the variadic syscall(2)); the first fields of the kernel's struct
+ * sched_attr (SCHED_ATTR_SIZE_VER0).
+ */
+#include <sys/syscall.h>
+struct curcu_sched_attr {
+    uint32_t size;
+    uint32_t policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime;
+    uint64_t deadline;
+    uint64_t period;
+};
+static inline int curcu_sched_setattr(struct curcu_sched_attr *_Nonnull attr)
+{
+    return (int)syscall(SYS_sched_setattr, 0, attr, 0);
+}
+
 /* fork(2), which Swift's Glibc module does not export. */
 #include <unistd.h>
 static inline pid_t curcu_fork(void) { return fork(); }
