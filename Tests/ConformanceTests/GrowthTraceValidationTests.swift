@@ -35,38 +35,21 @@ struct GrowthTraceModule {
     }
 
     func write(to directory: URL) throws {
-        let module = """
-            ---- MODULE \(name) ----
-            EXTENDS TraceTableGrowth
-            TraceData == <<
-            \(records.map { "  " + $0 }.joined(separator: ",\n"))
-            >>
-            TraceContexts == 1..\(contexts)
-            TraceThreads == {\(threads.map { "\"\($0)\"" }.joined(separator: ", "))}
-            TraceCapacities == <<\(capacities.map(String.init).joined(separator: ", "))>>
-            TraceNoContext == 0
-            TraceFinal == \(final?.tla(threads: "TraceThreads") ?? "[f \\in {} |-> 0]")
-            ====
-
-            """
-        let config = """
-            CONSTANTS
-                Trace <- TraceData
-                Final <- TraceFinal
-                Contexts <- TraceContexts
-                Threads <- TraceThreads
-                Capacities <- TraceCapacities
-                NoContext <- TraceNoContext
-                TableFlavor = "rcu"
-                Bug = "None"
-                QSBR = \(quiescentStates ? "TRUE" : "FALSE")
-            INIT TraceInit
-            NEXT TraceNext
-            INVARIANT TraceIncomplete
-
-            """
-        try module.write(to: directory.appendingPathComponent("\(name).tla"), atomically: true, encoding: .utf8)
-        try config.write(to: directory.appendingPathComponent("\(name).cfg"), atomically: true, encoding: .utf8)
+        try TraceCheckFiles(
+            name: name, spec: "TraceTableGrowth", records: records,
+            definitions: [
+                "TraceContexts == 1..\(contexts)",
+                "TraceThreads == \(TraceCheckFiles.set(of: threads))",
+                "TraceCapacities == <<\(capacities.map(String.init).joined(separator: ", "))>>",
+                "TraceNoContext == 0",
+                "TraceFinal == \(final?.tla(threads: "TraceThreads") ?? TraceCheckFiles.noFinalState)",
+            ],
+            constants: [
+                "Contexts <- TraceContexts", "Threads <- TraceThreads", "Capacities <- TraceCapacities",
+                "NoContext <- TraceNoContext", "TableFlavor = \"rcu\"", "Bug = \"None\"",
+                "QSBR = \(quiescentStates ? "TRUE" : "FALSE")",
+            ]
+        ).write(to: directory)
     }
 }
 

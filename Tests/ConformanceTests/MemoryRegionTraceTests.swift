@@ -136,38 +136,21 @@ struct RegionTraceModule {
         let records = entries.map {
             $0.event.tlaRecord(thread: $0.thread, regions: numbers, extra: [("b", $0.begin), ("e", $0.end!)])
         }
-        let module = """
-            ---- MODULE \(name) ----
-            EXTENDS TraceMemoryRegion
-            TraceData == <<
-            \(records.map { "  " + $0 }.joined(separator: ",\n"))
-            >>
-            TraceRegions == 1..\(numbers.count)
-            TraceThreads == {\(threads.map { "\"\($0)\"" }.joined(separator: ", "))}
-            TraceFinal == \(final)
-            ====
-
-            """
-        // MaxDependents: no bound the run could reach.
-        let config = """
-            CONSTANTS
-                Trace <- TraceData
-                Final <- TraceFinal
-                Regions <- TraceRegions
-                Threads <- TraceThreads
-                Flavors = {"rcu"}
-                TableFlavor = "rcu"
-                RefFlavor = "rcu"
-                RefInitModes = {"percpu", "atomic"}
-                MaxDependents = \(records.count)
-                Bug = "None"
-            INIT TraceInit
-            NEXT TraceNext
-            INVARIANT TraceIncomplete
-
-            """
-        try module.write(to: directory.appendingPathComponent("\(name).tla"), atomically: true, encoding: .utf8)
-        try config.write(to: directory.appendingPathComponent("\(name).cfg"), atomically: true, encoding: .utf8)
+        try TraceCheckFiles(
+            name: name, spec: "TraceMemoryRegion", records: records,
+            definitions: [
+                "TraceRegions == 1..\(numbers.count)",
+                "TraceThreads == \(TraceCheckFiles.set(of: threads))",
+                "TraceFinal == \(final)",
+            ],
+            constants: [
+                "Regions <- TraceRegions", "Threads <- TraceThreads",
+                "Flavors = {\"rcu\"}", "TableFlavor = \"rcu\"", "RefFlavor = \"rcu\"",
+                "RefInitModes = {\"percpu\", \"atomic\"}",
+                // No bound the run could reach.
+                "MaxDependents = \(records.count)", "Bug = \"None\"",
+            ]
+        ).write(to: directory)
     }
 }
 

@@ -246,3 +246,49 @@ final class ThreadLogs: @unchecked Sendable {
         return logs
     }
 }
+
+/// The two files `Spec/check-traces.sh` checks for one recorded run: a
+/// module `name` that extends the trace module `spec` (`TraceLifecycle`,
+/// `TraceMemoryRegion`, `TraceTableGrowth`) with the run's `records` as
+/// `TraceData` and the run's own `definitions` (`TraceThreads`,
+/// `TraceFinal`, …), and its configuration: `Trace` and `Final` bound to
+/// them, the run's `constants`, and the check every trace module makes
+/// (the trace is accepted exactly when `TraceIncomplete` is violated).
+struct TraceCheckFiles {
+    let name: String
+    let spec: String
+    let records: [String]
+    let definitions: [String]
+    let constants: [String]
+
+    /// `TraceFinal` for a run whose final state is not compared.
+    static let noFinalState = "[f \\in {} |-> 0]"
+
+    /// `threads` as a TLA+ set of strings.
+    static func set(of threads: [String]) -> String { "{\(threads.map { "\"\($0)\"" }.joined(separator: ", "))}" }
+
+    func write(to directory: URL) throws {
+        let module = """
+            ---- MODULE \(name) ----
+            EXTENDS \(spec)
+            TraceData == <<
+            \(records.map { "  " + $0 }.joined(separator: ",\n"))
+            >>
+            \(definitions.joined(separator: "\n"))
+            ====
+
+            """
+        let config = """
+            CONSTANTS
+                Trace <- TraceData
+                Final <- TraceFinal
+            \(constants.map { "    " + $0 }.joined(separator: "\n"))
+            INIT TraceInit
+            NEXT TraceNext
+            INVARIANT TraceIncomplete
+
+            """
+        try module.write(to: directory.appendingPathComponent("\(name).tla"), atomically: true, encoding: .utf8)
+        try config.write(to: directory.appendingPathComponent("\(name).cfg"), atomically: true, encoding: .utf8)
+    }
+}

@@ -58,42 +58,22 @@ struct TraceModule {
     }
 
     func write(to directory: URL) throws {
-        let module = """
-            ---- MODULE \(name) ----
-            EXTENDS TraceLifecycle
-            TraceData == <<
-            \(records.map { "  " + $0 }.joined(separator: ",\n"))
-            >>
-            TraceContexts == 1..\(contexts)
-            TraceThreads == {\(threads.map { "\"\($0)\"" }.joined(separator: ", "))}
-            TraceSlots == 0..\(slots - 1)
-            TraceFinal == \(final?.tla(threads: "TraceThreads", slots: "TraceSlots") ?? "[f \\in {} |-> 0]")
-            ====
-
-            """
-        let config = """
-            CONSTANTS
-                Trace <- TraceData
-                Final <- TraceFinal
-                Contexts <- TraceContexts
-                Threads <- TraceThreads
-                Slots <- TraceSlots
-                MaxRequests = \(maxRequests)
-                AioMaxNr = \(budget)
-                Flavors = {"rcu"}
-                TableFlavor = "rcu"
-                RefFlavor = "rcu"
-                RefInitModes = {"percpu", "atomic"}
-                NoContext = 0
-                Bug = "None"
-                QSBR = \(quiescentStates ? "TRUE" : "FALSE")
-            INIT TraceInit
-            NEXT TraceNext
-            INVARIANT TraceIncomplete
-
-            """
-        try module.write(to: directory.appendingPathComponent("\(name).tla"), atomically: true, encoding: .utf8)
-        try config.write(to: directory.appendingPathComponent("\(name).cfg"), atomically: true, encoding: .utf8)
+        try TraceCheckFiles(
+            name: name, spec: "TraceLifecycle", records: records,
+            definitions: [
+                "TraceContexts == 1..\(contexts)",
+                "TraceThreads == \(TraceCheckFiles.set(of: threads))",
+                "TraceSlots == 0..\(slots - 1)",
+                "TraceFinal == \(final?.tla(threads: "TraceThreads", slots: "TraceSlots") ?? TraceCheckFiles.noFinalState)",
+            ],
+            constants: [
+                "Contexts <- TraceContexts", "Threads <- TraceThreads", "Slots <- TraceSlots",
+                "MaxRequests = \(maxRequests)", "AioMaxNr = \(budget)",
+                "Flavors = {\"rcu\"}", "TableFlavor = \"rcu\"", "RefFlavor = \"rcu\"",
+                "RefInitModes = {\"percpu\", \"atomic\"}", "NoContext = 0", "Bug = \"None\"",
+                "QSBR = \(quiescentStates ? "TRUE" : "FALSE")",
+            ]
+        ).write(to: directory)
     }
 }
 
