@@ -188,8 +188,8 @@ struct GrowthTraceValidationTests {
         let known = Lock<[ContextID]>([])
         let creates = Counter()
         let threads = 3
-        let ready = Counter(), start = Latch(), creatorsDone = Counter()
-        runThreads(threads) { index in
+        let creatorsDone = Counter()
+        runThreadsTogether(threads) { index in
             Conformance.TraceValidationTests.asReader(Flavor.self) {
                 var random = SplitMix(seed: seed &* 1_000_003 &+ UInt64(index))
                 // The last thread only looks up, from the first create on,
@@ -198,9 +198,6 @@ struct GrowthTraceValidationTests {
                 // across the growths, which come with the first few creates
                 // and whose frees must wait for them.
                 let looksUpOnly = index == threads - 1
-                ready.increment()
-                if ready.value == threads { start.open() }
-                start.wait()
                 while looksUpOnly && known.withLock({ $0.isEmpty }) && creatorsDone.value < threads - 1 { sched_yield() }
                 defer { if !looksUpOnly { creatorsDone.increment() } }
                 for _ in 0..<(looksUpOnly ? operations / 2 : operations) {
@@ -376,23 +373,17 @@ struct GrowthTraceValidationTests {
     /// table waits for it; ``FreeOldTableWithoutGracePeriod`` frees it at
     /// once (the lookup, past its loads, never reads the freed table).
     static func readerAcrossGrowth(growth: any TableGrowth) throws -> RecordedRun {
-        let parked = DispatchSemaphore(value: 0), resume = DispatchSemaphore(value: 0)
-        let parkNext = Atomic<Bool>(false)
-        let recorder = LifecycleTraceRecorder(keepsContexts: true, afterStep: { event in
-            if case .lookupLoad = event, parkNext.exchange(false, ordering: .relaxed) {
-                parked.signal()
-                resume.wait()
-            }
-        })
+        let parking = LookupParking()
+        let recorder = parking.recorder()
         let table = ContextTable<MembarrierRCU>(
             capacity: 1, maximumCapacity: 2, requestBudget: 10, cleanupExecutor: nil, reclamation: DoubleBounce(),
             recorder: recorder, growth: growth)
         let first = try table.create(maxRequests: 1, atomicReferences: true)
-        parkNext.store(true, ordering: .relaxed)
+        parking.parkNextLookup()
         let reader = JoinableThread(name: "reader") { _ = table.lookup(first) }
-        parked.wait()
+        parking.waitUntilParked()
         _ = try table.create(maxRequests: 1, atomicReferences: true)
-        resume.signal()
+        parking.resume()
         reader.join()
         for id in table.liveContexts { try table.destroy(id) }
         #expect(settles(table), "\(table.statistics)")

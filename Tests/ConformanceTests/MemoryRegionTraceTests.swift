@@ -187,20 +187,10 @@ struct MemoryRegionTraceTests {
         /// second deregistration of one is a misuse); timed-out ones are
         /// put back.
         let available = Lock<[MemoryRegion<Flavor>]>([])
-        let threads = 3
-        let ready = Counter(), start = Latch()
-        runThreads(threads) { index in
+        runThreadsTogether(3) { index in
             var random = SplitMix(seed: seed &* 1_000_003 &+ UInt64(index))
-            ready.increment()
-            if ready.value == threads { start.open() }
-            start.wait()
             for _ in 0..<operations {
-                // A varied schedule: sometimes yield, sometimes spin.
-                switch Int.random(in: 0..<16, using: &random) {
-                case 0: sched_yield()
-                case 1: for _ in 0..<Int.random(in: 0..<2_000, using: &random) { _ = random.next() }
-                default: break
-                }
+                varySchedule(using: &random)
                 switch Int.random(in: 0..<20, using: &random) {
                 case 0..<4:
                     let atomic = atomicCounts && Bool.random(using: &random)

@@ -233,3 +233,25 @@ final class LifecycleTraceRecorder: TraceRecorder<LifecycleEvent>, LifecycleReco
     /// with no end ticket yet).
     var recorded: [Entry] { recordedSoFar.filter { $0.event.isLifecycleAction } }
 }
+
+/// Stops a lookup inside its read section, right after its load, while the
+/// test does something the lookup must hold up; a recorder's `afterStep`.
+final class LookupParking: Sendable {
+    private let parked = DispatchSemaphore(value: 0), resumed = DispatchSemaphore(value: 0)
+    private let parksNext = Atomic<Bool>(false)
+
+    /// A recorder whose next lookup, once ``parkNextLookup()`` is called,
+    /// stops after its load until ``resume()``.
+    func recorder() -> LifecycleTraceRecorder {
+        LifecycleTraceRecorder(keepsContexts: true, afterStep: { event in
+            if case .lookupLoad = event, self.parksNext.exchange(false, ordering: .relaxed) {
+                self.parked.signal()
+                self.resumed.wait()
+            }
+        })
+    }
+
+    func parkNextLookup() { parksNext.store(true, ordering: .relaxed) }
+    func waitUntilParked() { parked.wait() }
+    func resume() { resumed.signal() }
+}

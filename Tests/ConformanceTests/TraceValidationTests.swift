@@ -228,21 +228,11 @@ struct TraceValidationTests {
         let known = Lock<[ContextID]>([])
         let inFlight = Lock<[ContextRequest<Flavor>]>([])
         let creates = Counter()
-        let threads = 3
-        let ready = Counter(), start = Latch()
-        runThreads(threads) { index in
+        runThreadsTogether(3) { index in
             asReader(Flavor.self) {
                 var random = SplitMix(seed: seed &* 1_000_003 &+ UInt64(index))
-                ready.increment()
-                if ready.value == threads { start.open() }
-                start.wait()
                 for _ in 0..<operations {
-                    // A varied schedule: sometimes yield, sometimes spin.
-                    switch Int.random(in: 0..<16, using: &random) {
-                    case 0: sched_yield()
-                    case 1: for _ in 0..<Int.random(in: 0..<2_000, using: &random) { _ = random.next() }
-                    default: break
-                    }
+                    varySchedule(using: &random)
                     let choice = Int.random(in: 0..<20, using: &random)
                     let someID = known.withLock { $0.randomElement(using: &random) }
                     // Half the operations run inside a read section of
@@ -387,25 +377,19 @@ struct TraceValidationTests {
     /// free must wait for it. Refs start atomic, so no mode switch (whose
     /// own grace period would also wait for the reader) hides the bug.
     static func readerInsideTeardown() throws -> RecordedRun {
-        let parked = DispatchSemaphore(value: 0), resume = DispatchSemaphore(value: 0)
-        let parkNext = Atomic<Bool>(false)
-        let recorder = LifecycleTraceRecorder(keepsContexts: true, afterStep: { event in
-            if case .lookupLoad = event, parkNext.exchange(false, ordering: .relaxed) {
-                parked.signal()
-                resume.wait()
-            }
-        })
+        let parking = LookupParking()
+        let recorder = parking.recorder()
         let table = ContextTable<MembarrierRCU>(
             capacity: 1, requestBudget: 1, cleanupExecutor: nil, reclamation: DoubleBounce(), recorder: recorder)
         let id = try table.create(maxRequests: 1, atomicReferences: true)
         let holder = table.lookup(id)
-        parkNext.store(true, ordering: .relaxed)
+        parking.parkNextLookup()
         let reader = JoinableThread(name: "reader") { _ = table.lookup(id) }
-        parked.wait()
+        parking.waitUntilParked()
         try table.destroy(holder!)
         _ = consume holder
         // The free is queued behind a grace period the reader holds up.
-        resume.signal()
+        parking.resume()
         reader.join()
         #expect(eventually(seconds: 60) { table.statistics.live == 0 && table.statistics.pendingFrees == 0 })
         let final = FinalState(table: table, recorder: recorder, contexts: 1)

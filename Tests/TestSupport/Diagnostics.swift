@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import URCU
 import URCUTesting
@@ -31,6 +34,28 @@ public func offPool<Result: Sendable>(_ body: @escaping @Sendable () -> Result) 
 public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     let threads = (0..<count).map { index in JoinableThread { body(index) } }
     threads.forEach { $0.join() }
+}
+
+/// Runs `count` threads to completion, started together: each runs `body`
+/// only once all of them exist, so that their first steps race too.
+public func runThreadsTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let ready = Counter(), start = Latch()
+    runThreads(count) { index in
+        ready.increment()
+        if ready.value == count { start.open() }
+        start.wait()
+        body(index)
+    }
+}
+
+/// Varies the calling thread's schedule at random, as rcutorture does:
+/// now and then it yields, now and then it spins a while.
+public func varySchedule(using random: inout SplitMix) {
+    switch Int.random(in: 0..<16, using: &random) {
+    case 0: sched_yield()
+    case 1: for _ in 0..<Int.random(in: 0..<2_000, using: &random) { _ = random.next() }
+    default: break
+    }
 }
 
 /// Whether this process runs under AddressSanitizer (its runtime is
