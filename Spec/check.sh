@@ -147,17 +147,22 @@ run_check() {
     [[ "$deadlock" == off ]] && flags+=(-deadlock)
     echo "check.sh: $dir/$config.cfg (expect $expected)" >&2
     t0="$(date +%s.%N)"
+    # TLC unpacks its standard modules into java.io.tmpdir and deletes them
+    # when it ends: two rows sharing /tmp lose them under each other
+    # ("source file 'Naturals.tla' has apparently been deleted").
+    mkdir -p "$states/$tag.tmp"
     (
         cd "$root/$dir"
-        java -XX:+UseParallelGC -DTLA-Library="$root/Spec" -cp "$jar" \
+        java -XX:+UseParallelGC -Djava.io.tmpdir="$states/$tag.tmp" -DTLA-Library="$root/Spec" -cp "$jar" \
             tlc2.TLC -workers 1 -nowarning ${flags[@]+"${flags[@]}"} \
             -metadir "$states/$tag" -config "$config.cfg" "$module.tla"
     ) >"$log" 2>&1 || true
     t1="$(date +%s.%N)"
     result="$(verdict "$log" "$root/$dir/$config.cfg")"
     seconds="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
-    n="$(distinct_states "$log")"
-    d="$(depth "$log")"
+    # A log with neither (TLC stopped early) leaves them empty: "-".
+    n="$(distinct_states "$log" || true)"
+    d="$(depth "$log" || true)"
     mark=""
     if [[ "$result" != "$expected" ]]; then
         mark=" **UNEXPECTED**"
