@@ -312,7 +312,7 @@ struct GrowthTraceValidationTests {
             try module.write(to: directory)
         }
         let recorded = Date()
-        let verdicts = try checkTraces(in: directory)
+        let verdicts = try await checkTraces(in: directory)
         print("""
             trace validation (growth): \(verdicts.values.filter { !$0.accepted }.count)/\(runs) traces rejected, \
             \(records) records, \(growths) growths, \(acrossGrowths) read sections overlapping a growth; \
@@ -351,7 +351,7 @@ struct GrowthTraceValidationTests {
             try run.module(named: "Buggy_\(String(format: "%04d", seed))").write(to: directory)
         }
         let recorded = Date()
-        let verdicts = try checkTraces(in: directory)
+        let verdicts = try await checkTraces(in: directory)
         let rejected = verdicts.values.filter { !$0.accepted }
         print("""
             trace validation (growth, copy outside the lock): \(rejected.count)/\(runs) traces rejected; \
@@ -469,7 +469,7 @@ struct GrowthTraceValidationTests {
             ]
         }
         for (name, run) in runs { try run.get().module(named: name).write(to: directory) }
-        let verdicts = try checkTraces(in: directory)
+        let verdicts = try await checkTraces(in: directory)
         for name in verdicts.keys.sorted() { print("trace validation (growth controls): \(verdicts[name]!.line)") }
         func line(_ name: String) -> String { verdicts[name]?.line ?? "no verdict for \(name)" }
         #expect(verdicts["Growth_reader_across_growth"]?.accepted == true, "\(line("Growth_reader_across_growth"))")

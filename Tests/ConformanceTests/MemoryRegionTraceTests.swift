@@ -154,7 +154,8 @@ struct RegionTraceModule {
     }
 }
 
-extension Conformance {
+/// Outside the serialized conformance suite: real flavors, no
+/// ``ModelFlavor``.
 @Suite("Trace validation of memory-region runs by TLC")
 struct MemoryRegionTraceTests {
     static let capacity = 3
@@ -260,9 +261,9 @@ struct MemoryRegionTraceTests {
     /// how long recording (since `started`) and checking took.
     static func verdicts(
         in directory: URL, events: Int, since started: Date, label: String
-    ) throws -> [String: (accepted: Bool, line: String)] {
+    ) async throws -> [String: (accepted: Bool, line: String)] {
         let recorded = Date()
-        let verdicts = try checkTraces(in: directory)
+        let verdicts = try await checkTraces(in: directory)
         print("""
             memory-region trace validation (\(label)): \(verdicts.values.filter { !$0.accepted }.count)/\(verdicts.count) \
             traces rejected, \(events) events; runs \(String(format: "%.1f", recorded.timeIntervalSince(started))) s, \
@@ -277,7 +278,7 @@ struct MemoryRegionTraceTests {
     func randomRuns() async throws {
         let directory = try traceDirectory("regions-random")
         let started = Date()
-        let runs = TraceValidationTests.sampleSize("REGION_TRACE_RUNS", default: 2)
+        let runs = Conformance.TraceValidationTests.sampleSize("REGION_TRACE_RUNS", default: 2)
         let scripted = try await offPool { Result { try Self.readerAcrossSynchronize() } }.get()
         try scripted.write(to: directory)
         var events = scripted.entries.count
@@ -287,7 +288,7 @@ struct MemoryRegionTraceTests {
                 directory: directory
             ).entries.count
         }
-        let verdicts = try Self.verdicts(in: directory, events: events, since: started, label: "fixed order")
+        let verdicts = try await Self.verdicts(in: directory, events: events, since: started, label: "fixed order")
         #expect(verdicts.count == runs + 1)
         for (name, verdict) in verdicts.sorted(by: { $0.key < $1.key }) where !verdict.accepted {
             Issue.record("\(verdict.line)\nrerun: Spec/check-traces.sh \(directory.path) \(name)")
@@ -342,7 +343,7 @@ struct MemoryRegionTraceTests {
     func randomBuggyRuns() async throws {
         let directory = try traceDirectory("regions-refuted")
         let started = Date()
-        let runs = TraceValidationTests.sampleSize("REGION_TRACE_BUGGY_RUNS", default: 1)
+        let runs = Conformance.TraceValidationTests.sampleSize("REGION_TRACE_BUGGY_RUNS", default: 1)
         let orders: [(name: String, teardown: any MemoryRegionTeardown, firstStepOutOfOrder: String)] = [
             ("PutBeforeGracePeriod", PutBeforeGracePeriod(), "Kill"),
             ("NoSynchronize", NoSynchronize(), "PutTable"),
@@ -359,7 +360,7 @@ struct MemoryRegionTraceTests {
                 ).entries.count
             }
         }
-        let verdicts = try Self.verdicts(in: directory, events: events, since: started, label: "refuted orders")
+        let verdicts = try await Self.verdicts(in: directory, events: events, since: started, label: "refuted orders")
         #expect(verdicts.count == orders.count * runs)
         for order in orders {
             for seed in 100..<(100 + runs) {
@@ -369,5 +370,4 @@ struct MemoryRegionTraceTests {
             }
         }
     }
-}
 }

@@ -148,9 +148,11 @@ struct FinalState {
 }
 
 /// TLC's verdict on each trace in `directory` (`Spec/check-traces.sh`):
-/// the name, whether it was accepted, and the script's line.
-func checkTraces(in directory: URL) throws -> [String: (accepted: Bool, line: String)] {
-    let output = try runProcess(repositoryRoot.appendingPathComponent("Spec/check-traces.sh").path, [directory.path])
+/// the name, whether it was accepted, and the script's line. TLC runs for
+/// seconds: the wait is off the cooperative pool, which other tests need.
+func checkTraces(in directory: URL) async throws -> [String: (accepted: Bool, line: String)] {
+    let path = repositoryRoot.appendingPathComponent("Spec/check-traces.sh").path
+    let output = try await offPool { Result { try runProcess(path, [directory.path]) } }.get()
     guard output.status == 0 else {
         throw ConformanceFailure("check-traces.sh failed:\n\(output.standardOutput)\(output.standardError)")
     }
@@ -328,7 +330,7 @@ struct TraceValidationTests {
             try run.module(named: "\(prefix)_\(String(format: "%03d", seed))").write(to: directory)
         }
         let recorded = Date()
-        let verdicts = try checkTraces(in: directory)
+        let verdicts = try await checkTraces(in: directory)
         print("""
             trace validation (\(prefix)): \(verdicts.values.filter { !$0.accepted }.count)/\(seeds.count) traces rejected, \
             \(events) events; runs \(String(format: "%.1f", recorded.timeIntervalSince(started))) s, \
@@ -342,34 +344,6 @@ struct TraceValidationTests {
     /// more in `make trace-power` (`TRACE_RUNS`, `TRACE_BUGGY_RUNS`).
     static func sampleSize(_ variable: String, default value: Int) -> Int {
         ProcessInfo.processInfo.environment[variable].flatMap { Int($0) } ?? value
-    }
-
-    @Test("random runs on real threads are behaviours of the spec")
-    func randomRuns() async throws {
-        let directory = try traceDirectory("random")
-        let verdicts = try await Self.checkRandomRuns(
-            0..<Self.sampleSize("TRACE_RUNS", default: 4), reclamation: DoubleBounce(), prefix: "Trace",
-            directory: directory)
-        for (name, verdict) in verdicts.sorted(by: { $0.key < $1.key }) where !verdict.accepted {
-            Issue.record("\(verdict.line)\nrerun: Spec/check-traces.sh \(directory.path) \(name)")
-        }
-    }
-
-    /// The 2018 bug (``FreeWithoutGracePeriod``) in random runs like those
-    /// above, with no scripted schedule: the free runs without waiting for
-    /// the readers inside their sections, and enough runs catch a reader
-    /// there for TLC to reject them.
-    @Test("random runs of the 2018 bug are rejected")
-    func randomBuggyRuns() async throws {
-        let directory = try traceDirectory("random-buggy")
-        let runs = Self.sampleSize("TRACE_BUGGY_RUNS", default: 3)
-        let verdicts = try await Self.checkRandomRuns(
-            1_000..<(1_000 + runs), reclamation: FreeWithoutGracePeriod(), prefix: "Buggy", directory: directory)
-        let rejected = verdicts.values.filter { !$0.accepted }
-        #expect(rejected.count * 3 >= runs, "only \(rejected.count) of \(runs) runs of the bug rejected")
-        for verdict in rejected {
-            #expect(verdict.line.contains("FreeRcuCallback"), "rejected elsewhere than at the free: \(verdict.line)")
-        }
     }
 
     /// A reader stopped inside its read section, after loading the context,
@@ -441,7 +415,7 @@ struct TraceValidationTests {
         try TraceModule(name: "Control_free_from_release", entries: buggy, slots: 1, maxRequests: 1, budget: 1, final: nil)
             .write(to: directory)
 
-        let verdicts = try checkTraces(in: directory)
+        let verdicts = try await checkTraces(in: directory)
         #expect(verdicts["Control_recorded"]?.accepted == true, "\(verdicts["Control_recorded"]?.line ?? "no verdict")")
         for name in ["Control_freed_before_reader_leaves", "Control_free_from_release"] {
             let line = verdicts[name]?.line ?? "no verdict"
@@ -462,4 +436,39 @@ struct TraceValidationTests {
         return run.recorder.trace
     }
 }
+}
+
+/// The random runs of ``Conformance/TraceValidationTests``, outside the
+/// serialized conformance suite: they run on real flavors and share no
+/// ``ModelFlavor``, so they overlap the model-based walks instead of
+/// waiting for them.
+@Suite("Trace validation of random runs by TLC")
+struct RandomRunTraceValidationTests {
+    @Test("random runs on real threads are behaviours of the spec")
+    func randomRuns() async throws {
+        let directory = try traceDirectory("random")
+        let verdicts = try await Conformance.TraceValidationTests.checkRandomRuns(
+            0..<Conformance.TraceValidationTests.sampleSize("TRACE_RUNS", default: 4), reclamation: DoubleBounce(), prefix: "Trace",
+            directory: directory)
+        for (name, verdict) in verdicts.sorted(by: { $0.key < $1.key }) where !verdict.accepted {
+            Issue.record("\(verdict.line)\nrerun: Spec/check-traces.sh \(directory.path) \(name)")
+        }
+    }
+
+    /// The 2018 bug (``FreeWithoutGracePeriod``) in random runs like those
+    /// above, with no scripted schedule: the free runs without waiting for
+    /// the readers inside their sections, and enough runs catch a reader
+    /// there for TLC to reject them.
+    @Test("random runs of the 2018 bug are rejected")
+    func randomBuggyRuns() async throws {
+        let directory = try traceDirectory("random-buggy")
+        let runs = Conformance.TraceValidationTests.sampleSize("TRACE_BUGGY_RUNS", default: 3)
+        let verdicts = try await Conformance.TraceValidationTests.checkRandomRuns(
+            1_000..<(1_000 + runs), reclamation: FreeWithoutGracePeriod(), prefix: "Buggy", directory: directory)
+        let rejected = verdicts.values.filter { !$0.accepted }
+        #expect(rejected.count * 3 >= runs, "only \(rejected.count) of \(runs) runs of the bug rejected")
+        for verdict in rejected {
+            #expect(verdict.line.contains("FreeRcuCallback"), "rejected elsewhere than at the free: \(verdict.line)")
+        }
+    }
 }
