@@ -119,48 +119,56 @@ struct PercpuRefMisuseTests {
     /// path finds it together with the online check; every way of going
     /// offline or unregistering must take it away, or the next get would
     /// count unchecked.
-    @Test func qsbrRefAfterCountingOnline() async {
+    @Test(arguments: LeavingOnline.allCases)
+    func qsbrRefAfterCountingOnline(leaving: LeavingOnline) async {
         expectDiagnostic(
-            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [leaving] in
                 let ref = PercpuRef<QuiescentStateRCU> {}
-                QuiescentStateRCU.registerThread()
-                ref.get()
-                QuiescentStateRCU.threadOffline()
-                ref.put()
+                switch leaving {
+                case .threadOffline:
+                    QuiescentStateRCU.registerThread()
+                    ref.get()
+                    QuiescentStateRCU.threadOffline()
+                    ref.put()
+                case .whileOffline:
+                    QuiescentStateRCU.registerThread()
+                    ref.get()
+                    QuiescentStateRCU.whileOffline { ref.put() }
+                case .unregisterThread:
+                    QuiescentStateRCU.registerThread()
+                    ref.get()
+                    QuiescentStateRCU.unregisterThread()
+                    ref.put()
+                case .withRegisteredThreadEnds:
+                    QuiescentStateRCU.withRegisteredThread { ref.get() }
+                    ref.put()
+                case .withRegisteredThreadOnOfflineThreadEnds:
+                    QuiescentStateRCU.registerThread()
+                    QuiescentStateRCU.threadOffline()
+                    QuiescentStateRCU.withRegisteredThread { ref.get() }
+                    ref.put()
+                }
             },
-            "qsbr: read section on an offline thread")
-        expectDiagnostic(
-            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                let ref = PercpuRef<QuiescentStateRCU> {}
-                QuiescentStateRCU.registerThread()
-                ref.get()
-                QuiescentStateRCU.whileOffline { ref.put() }
-            },
-            "qsbr: read section on an offline thread")
-        expectDiagnostic(
-            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                let ref = PercpuRef<QuiescentStateRCU> {}
-                QuiescentStateRCU.registerThread()
-                ref.get()
-                QuiescentStateRCU.unregisterThread()
-                ref.put()
-            },
-            "qsbr: read section on a thread that is not registered")
-        expectDiagnostic(
-            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                let ref = PercpuRef<QuiescentStateRCU> {}
-                QuiescentStateRCU.withRegisteredThread { ref.get() }
-                ref.put()
-            },
-            "qsbr: read section on a thread that is not registered")
-        expectDiagnostic(
-            await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                let ref = PercpuRef<QuiescentStateRCU> {}
-                QuiescentStateRCU.registerThread()
-                QuiescentStateRCU.threadOffline()
-                QuiescentStateRCU.withRegisteredThread { ref.get() }
-                ref.put()
-            },
-            "qsbr: read section on an offline thread")
+            leaving.diagnostic)
+    }
+
+    /// The ways a QSBR thread that counted online stops being online.
+    enum LeavingOnline: String, CaseIterable, Codable, Sendable {
+        case threadOffline, whileOffline, unregisterThread
+        /// `withRegisteredThread` on an unregistered thread, which it
+        /// unregisters at the end.
+        case withRegisteredThreadEnds
+        /// `withRegisteredThread` on a registered offline thread, which it
+        /// leaves offline at the end.
+        case withRegisteredThreadOnOfflineThreadEnds
+
+        var diagnostic: String {
+            switch self {
+            case .threadOffline, .whileOffline, .withRegisteredThreadOnOfflineThreadEnds:
+                "qsbr: read section on an offline thread"
+            case .unregisterThread, .withRegisteredThreadEnds:
+                "qsbr: read section on a thread that is not registered"
+            }
+        }
     }
 }
