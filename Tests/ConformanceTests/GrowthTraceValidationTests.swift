@@ -385,12 +385,7 @@ struct GrowthTraceValidationTests {
         _ = try table.create(maxRequests: 1, atomicReferences: true)
         parking.resume()
         reader.join()
-        for id in table.liveContexts { try table.destroy(id) }
-        #expect(settles(table), "\(table.statistics)")
-        let capacities = capacities(from: 1, to: 2)
-        let final = GrowthFinalState(table: table, recorder: recorder, contexts: 2, capacities: capacities)
-        recorder.forgetContexts()
-        return RecordedRun(entries: recorder.trace, final: final, capacities: capacities)
+        return try finishedRun(table, recorder, contexts: 2, capacities: capacities(from: 1, to: 2))
     }
 
     /// ``CopySlotsOutsideTableLock`` losing a publish: between its copy of
@@ -422,10 +417,17 @@ struct GrowthTraceValidationTests {
         // destroyed context the copy kept would be reached after its free.
         try table.destroy(lease)
         _ = consume lease
+        return try finishedRun(table, recorder, contexts: 4, capacities: capacities(from: 2, to: 4))
+    }
+
+    /// The end of a scripted run whose final state is compared: every
+    /// context left is destroyed and freed, then the run is read.
+    static func finishedRun(
+        _ table: ContextTable<MembarrierRCU>, _ recorder: LifecycleTraceRecorder, contexts: Int, capacities: [Int]
+    ) throws -> RecordedRun {
         for id in table.liveContexts { try table.destroy(id) }
         #expect(settles(table), "\(table.statistics)")
-        let capacities = capacities(from: 2, to: 4)
-        let final = GrowthFinalState(table: table, recorder: recorder, contexts: 4, capacities: capacities)
+        let final = GrowthFinalState(table: table, recorder: recorder, contexts: contexts, capacities: capacities)
         recorder.forgetContexts()
         return RecordedRun(entries: recorder.trace, final: final, capacities: capacities)
     }
