@@ -241,6 +241,10 @@ if selected("ref") {
     nonisolated(unsafe) let counter = shared
     let membRef = PercpuRef<MembarrierRCU> {}
     let qsbrRef = PercpuRef<QuiescentStateRCU> {}
+    // The models' ref word: percpu mode, offset 256.
+    let modelWord = UnsafeMutablePointer<UInt>.allocate(capacity: 1)
+    modelWord.initialize(to: 256)
+    nonisolated(unsafe) let word = modelWord
     for threads in [1, 2] {
         compare(
             Case(name: "C thread-local counter (ideal), \(threads) thread(s)", threads: threads, iterations: iterations) { n in
@@ -259,6 +263,12 @@ if selected("ref") {
                 Case(name: "PercpuRef<qsbr> get+put, \(threads) thread(s)", threads: threads, iterations: iterations,
                      setUp: { QuiescentStateRCU.registerThread() }, tearDown: { QuiescentStateRCU.unregisterThread() }) { n in
                     for _ in 0..<n { qsbrRef.get(); qsbrRef.put() }
+                },
+                Case(name: "C model of that get+put (area loaded), \(threads) thread(s)", threads: threads, iterations: iterations) { n in
+                    cbaseline_counter_model_area_reloaded(word, UInt64(n))
+                },
+                Case(name: "C model, counters at the thread pointer, \(threads) thread(s)", threads: threads, iterations: iterations) { n in
+                    cbaseline_counter_model_thread_relative(word, UInt64(n))
                 },
             ], baselineName: "ideal")
     }
