@@ -221,7 +221,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         }
         if !isOnline {
             liburcuQsbrThreadOnline()
-            defer { forgetOnline(); liburcuQsbrThreadOffline() }
+            defer { goOffline() }
             return body()
         }
         return body()
