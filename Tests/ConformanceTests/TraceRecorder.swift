@@ -69,17 +69,27 @@ class TraceRecorder<Event: TraceEvent>: @unchecked Sendable {
     /// before its step, while other threads take theirs.
     private let beforeStep: (@Sendable (Event) -> Void)?
 
+    /// This recorder in the threads' ``ThreadLogs``.
+    private let serial = ThreadLogs.registerRecorder()
+
     init(afterStep: (@Sendable (Event) -> Void)? = nil, beforeStep: (@Sendable (Event) -> Void)? = nil) {
         self.afterStep = afterStep
         self.beforeStep = beforeStep
     }
 
+    deinit {
+        ThreadLogs.unregisterRecorder(serial)
+        // Threads may hold the logs until their next first step or their
+        // exit: let go of what the logs hold now.
+        for log in logs.withLock({ $0 }) { log.state.withLock { $0 = ([], [:], nil) } }
+    }
+
     /// The calling thread's log, made on its first use of this recorder.
     private var currentLog: ThreadLog {
         let logs = ThreadLogs.current
-        if let log = logs.log(of: self) as? ThreadLog { return log }
+        if let log = logs.log(of: serial) as? ThreadLog { return log }
         let log = ThreadLog()
-        logs.add(log, of: self)
+        logs.add(log, of: serial)
         self.logs.withLock { $0.append(log) }
         return log
     }
@@ -201,22 +211,37 @@ class TraceRecorder<Event: TraceEvent>: @unchecked Sendable {
 /// Unchecked: only its own thread touches its contents; the registry of
 /// live logs only holds it.
 final class ThreadLogs: @unchecked Sendable {
-    /// A log, held weakly: a recorder keeps its logs, and those of
-    /// recorders gone are dropped here.
-    private struct Weak {
-        let recorder: ObjectIdentifier
-        weak var log: AnyObject?
-    }
-    private var logs: [Weak] = []
+    /// Logs by their recorder's serial, held strongly. Not weakly: a weak
+    /// reference gives the log a side table, which only an encoded pointer
+    /// in the log's header reaches, and LeakSanitizer reported such a side
+    /// table as leaked (`make test`, 2026-11-30). Not by `ObjectIdentifier`:
+    /// a new recorder may reuse a dead one's address.
+    private var logs: [(recorder: UInt64, log: AnyObject)] = []
 
-    func log(of recorder: AnyObject) -> AnyObject? {
-        let id = ObjectIdentifier(recorder)
-        return logs.lazy.filter { $0.recorder == id }.compactMap(\.log).first
+    func log(of recorder: UInt64) -> AnyObject? {
+        logs.first { $0.recorder == recorder }?.log
     }
 
-    func add(_ log: AnyObject, of recorder: AnyObject) {
-        logs.removeAll { $0.log == nil }
-        logs.append(Weak(recorder: ObjectIdentifier(recorder), log: log))
+    /// Adds `log`, dropping the logs of recorders gone (once per thread
+    /// and recorder, never per step).
+    func add(_ log: AnyObject, of recorder: UInt64) {
+        let live = Self.liveRecorders.withLock { $0.live }
+        logs.removeAll { !live.contains($0.recorder) }
+        logs.append((recorder, log))
+    }
+
+    private static let liveRecorders = Lock<(next: UInt64, live: Set<UInt64>)>((0, []))
+
+    static func registerRecorder() -> UInt64 {
+        liveRecorders.withLock { recorders in
+            recorders.next += 1
+            recorders.live.insert(recorders.next)
+            return recorders.next
+        }
+    }
+
+    static func unregisterRecorder(_ serial: UInt64) {
+        _ = liveRecorders.withLock { $0.live.remove(serial) }
     }
 
     private static let key: pthread_key_t = {
