@@ -3,6 +3,8 @@
 __thread unsigned long curcu_qsbr_read_depth;
 __thread struct curcu_thread_counting curcu_thread_counting;
 __thread void *curcu_node_cache;
+__thread char curcu_counter_block[CURCU_COUNTER_BLOCK_BYTES] __attribute__((aligned(64)));
+__thread int curcu_counter_block_registered;
 
 #define CURCU_UPDATE_FUNCTIONS(flavor)                                                  \
     const struct curcu_update_functions curcu_##flavor##_update = {                    \

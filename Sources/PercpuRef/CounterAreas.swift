@@ -96,7 +96,7 @@ package enum CounterAreas {
     @inlinable
     @inline(__always)
     static func counters(in area: UInt, atOffset offset: UInt) -> UnsafeMutablePointer<ThreadCounters> {
-        curcu_counter_address(area, offset).assumingMemoryBound(to: ThreadCounters.self)
+        ThreadCounters.at(area, offset: offset)
     }
 
     /// A free offset, as a byte offset, or nil if all are taken.
@@ -145,18 +145,23 @@ package enum CounterAreas {
     package static func peek(_ offset: UInt) -> (live: Int, folded: Int) {
         ForkGuard.excludingFork {
             state.withLock { state in
-                (state.areas.reduce(0) { $0 &+ counters(in: $1, atOffset: offset).pointee.net },
-                 state.folded[Int(offset / stride)])
+                let inBlocks = offset < CounterBlocks.bytes ? CounterBlocks.peek(atOffset: offset) : (live: 0, folded: 0)
+                return (state.areas.reduce(inBlocks.live) { $0 &+ counters(in: $1, atOffset: offset).pointee.net },
+                        state.folded[Int(offset / stride)] &+ inBlocks.folded)
             }
         }
     }
 
     /// Under the lock: sums and zeroes `offset` in every area and in
-    /// `folded`. Other threads may be counting at other offsets of the same
-    /// areas meanwhile; each word has one writer at a time.
+    /// `folded`, and in the counter blocks if it is one of theirs (QSBR
+    /// refs count there with the read-side checks compiled out; the sum
+    /// does not depend on which way a count went). Other threads may be
+    /// counting at other offsets of the same areas meanwhile; each word has
+    /// one writer at a time.
     private static func takeAll(atOffset offset: UInt, _ state: inout State) -> Int {
         let index = Int(offset / stride)
-        var sum = state.folded[index]
+        var sum = offset < CounterBlocks.bytes ? CounterBlocks.takeAll(atOffset: offset) : 0
+        sum &+= state.folded[index]
         state.folded[index] = 0
         for area in state.areas {
             sum &+= counters(in: area, atOffset: offset).pointee.takeAll()

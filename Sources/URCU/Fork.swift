@@ -78,6 +78,7 @@ public func forkProcess() -> pid_t {
                     "forkProcess() while \(reader.thread) was \(state) of \(reader.flavor): every \(reader.flavor) grace period in the child would wait for it forever")
             }
             ReaderRegistry.forgetOtherThreadsInChild(readers)
+            CounterBlocks.foldOtherThreadsInChild()
         } else {
             urcu_bp_after_fork_parent()
             urcu_bp_call_rcu_after_fork_parent()

@@ -216,6 +216,9 @@ struct CallbackNode {
     }
 
     static let runClosure: CallbackNode.Trampoline = { head in
+        // liburcu's call_rcu threads are QSBR readers Swift did not
+        // register: a callback may count on a QSBR PercpuRef's fast path.
+        CounterBlocks.registerCallingThread()
         #if ThreadSanitizerAnnotations
         tsanAcquire(UnsafeMutableRawPointer(head!))
         tsanAcquire(tsanGracePeriodToken)
@@ -231,6 +234,9 @@ struct CallbackNode {
     }
 
     static let runRelease: CallbackNode.Trampoline = { head in
+        // liburcu's call_rcu threads are QSBR readers Swift did not
+        // register: a callback may count on a QSBR PercpuRef's fast path.
+        CounterBlocks.registerCallingThread()
         #if ThreadSanitizerAnnotations
         tsanAcquire(UnsafeMutableRawPointer(head!))
         tsanAcquire(tsanGracePeriodToken)

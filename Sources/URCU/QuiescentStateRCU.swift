@@ -135,6 +135,8 @@ public enum QuiescentStateRCU: LiburcuFlavor {
         ForkGuard.excludingFork {
             urcu_qsbr_register_thread()
             ReaderRegistry.addCallingThread(flavor: name, counter: curcu_qsbr_reader_counter(), blocks: curcu_qsbr_reader_blocks)
+            // Before the thread can count on a QSBR PercpuRef's fast path.
+            CounterBlocks.registerCallingThread()
             // Any non-nil value arms the exit check. In the step: the key's
             // lazy initialisation must not be in progress at a fork.
             pthread_setspecific(exitWhileRegistered, UnsafeRawPointer(bitPattern: 1))
@@ -215,6 +217,7 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// online, so that callers need not be QSBR readers.
     public static func withRegisteredThread<Result>(_ body: () -> Result) -> Result {
         if !isRegistered {
+            CounterBlocks.registerCallingThread()
             ForkGuard.excludingFork { urcu_qsbr_register_thread() }
             defer { ForkGuard.excludingFork { forgetOnline(); urcu_qsbr_unregister_thread() } }
             return body()

@@ -5,6 +5,7 @@ import Foundation
 @testable import PercpuRef
 import TestSupport
 import Testing
+import URCU
 import URCUTesting
 
 /// Where the other call falls: `offset` instructions after the stepped

@@ -200,6 +200,20 @@ static inline uintptr_t curcu_qsbr_online_counter_area_get(void) { return curcu_
 static inline void curcu_qsbr_online_counter_area_set(uintptr_t area) { curcu_thread_counting.qsbr_online_area = area; }
 
 /*
+ * The calling thread's block of PercpuRef counters for the first offsets,
+ * in static thread-local storage: at a fixed distance from the thread
+ * pointer, so that a get reaches it with no per-thread address to load.
+ * Registered and folded by Swift (CounterBlocks); counter_block_registered
+ * says whether this thread's is registered.
+ */
+#define CURCU_COUNTER_BLOCK_BYTES 4096
+extern __thread char curcu_counter_block[CURCU_COUNTER_BLOCK_BYTES];
+extern __thread int curcu_counter_block_registered;
+static inline uintptr_t curcu_counter_block_get(void) { return (uintptr_t)curcu_counter_block; }
+static inline int curcu_counter_block_registered_get(void) { return curcu_counter_block_registered; }
+static inline void curcu_counter_block_registered_set(int registered) { curcu_counter_block_registered = registered; }
+
+/*
  * base + offset, as a pointer the optimizer cannot fold back into an
  * indexed address (base + index * scale): the empty asm hides where it
  * came from. PercpuRef's get and put increment their thread's counter

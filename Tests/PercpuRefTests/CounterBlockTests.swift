@@ -1,0 +1,187 @@
+@testable import PercpuRef
+import Synchronization
+import TestSupport
+import Testing
+import URCU
+import URCUTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The counter blocks (``CounterBlocks``): with QSBR's read-side checks
+/// compiled out, a QSBR ref counts in the calling thread's block with no
+/// check that the block is known, so every thread that can count must have
+/// registered it first, and its counts must survive the thread.
+@Suite("PercpuRef counter blocks")
+struct CounterBlockTests {
+    /// Every way a thread becomes able to count on a QSBR ref registers its
+    /// block first; a thread that did none of them has not.
+    @Test func everyThreadThatCanCountHasItsBlockRegistered() {
+        let registered = Lock<[String: Bool]>([:])
+        JoinableThread {
+            registered.withLock { $0["a thread that did nothing"] = CounterBlocks.isCallingThreadRegistered }
+        }.join()
+        JoinableThread {
+            QuiescentStateRCU.registerThread()
+            registered.withLock { $0["registerThread()"] = CounterBlocks.isCallingThreadRegistered }
+            QuiescentStateRCU.unregisterThread()
+        }.join()
+        JoinableThread {
+            QuiescentStateRCU.withRegisteredThread {
+                registered.withLock { $0["withRegisteredThread"] = CounterBlocks.isCallingThreadRegistered }
+            }
+        }.join()
+        // Callbacks run on liburcu's call_rcu threads, which registered
+        // with QSBR themselves; each case on a new one, which nothing ran
+        // on before.
+        JoinableThread {
+            let worker = try! CallbackWorker<QuiescentStateRCU>()
+            QuiescentStateRCU.withCallbackWorker(worker) {
+                QuiescentStateRCU.call {
+                    registered.withLock { $0["a callback"] = CounterBlocks.isCallingThreadRegistered }
+                }
+            }
+            QuiescentStateRCU.barrier()
+            worker.shutdown()
+        }.join()
+        JoinableThread {
+            final class Probe {
+                let atDeinit: @Sendable () -> Void
+                init(atDeinit: @escaping @Sendable () -> Void) { self.atDeinit = atDeinit }
+                deinit { atDeinit() }
+            }
+            let worker = try! CallbackWorker<QuiescentStateRCU>()
+            QuiescentStateRCU.withCallbackWorker(worker) {
+                QuiescentStateRCU.retire(Unmanaged.passRetained(Probe {
+                    registered.withLock { $0["a retired object's deinit"] = CounterBlocks.isCallingThreadRegistered }
+                }))
+            }
+            QuiescentStateRCU.barrier()
+            worker.shutdown()
+        }.join()
+        #expect(registered.withLock { $0 } == [
+            "a thread that did nothing": false,
+            "registerThread()": true,
+            "withRegisteredThread": true,
+            "a callback": true,
+            "a retired object's deinit": true,
+        ])
+    }
+
+    /// A thread's counts stay in the ref after the thread exits: its exit
+    /// moves them out of its block, whose memory the next thread's static
+    /// TLS takes, zeroed. In a process of its own, so that the ref's offset
+    /// is the first (in the block) and no other test's ref shares it.
+    @Test func countsSurviveTheThreadThatMadeThem() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            onThread {
+                let releases = Atomic<Int>(0)
+                let ref = PercpuRef<QuiescentStateRCU> { releases.wrappingAdd(1, ordering: .relaxed) }
+                let offset = ref.offset!
+                require(offset < CounterBlocks.bytes, "the first ref's offset \(offset) is not in the block")
+                onThread {
+                    QuiescentStateRCU.registerThread()
+                    ref.countInCallingThreadBlock(3, offset: offset)
+                    ref.countInCallingThreadBlock(-1, offset: offset)
+                    QuiescentStateRCU.unregisterThread()
+                }
+                // A thread that likely reuses the stack, and with it the block.
+                onThread { QuiescentStateRCU.withRegisteredThread {} }
+                let (live, folded) = CounterBlocks.peek(atOffset: offset)
+                require(live == 0 && folded == 2, "after the exit: \(live) live, \(folded) folded; expected 0 and 2")
+                require(ref.abstractState.count == 3, "count \(ref.abstractState.count), expected 3")
+                QuiescentStateRCU.withRegisteredThread {
+                    ref.kill()
+                    ref.put(count: 2)
+                }
+                // The switch kill() starts ends in a callback.
+                QuiescentStateRCU.barrier()
+                require(releases.load(ordering: .relaxed) == 1, "released \(releases.load(ordering: .relaxed)) times")
+            }
+        }
+        #expect(standardError(of: result) == "")
+    }
+
+    /// The switch to atomic mode sums the blocks of live threads with their
+    /// areas, and leaves them zero.
+    @Test func theSwitchSumsLiveThreadsBlocks() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            onThread {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                let offset = ref.offset!
+                require(offset < CounterBlocks.bytes, "the first ref's offset \(offset) is not in the block")
+                let counted = Latch(), finish = Latch()
+                let thread = JoinableThread {
+                    QuiescentStateRCU.registerThread()
+                    ref.countInCallingThreadBlock(2, offset: offset)
+                    QuiescentStateRCU.unregisterThread()
+                    counted.open()
+                    finish.wait()
+                }
+                counted.wait()
+                ref.switchToAtomicSync()
+                let (live, folded) = CounterBlocks.peek(atOffset: offset)
+                require(live == 0 && folded == 0, "after the switch: \(live) live, \(folded) folded")
+                require(ref.abstractState.count == 3, "count \(ref.abstractState.count), expected 3")
+                finish.open()
+                thread.join()
+            }
+        }
+        #expect(standardError(of: result) == "")
+    }
+
+    /// In the child of a fork, the other threads' blocks are folded: the
+    /// child's new threads may get their stacks.
+    @Test func aForkedChildFoldsTheOtherThreadsBlocks() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            onThread {
+                let ref = PercpuRef<QuiescentStateRCU> {}
+                let offset = ref.offset!
+                require(offset < CounterBlocks.bytes, "the first ref's offset \(offset) is not in the block")
+                let counted = Latch(), finish = Latch()
+                let thread = JoinableThread {
+                    QuiescentStateRCU.registerThread()
+                    ref.countInCallingThreadBlock(1, offset: offset)
+                    QuiescentStateRCU.threadOffline()
+                    counted.open()
+                    finish.wait()
+                    QuiescentStateRCU.threadOnline()
+                    QuiescentStateRCU.unregisterThread()
+                }
+                counted.wait()
+                let pid = forkProcess()
+                if pid == 0 {
+                    let (live, folded) = CounterBlocks.peek(atOffset: offset)
+                    require(live == 0 && folded == 1, "in the child: \(live) live, \(folded) folded; expected 0 and 1")
+                    require(ref.abstractState.count == 2, "count in the child \(ref.abstractState.count), expected 2")
+                    exit(0)
+                }
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                require(status == 0, "the child failed (status \(status))")
+                let (live, folded) = CounterBlocks.peek(atOffset: offset)
+                require(live == 1 && folded == 0, "in the parent: \(live) live, \(folded) folded; expected 1 and 0")
+                finish.open()
+                thread.join()
+            }
+        }
+        #expect(standardError(of: result) == "")
+    }
+}
+
+/// Runs `body` on a thread of its own and waits for it: an exit test's
+/// body is async, and these block.
+private func onThread(_ body: @escaping @Sendable () -> Void) {
+    JoinableThread(body).join()
+}
+
+/// Stops an exit test's process with `message` on standard error unless
+/// `condition` holds.
+private func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition {
+        let line = message() + "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+        exit(1)
+    }
+}
