@@ -96,6 +96,12 @@ docs: deps
 
 torture: deps
 	$(SWIFT) run -c release urcu-torture --seconds $(TORTURE_SECONDS)
+	# QSBR's read-side checks compiled out: PercpuRef<QuiescentStateRCU>
+	# counts in the threads' counter blocks (CounterBlocks), which only
+	# this build reaches; the memory regions on qsbr take and drop region
+	# references from registered readers while regions are torn down.
+	$(SWIFT) run -c release --traits InlineFastPaths --scratch-path .build/unchecked \
+		urcu-torture --suite memory-regions --flavor qsbr --seconds 5
 
 # The model-based tests on the graph of 2 contexts and 2 threads
 # (Spec/MBTLifecycleWide.cfg, about 92,000 states): too slow for make test

@@ -16,7 +16,9 @@ let package = Package(
             description: """
                 Diagnose QSBR misuse that only the read side can see (a section on an unregistered or \
                 offline thread; synchronize, barrier, quiescentState or going offline inside a section), \
-                in every build. On by default; turning it off leaves liburcu's bare QSBR read side.
+                in every build. On by default; turning it off leaves liburcu's bare QSBR read side, and \
+                lets the first 256 PercpuRef<QuiescentStateRCU> count from the thread pointer (register \
+                QSBR readers through QuiescentStateRCU then).
                 """),
         .trait(
             name: "InlineFastPaths",

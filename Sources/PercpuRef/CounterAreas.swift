@@ -27,6 +27,11 @@ import Glibc
 /// - Once a switch has collected, the offset stays zero everywhere until
 ///   the ref is back in percpu mode: no thread counts on it in atomic mode.
 ///
+/// The first offsets also have a place in every thread's counter block
+/// (`CounterBlocks`, in URCU), where QSBR refs count with QSBR's
+/// read-side checks compiled out; the switch and a freed offset's zeroing
+/// take in the blocks too, so a count may be in either place.
+///
 /// Per thread: its QSBR online area (`curcu_thread_counting` in CURCU) is
 /// zero or its area, and nonzero only while the thread is an online QSBR
 /// reader; a QSBR get or put with read-side checks counts on its fast path

@@ -29,7 +29,12 @@ import URCU
 /// With `QuiescentStateRCU` as `Flavor`, every ``get(count:)`` and ``put(count:)`` is a
 /// QSBR read section: every thread that touches the ref must be registered
 /// and online (checked in every build, like all QSBR read sections, unless
-/// the trait `QSBRReadSideChecks` is off).
+/// the trait `QSBRReadSideChecks` is off). With the trait off, the first
+/// 256 QSBR refs count in the calling thread's counter block, found from
+/// the thread pointer (`CounterBlocks`), which the thread registers when it
+/// registers with QSBR through `QuiescentStateRCU` or runs a callback: a
+/// thread registered with liburcu from C code, and not through
+/// `QuiescentStateRCU`, must not count on a QSBR ref then.
 ///
 /// Misuse (killing twice, putting below zero, resurrecting a live ref,
 /// reinitialising a ref in use, switching to percpu mode without
