@@ -132,11 +132,12 @@ public enum QuiescentStateRCU: LiburcuFlavor {
     /// period, so its exit stops the process with a diagnostic instead.
     public static func registerThread() {
         if isRegistered { rcuMisuse("qsbr: registerThread() called twice on the same thread") }
+        // Before the thread can count on a QSBR PercpuRef's fast path; a
+        // fork step of its own (steps do not nest).
+        CounterBlocks.registerCallingThread()
         ForkGuard.excludingFork {
             urcu_qsbr_register_thread()
             ReaderRegistry.addCallingThread(flavor: name, counter: curcu_qsbr_reader_counter(), blocks: curcu_qsbr_reader_blocks)
-            // Before the thread can count on a QSBR PercpuRef's fast path.
-            CounterBlocks.registerCallingThread()
             // Any non-nil value arms the exit check. In the step: the key's
             // lazy initialisation must not be in progress at a fork.
             pthread_setspecific(exitWhileRegistered, UnsafeRawPointer(bitPattern: 1))
