@@ -51,7 +51,11 @@ actual="$(sha256 "$tmp/tla2tools.jar")"
 [[ "$actual" == "$JAR_SHA256" ]] \
     || die "tla2tools.jar sha256 is $actual, expected $JAR_SHA256"
 
+# Into the cache under a name of this run's own, then renamed into place
+# (atomic on one filesystem): tests that start at once each run this
+# script, and a shared partial name let one move another's away.
 mkdir -p "$cache"
-mv "$tmp/tla2tools.jar" "$jar.partial"
-mv "$jar.partial" "$jar"
+partial="$(mktemp "$cache/tla2tools.jar.XXXXXX")"
+mv "$tmp/tla2tools.jar" "$partial"
+mv -f "$partial" "$jar"
 echo "$jar"
