@@ -69,17 +69,38 @@ struct CounterBlockTests {
         ])
     }
 
-    /// A thread's counts stay in the ref after the thread exits: its exit
-    /// moves them out of its block, whose memory the next thread's static
-    /// TLS takes, zeroed. In a process of its own, so that the ref's offset
-    /// is the first (in the block) and no other test's ref shares it.
-    @Test func countsSurviveTheThreadThatMadeThem() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+    /// Each in a process of its own, so that its ref's offset is the first
+    /// (in the block) and no other test's ref shares it. A failed check
+    /// ends the process with its message on standard error.
+    @Test(arguments: InAProcessOfItsOwn.allCases)
+    func inAProcessOfItsOwn(_ scenario: InAProcessOfItsOwn) async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [scenario] in
             onThread {
                 let releases = Atomic<Int>(0)
                 let ref = PercpuRef<QuiescentStateRCU> { releases.wrappingAdd(1, ordering: .relaxed) }
                 let offset = ref.offset!
                 require(offset < CounterBlocks.bytes, "the first ref's offset \(offset) is not in the block")
+                scenario.run(ref, offset: offset) { releases.load(ordering: .relaxed) }
+            }
+        }
+        #expect(standardError(of: result) == "")
+    }
+
+    enum InAProcessOfItsOwn: String, CaseIterable, Codable, Sendable {
+        /// A thread's counts stay in the ref after the thread exits: its
+        /// exit moves them out of its block, whose memory the next thread's
+        /// static TLS takes, zeroed.
+        case countsSurviveTheThreadThatMadeThem
+        /// The switch to atomic mode sums the blocks of live threads with
+        /// their areas, and leaves them zero.
+        case theSwitchSumsLiveThreadsBlocks
+        /// In the child of a fork, the other threads' blocks are folded:
+        /// the child's new threads may get their stacks.
+        case aForkedChildFoldsTheOtherThreadsBlocks
+
+        func run(_ ref: PercpuRef<QuiescentStateRCU>, offset: UInt, releases: @escaping @Sendable () -> Int) {
+            switch self {
+            case .countsSurviveTheThreadThatMadeThem:
                 onThread {
                     QuiescentStateRCU.registerThread()
                     ref.countInCallingThreadBlock(3, offset: offset)
@@ -97,59 +118,16 @@ struct CounterBlockTests {
                 }
                 // The switch kill() starts ends in a callback.
                 QuiescentStateRCU.barrier()
-                require(releases.load(ordering: .relaxed) == 1, "released \(releases.load(ordering: .relaxed)) times")
-            }
-        }
-        #expect(standardError(of: result) == "")
-    }
-
-    /// The switch to atomic mode sums the blocks of live threads with their
-    /// areas, and leaves them zero.
-    @Test func theSwitchSumsLiveThreadsBlocks() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            onThread {
-                let ref = PercpuRef<QuiescentStateRCU> {}
-                let offset = ref.offset!
-                require(offset < CounterBlocks.bytes, "the first ref's offset \(offset) is not in the block")
-                let counted = Latch(), finish = Latch()
-                let thread = JoinableThread {
-                    QuiescentStateRCU.registerThread()
-                    ref.countInCallingThreadBlock(2, offset: offset)
-                    QuiescentStateRCU.unregisterThread()
-                    counted.open()
-                    finish.wait()
-                }
-                counted.wait()
+                require(releases() == 1, "released \(releases()) times")
+            case .theSwitchSumsLiveThreadsBlocks:
+                let thread = ParkedCounter(ref, offset: offset, counting: 2)
                 ref.switchToAtomicSync()
                 let (live, folded) = CounterBlocks.peek(atOffset: offset)
                 require(live == 0 && folded == 0, "after the switch: \(live) live, \(folded) folded")
                 require(ref.abstractState.count == 3, "count \(ref.abstractState.count), expected 3")
-                finish.open()
-                thread.join()
-            }
-        }
-        #expect(standardError(of: result) == "")
-    }
-
-    /// In the child of a fork, the other threads' blocks are folded: the
-    /// child's new threads may get their stacks.
-    @Test func aForkedChildFoldsTheOtherThreadsBlocks() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            onThread {
-                let ref = PercpuRef<QuiescentStateRCU> {}
-                let offset = ref.offset!
-                require(offset < CounterBlocks.bytes, "the first ref's offset \(offset) is not in the block")
-                let counted = Latch(), finish = Latch()
-                let thread = JoinableThread {
-                    QuiescentStateRCU.registerThread()
-                    ref.countInCallingThreadBlock(1, offset: offset)
-                    QuiescentStateRCU.threadOffline()
-                    counted.open()
-                    finish.wait()
-                    QuiescentStateRCU.threadOnline()
-                    QuiescentStateRCU.unregisterThread()
-                }
-                counted.wait()
+                thread.finish()
+            case .aForkedChildFoldsTheOtherThreadsBlocks:
+                let thread = ParkedCounter(ref, offset: offset, counting: 1)
                 let pid = forkProcess()
                 if pid == 0 {
                     let (live, folded) = CounterBlocks.peek(atOffset: offset)
@@ -164,11 +142,35 @@ struct CounterBlockTests {
                 require(status == 0, "the child failed (status \(status))")
                 let (live, folded) = CounterBlocks.peek(atOffset: offset)
                 require(live == 1 && folded == 0, "in the parent: \(live) live, \(folded) folded; expected 1 and 0")
-                finish.open()
-                thread.join()
+                thread.finish()
             }
         }
-        #expect(standardError(of: result) == "")
+    }
+}
+
+/// A QSBR thread that has counted `count` in its block and waits, alive
+/// and offline (a fork may happen meanwhile), until ``finish()``.
+private final class ParkedCounter: Sendable {
+    private let counted = Latch(), finishing = Latch()
+    private let thread: JoinableThread
+
+    init(_ ref: PercpuRef<QuiescentStateRCU>, offset: UInt, counting count: Int) {
+        let (counted, finishing) = (self.counted, self.finishing)
+        thread = JoinableThread {
+            QuiescentStateRCU.registerThread()
+            ref.countInCallingThreadBlock(count, offset: offset)
+            QuiescentStateRCU.threadOffline()
+            counted.open()
+            finishing.wait()
+            QuiescentStateRCU.threadOnline()
+            QuiescentStateRCU.unregisterThread()
+        }
+        counted.wait()
+    }
+
+    func finish() {
+        finishing.open()
+        thread.join()
     }
 }
 
