@@ -62,6 +62,10 @@ public func forkProcess() -> pid_t {
             return (curcu_fork(), readers)
         }
         if pid == 0 {
+            // First: the threads started below (liburcu's new call_rcu
+            // threads) may get the stacks of the threads the child lost,
+            // and the counter blocks in them, zeroed.
+            CounterBlocks.foldOtherThreadsInChild()
             urcu_bp_after_fork_child()
             urcu_bp_call_rcu_after_fork_child()
             urcu_qsbr_call_rcu_after_fork_child()
@@ -78,7 +82,6 @@ public func forkProcess() -> pid_t {
                     "forkProcess() while \(reader.thread) was \(state) of \(reader.flavor): every \(reader.flavor) grace period in the child would wait for it forever")
             }
             ReaderRegistry.forgetOtherThreadsInChild(readers)
-            CounterBlocks.foldOtherThreadsInChild()
         } else {
             urcu_bp_after_fork_parent()
             urcu_bp_call_rcu_after_fork_parent()

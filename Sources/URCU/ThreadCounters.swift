@@ -134,9 +134,11 @@ package enum CounterBlocks {
     }
 
     /// In the child of ``forkProcess()``, where only the calling thread
-    /// lives: the C library gives the other threads' stacks, and the
-    /// static TLS in them, to the child's new threads, zeroed. Their blocks'
-    /// counts move to `folded` first.
+    /// lives, before the child starts a thread: the C library gives the
+    /// other threads' stacks, and the static TLS in them, to the child's new
+    /// threads, zeroed. Their blocks' counts move to `folded` first. No
+    /// lock is held at the fork: the fork waits for every step that takes
+    /// this lock (directly, or under the counter areas' lock).
     static func foldOtherThreadsInChild() {
         let own = callingThreadBlock
         state.withLock { state in

@@ -97,6 +97,10 @@ struct CounterBlockTests {
         /// In the child of a fork, the other threads' blocks are folded:
         /// the child's new threads may get their stacks.
         case aForkedChildFoldsTheOtherThreadsBlocks
+        /// ... before the child starts threads of its own: liburcu starts
+        /// a new call_rcu thread in the child, which may get the old one's
+        /// stack, and its block, zeroed.
+        case aForkedChildFoldsBeforeItsNewThreadsStart
 
         func run(_ ref: PercpuRef<QuiescentStateRCU>, offset: UInt, releases: @escaping @Sendable () -> Int) {
             switch self {
@@ -143,6 +147,23 @@ struct CounterBlockTests {
                 let (live, folded) = CounterBlocks.peek(atOffset: offset)
                 require(live == 1 && folded == 0, "in the parent: \(live) live, \(folded) folded; expected 1 and 0")
                 thread.finish()
+            case .aForkedChildFoldsBeforeItsNewThreadsStart:
+                // A count by liburcu's call_rcu thread, in its block.
+                QuiescentStateRCU.call { ref.countInCallingThreadBlock(1, offset: offset) }
+                QuiescentStateRCU.barrier()
+                let pid = forkProcess()
+                if pid == 0 {
+                    // The child's call_rcu thread runs a callback (and
+                    // registers its block) before this looks.
+                    QuiescentStateRCU.call {}
+                    QuiescentStateRCU.barrier()
+                    let (live, folded) = CounterBlocks.peek(atOffset: offset)
+                    require(live == 0 && folded == 1, "in the child: \(live) live, \(folded) folded; expected 0 and 1")
+                    _exit(0)
+                }
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                require(status == 0, "the child failed (status \(status))")
             }
         }
     }
