@@ -48,12 +48,14 @@ sanitize-address: deps
 # read side; scripts/check-out-of-line.sh then checks that no inline
 # liburcu read side was compiled into that build. Nothing is suppressed.
 # Left out: the conformance suite (TLC runs, and a lock-step harness), and
-# fork() (the ForkTests suites and the fork scenario of LibraryWaitTests),
-# which TSan does not support once threads exist.
+# fork() (the ForkTests suites, the fork scenario of LibraryWaitTests and
+# the forking scenarios of CounterBlockTests), which TSan does not support
+# once threads exist.
 sanitize-thread: deps
 	$(SWIFT) test --sanitize=thread --scratch-path .build/tsan \
 		--traits QSBRReadSideChecks,ThreadSanitizerAnnotations \
-		--skip Conformance --skip ForkTests --skip "LibraryWaitTests/fork"
+		--skip Conformance --skip ForkTests --skip "LibraryWaitTests/fork" \
+		--skip "CounterBlockTests/forkingInAProcessOfItsOwn"
 	scripts/check-out-of-line.sh .build/tsan/debug/swift-urcuPackageTests.xctest
 
 compile-fail: deps
