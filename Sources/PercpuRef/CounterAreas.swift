@@ -66,12 +66,7 @@ package enum CounterAreas {
     }
     private static let state = Lock(State())
 
-    private static let foldAtExit: pthread_key_t = {
-        var key = pthread_key_t()
-        let status = pthread_key_create(&key) { _ in CounterAreas.foldCallingThread() }
-        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
-        return key
-    }()
+    private static let foldAtExit = threadExitKey { _ in CounterAreas.foldCallingThread() }
 
     /// The calling thread's area, or zero before its first count.
     @inlinable

@@ -33,22 +33,17 @@ package enum CallbackNodePool {
     package static var nodesAlive: Int { allocatedNodes.load(ordering: .relaxed) }
     private static let allocatedNodes = Atomic<Int>(0)
 
-    private static let freeCacheAtExit: pthread_key_t = {
-        var key = pthread_key_t()
-        let status = pthread_key_create(&key) { _ in
-            var node = curcu_node_cache_get()
-            curcu_node_cache_set(nil)
-            var freed = 0
-            while let current = node {
-                node = CallbackNodePool.next(current)
-                current.deallocate()
-                freed += 1
-            }
-            CallbackNodePool.allocatedNodes.wrappingSubtract(freed, ordering: .relaxed)
+    private static let freeCacheAtExit = threadExitKey { _ in
+        var node = curcu_node_cache_get()
+        curcu_node_cache_set(nil)
+        var freed = 0
+        while let current = node {
+            node = CallbackNodePool.next(current)
+            current.deallocate()
+            freed += 1
         }
-        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
-        return key
-    }()
+        CallbackNodePool.allocatedNodes.wrappingSubtract(freed, ordering: .relaxed)
+    }
 
     /// See `forkProcess()`: the key is first touched outside any fork step.
     static func finishLazyInitialization() { _ = freeCacheAtExit }

@@ -110,10 +110,7 @@ final class AutoRegistration: Sendable {
         blocks: @escaping ReaderRegistry.BlockingTest,
         unregisterAtExit: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Void
     ) {
-        var key = pthread_key_t()
-        let status = pthread_key_create(&key, unregisterAtExit)
-        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
-        self.key = key
+        self.key = threadExitKey(unregisterAtExit)
         self.flavor = flavor
         self.register = register
         self.counter = counter

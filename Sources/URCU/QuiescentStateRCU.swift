@@ -158,15 +158,10 @@ public enum QuiescentStateRCU: LiburcuFlavor {
 
     /// Runs at the exit of a thread that registered and has not
     /// unregistered since.
-    private static let exitWhileRegistered: pthread_key_t = {
-        var key = pthread_key_t()
-        let status = pthread_key_create(&key) { _ in
-            guard curcu_qsbr_is_registered() else { return }
-            rcuMisuse("qsbr: a thread exited while registered; call QuiescentStateRCU.unregisterThread() before it exits (liburcu would wait for it in every grace period)")
-        }
-        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
-        return key
-    }()
+    private static let exitWhileRegistered = threadExitKey { _ in
+        guard curcu_qsbr_is_registered() else { return }
+        rcuMisuse("qsbr: a thread exited while registered; call QuiescentStateRCU.unregisterThread() before it exits (liburcu would wait for it in every grace period)")
+    }
 
     /// Reports a quiescent state: the thread holds no reference obtained in
     /// an earlier read section.

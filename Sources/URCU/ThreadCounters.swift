@@ -94,12 +94,7 @@ package enum CounterBlocks {
     }
     private static let state = Lock(State())
 
-    private static let foldAtExit: pthread_key_t = {
-        var key = pthread_key_t()
-        let status = pthread_key_create(&key) { _ in CounterBlocks.foldCallingThread() }
-        precondition(status == 0, "swift-urcu: pthread_key_create failed (\(status))")
-        return key
-    }()
+    private static let foldAtExit = threadExitKey { _ in CounterBlocks.foldCallingThread() }
 
     /// The calling thread's block.
     @inlinable
