@@ -40,7 +40,7 @@ import Glibc
 package enum CounterAreas {
     /// The distance between two refs' counters in an area.
     @inlinable
-    static var stride: UInt { UInt(MemoryLayout<ThreadCounters>.stride) }
+    static var stride: UInt { ThreadCounters.stride }
 
     /// Offsets in existence at most (the address space each area reserves:
     /// 64 MiB). Refs created beyond them count on their shared count.

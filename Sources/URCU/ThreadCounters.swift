@@ -39,6 +39,11 @@ package struct ThreadCounters: ~Copyable {
         }
     }
 
+    /// The distance between two refs' counters, in an area or a block:
+    /// offsets are multiples of it.
+    @inlinable
+    package static var stride: UInt { UInt(MemoryLayout<ThreadCounters>.stride) }
+
     /// The counters at `offset` (a byte offset) from `base`.
     @inlinable
     @inline(__always)
@@ -90,7 +95,7 @@ package enum CounterBlocks {
     private struct State {
         var blocks: Set<UInt> = []
         /// Per offset: gets minus puts that exited threads counted.
-        var folded = [Int](repeating: 0, count: Int(CounterBlocks.bytes) / MemoryLayout<ThreadCounters>.stride)
+        var folded = [Int](repeating: 0, count: Int(CounterBlocks.bytes / ThreadCounters.stride))
     }
     private static let state = Lock(State())
 
@@ -144,9 +149,8 @@ package enum CounterBlocks {
     /// Under the lock: moves `block`'s counts to `folded`, zeroes it and
     /// forgets it.
     private static func fold(_ block: UInt, _ state: inout State) {
-        let stride = MemoryLayout<ThreadCounters>.stride
         for index in state.folded.indices {
-            state.folded[index] &+= ThreadCounters.at(block, offset: UInt(index * stride)).pointee.takeAll()
+            state.folded[index] &+= ThreadCounters.at(block, offset: UInt(index) * ThreadCounters.stride).pointee.takeAll()
         }
         state.blocks.remove(block)
     }
@@ -156,7 +160,7 @@ package enum CounterBlocks {
     /// `PercpuRef`'s counter areas, which is taken first.
     package static func takeAll(atOffset offset: UInt) -> Int {
         state.withLock { state in
-            let index = Int(offset) / MemoryLayout<ThreadCounters>.stride
+            let index = Int(offset / ThreadCounters.stride)
             var sum = state.folded[index]
             state.folded[index] = 0
             for block in state.blocks { sum &+= ThreadCounters.at(block, offset: offset).pointee.takeAll() }
@@ -168,7 +172,7 @@ package enum CounterBlocks {
     package static func peek(atOffset offset: UInt) -> (live: Int, folded: Int) {
         state.withLock { state in
             (state.blocks.reduce(0) { $0 &+ ThreadCounters.at($1, offset: offset).pointee.net },
-             state.folded[Int(offset) / MemoryLayout<ThreadCounters>.stride])
+             state.folded[Int(offset / ThreadCounters.stride)])
         }
     }
 }
